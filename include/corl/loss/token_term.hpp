@@ -1,0 +1,60 @@
+// corl/loss/token_term.hpp — the per-token contract shared by the CPU objective and the CUDA kernels.
+//
+// Every policy loss and KL estimator in corl is a small struct whose member functions are CORL_HD (host + device), so
+// the arithmetic is written exactly once. A per-token function returns a TokenTerm: the token's contribution to the loss
+// (before aggregation weights) and its exact derivative with respect to the current policy's log-prob of that token.
+//
+// Policy losses (concept corl::policy_loss, corl/concepts/policy_loss.hpp):
+//   static constexpr bool sequence_level;                          // true for GSPO / GMPO
+//   template <class Real> CORL_HD Real seq_stat_term(Real logp, Real logp_old, Real adv) const;
+//       per-token term whose masked mean over a sequence is the sequence statistic (GSPO: log r_t); token-level
+//       losses return 0 and the statistic is ignored.
+//   template <class Real> CORL_HD TokenTerm<Real> token(Real logp, Real logp_old, Real adv, Real seq_stat) const;
+// KL estimators (concept corl::kl_estimator):
+//   template <class Real> CORL_HD TokenTerm<Real> token(Real logp, Real logp_ref, Real logp_old) const;
+// Conventions: l = logp - logp_ref (KL), log r = logp - logp_old (ratio); exponents are clamped by clamp_exponent so
+// that no input produces inf/NaN. Loss terms are to be MINIMISED (policy losses carry the minus sign).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "corl/core/hd.hpp"
+
+namespace corl {
+
+/// Flags a per-token loss sets for the metrics (clip fractions).
+enum TokenFlag : std::uint8_t {
+  kClippedLow = 1u << 0,   ///< ratio below 1 - eps_low with A < 0: gradient cut by the lower clip
+  kClippedHigh = 1u << 1,  ///< ratio above 1 + eps_high with A > 0: gradient cut by the upper clip
+  kDualClipped = 1u << 2,  ///< A < 0 and the dual-clip bound -c A was active
+};
+
+/// A token's contribution: value, d value / d logp (current policy), the ratio it used, and metric flags.
+template <class Real>
+struct TokenTerm {
+  Real value;
+  Real grad;
+  Real ratio;
+  std::uint8_t flags;
+};
+
+/// Default bound on exponents: exp(20) ~ 4.9e8 keeps float finite and differences meaningful.
+inline constexpr double kDefaultExpClamp = 20.0;
+
+/// min(max(x, lo), hi) usable on host and device.
+template <class Real>
+CORL_HD Real clamp_value(Real x, Real lo, Real hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/// exp of x clamped to [-bound, bound]; returns also whether the clamp was active (its derivative is then 0).
+template <class Real>
+CORL_HD Real clamped_exp(Real x, Real bound, bool* active) {
+  const Real c = clamp_value(x, -bound, bound);
+  *active = (c != x);
+  using std::exp;
+  return exp(c);
+}
+
+}  // namespace corl
