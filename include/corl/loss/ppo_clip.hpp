@@ -5,6 +5,7 @@
 // verl `clip_ratio_low`, `clip_ratio_high`.
 #pragma once
 
+#include "corl/concepts/policy_loss.hpp"
 #include "corl/loss/token_term.hpp"
 
 namespace corl {
@@ -40,5 +41,7 @@ struct PpoClip {
     return t;
   }
 };
+
+static_assert(policy_loss<PpoClip>, "PpoClip is a corl::policy_loss");
 
 }  // namespace corl
