@@ -53,10 +53,18 @@ struct WorldConfig {
   int codebook_size() const { return 1 + num_colours() * num_shapes(); }
   /// 1 + colour * S + shape (validated).
   int code(int colour, int shape) const;
-  const std::string& plural(int shape) const;
+  std::string plural(int shape) const;
   int colour_index(std::string_view name) const;  ///< -1 when not a colour
   int shape_index(std::string_view word) const;   ///< singular or plural; -1 when not a shape
 };
+
+/// Every word the world's texts use besides the config's colour and shape names: function words, number words
+/// "zero".."twenty", digits "0".."20", option letters "A".."D", punctuation. Config names may not collide with them.
+const std::vector<std::string>& world_fixed_words();
+/// "zero".."twenty" for 0..20, the digits otherwise.
+std::string number_word(int n);
+/// Inverse of number_word, also accepting digits; -1 when `word` is not a number.
+int parse_number_word(std::string_view word);
 
 /// Row-major H x W codes.
 using Grid = std::vector<int>;
@@ -149,7 +157,8 @@ QuestionType question_type_from_name(std::string_view name);
 
 /// count: "how many circles are there ?"   colour_of: "what colour is the circle ?"
 /// where_is: "where is the circle ?" (quadrant: "top left", ...)   is_there: "is there a red star ?" (yes / no)
-/// relation (mc only): "where is the circle relative to the square ?" (left of / right of / above / below)
+/// relation: "where is the circle relative to the square ?" (left of / right of / above / below; asked only when the
+/// two shapes occur once each and share a row or a column, so exactly one relation holds)
 enum class QuestionKind { count, colour_of, where_is, is_there, relation };
 std::string_view question_kind_name(QuestionKind kind);  ///< "count", "colour_of", "where_is", "is_there", "relation"
 QuestionKind question_kind_from_name(std::string_view name);
