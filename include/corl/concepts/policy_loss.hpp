@@ -31,11 +31,4 @@ concept policy_loss_of = std::copy_constructible<T> && requires(const T& loss, R
 template <class T>
 concept policy_loss = policy_loss_of<T, float> && policy_loss_of<T, double>;
 
-/// True when T::gradient_is_derivative is absent or true: finite differences of `value` reproduce `grad`.
-template <class T>
-constexpr bool gradient_is_derivative_v = [] {
-  if constexpr (requires { T::gradient_is_derivative; }) return static_cast<bool>(T::gradient_is_derivative);
-  else return true;
-}();
-
 }  // namespace corl

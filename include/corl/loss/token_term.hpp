@@ -57,4 +57,12 @@ CORL_HD Real clamped_exp(Real x, Real bound, bool* active) {
   return exp(c);
 }
 
+/// True when T::gradient_is_derivative is absent or true: `grad` is the derivative of `value` (finite differences of
+/// the value reproduce it). Straight-through KL variants, the bias-corrected KL and stop-gradient surrogates say false.
+template <class T>
+constexpr bool gradient_is_derivative_v = [] {
+  if constexpr (requires { T::gradient_is_derivative; }) return static_cast<bool>(T::gradient_is_derivative);
+  else return true;
+}();
+
 }  // namespace corl
