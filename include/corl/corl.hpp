@@ -1,0 +1,21 @@
+// corl/corl.hpp — everything: the GRPO objective pieces, advantages, rewards and the CoRL stage pipelines.
+// Include what you use for faster builds; this umbrella is for convenience and for the docs' examples.
+#pragma once
+
+#include "corl/advantage/advantage.hpp"
+#include "corl/concepts/policy.hpp"
+#include "corl/concepts/reward_function.hpp"
+#include "corl/pipeline/checkpoint.hpp"
+#include "corl/pipeline/merge.hpp"
+#include "corl/pipeline/optimizer.hpp"
+#include "corl/pipeline/pipeline.hpp"
+#include "corl/pipeline/schedule.hpp"
+#include "corl/pipeline/stage.hpp"
+#include "corl/pipeline/stage_config.hpp"
+#include "corl/reward/accuracy.hpp"
+#include "corl/reward/answer_extraction.hpp"
+#include "corl/reward/combine.hpp"
+#include "corl/reward/evaluate.hpp"
+#include "corl/reward/format.hpp"
+#include "corl/reward/text_sample.hpp"
+#include "corl/reward/text_similarity.hpp"

@@ -1,0 +1,284 @@
+// corl/pipeline/stage.hpp — one CoRL RL stage and its optimizer step, composed at compile time.
+//
+// A Stage holds its data rows, its tasks (one function per task mapping a row to the policy's prompt), one reward on
+// the tuple of completions a row's g-th samples form, a policy loss, a KL estimator and its StageConfig:
+//   unified stage  make_unified_stage(config, rows, reward, t2i_prompt, mm2t_prompt): two tasks
+//   refined stage  make_refined_stage(config, rows, reward, prompt): one task
+// One optimizer step (run_stage_step), for the B rows of the step (corl/pipeline/schedule.hpp):
+//   1. for each task k: prompts_k = task_k(row_j);  rollouts_k = policy.sample(prompts_k, G, sample_key(seed, stage,
+//      step, k)), prompt-major;
+//   2. R_{j,g} = reward(policy, StageSample{row_j, (rollout_{0,jG+g}, ..., rollout_{K-1,jG+g})}): ONE reward per
+//      (image, answer) pair in the unified stage;
+//   3. A_{j,g} = (R_{j,g} - mean_j) / (std_j + eps), unbiased std, NaN reward -> A = 0 (corl::GroupZScore);
+//   4. for each task k, the same A_{j,g} on every token of completion (k, j, g):
+//        L_k = (1/N_k) sum_{tokens} [ loss.token(logp, logp_sampler, A).value + beta kl.token(logp, logp_ref).value ]
+//      (token-mean over the task's N_k tokens of the step); L = sum_k w_k L_k; dL/dlogp is handed to
+//      policy.backward. logp_old is the sampler's log-prob, so the ratio is 1 up to sampler/trainer mismatch.
+//   5. the gradient's global norm is clipped to max_grad_norm, then optimizer.step(params, grad, learning_rate).
+// The default loss is corl::Reinforce (the CoRL reference trainer: REINFORCE with a group baseline) and the default KL
+// estimator corl::K3 (TRL's beta term); with beta = 0 the reference policy is never scored.
+// Any non-finite log-prob, loss or gradient throws corl::Error naming the stage, step, task, row and token.
+// Source: arXiv 2505.17534 Sec. 3 (CoRL), DESIGN.md section 1.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "corl/advantage/group_zscore.hpp"
+#include "corl/concepts/policy.hpp"
+#include "corl/core/error.hpp"
+#include "corl/loss/kl.hpp"
+#include "corl/loss/reinforce.hpp"
+#include "corl/pipeline/optimizer.hpp"
+#include "corl/pipeline/schedule.hpp"
+#include "corl/pipeline/stage_config.hpp"
+#include "corl/reward/evaluate.hpp"
+
+namespace corl {
+
+/// What a stage's reward sees for sample g of row j: the data row and the g-th completion of every task.
+template <class Row, class Completion, std::size_t NumTasks>
+struct StageSample {
+  const Row& row;
+  std::array<const Completion*, NumTasks> completions;
+  index_t row_index = 0;     ///< index of the row in the stage's data
+  index_t sample_index = 0;  ///< g in [0, G)
+  index_t stage = 0;
+  index_t step = 0;
+
+  /// The completion of task k (0 = first task; in the unified stage 0 = text-to-image, 1 = understanding).
+  const Completion& completion(std::size_t k = 0) const { return *completions[k]; }
+};
+
+/// Per-step metrics (reward statistics over all B x G samples; loss as minimised).
+struct StepMetrics {
+  index_t stage = 0;
+  std::string stage_name;
+  index_t step = 0;               ///< 0-based step within the stage
+  double reward_mean = 0, reward_std = 0, reward_min = 0, reward_max = 0;
+  double zero_std_fraction = 0;   ///< groups whose rewards all agree (no learning signal)
+  double loss = 0;                ///< sum_k w_k (policy loss_k + beta kl_k)
+  double kl = 0;                  ///< token-mean KL estimate (0 when beta = 0)
+  double ratio_mean = 0;          ///< token-mean exp(logp - logp_sampler): ~1 when sampler and trainer agree
+  double max_abs_logp_diff = 0;   ///< max |logp - logp_sampler|: sampler/trainer parity
+  double grad_norm = 0;           ///< before clipping
+  double wall_seconds = 0;        ///< not part of the deterministic record
+  std::vector<double> task_loss;  ///< L_k per task
+  std::vector<index_t> task_tokens;
+
+  /// Equality of everything except the wall time (what resume must reproduce exactly).
+  bool same_record(const StepMetrics& o) const {
+    return stage == o.stage && stage_name == o.stage_name && step == o.step && reward_mean == o.reward_mean &&
+           reward_std == o.reward_std && reward_min == o.reward_min && reward_max == o.reward_max &&
+           zero_std_fraction == o.zero_std_fraction && loss == o.loss && kl == o.kl && ratio_mean == o.ratio_mean &&
+           max_abs_logp_diff == o.max_abs_logp_diff && grad_norm == o.grad_norm && task_loss == o.task_loss &&
+           task_tokens == o.task_tokens;
+  }
+};
+
+template <class Row, class Reward, class Loss, class Kl, class... Tasks>
+struct Stage {
+  static constexpr std::size_t num_tasks = sizeof...(Tasks);
+  static_assert(num_tasks >= 1, "corl::Stage needs at least one task");
+  static_assert(!Loss::sequence_level, "corl::Stage: sequence-level losses (GSPO, GMPO) are not supported by the stage "
+                                       "step yet; use a token-level corl::policy_loss");
+  using row_type = Row;
+
+  StageConfig config;
+  std::vector<Row> rows;
+  Reward reward;
+  std::tuple<Tasks...> tasks;
+  Loss loss{};
+  Kl kl{};
+};
+
+/// The unified stage: two tasks (t2i, mm2t) per row, one reward per pair, loss w_0 L_t2i + w_1 L_mm2t.
+template <class Row, class Reward, class T2i, class Mm2t, class Loss = Reinforce, class KlEst = K3>
+Stage<Row, Reward, Loss, KlEst, T2i, Mm2t> make_unified_stage(StageConfig config, std::vector<Row> rows, Reward reward,
+                                                               T2i t2i_prompt, Mm2t mm2t_prompt, Loss loss = {},
+                                                               KlEst kl = {}) {
+  validate_stage_config(config, 2);
+  return {std::move(config), std::move(rows), std::move(reward), {std::move(t2i_prompt), std::move(mm2t_prompt)},
+          std::move(loss), std::move(kl)};
+}
+
+/// A refined stage: one task.
+template <class Row, class Reward, class Task, class Loss = Reinforce, class KlEst = K3>
+Stage<Row, Reward, Loss, KlEst, Task> make_refined_stage(StageConfig config, std::vector<Row> rows, Reward reward,
+                                                         Task prompt, Loss loss = {}, KlEst kl = {}) {
+  validate_stage_config(config, 1);
+  return {std::move(config), std::move(rows), std::move(reward), {std::move(prompt)}, std::move(loss), std::move(kl)};
+}
+
+namespace detail {
+template <class Real>
+double global_norm(std::span<const Real> g) {
+  double s = 0;
+  for (const Real x : g) s += static_cast<double>(x) * static_cast<double>(x);
+  return std::sqrt(s);
+}
+}  // namespace detail
+
+/// One optimizer step of `stage` (see the header comment). `reference` may be null when config.beta == 0.
+/// `grad` is scratch of parameters().size() entries (overwritten).
+template <policy P, class Row, class Reward, class Loss, class Kl, class... Tasks,
+          stage_optimizer<typename P::real_type> Opt>
+StepMetrics run_stage_step(const Stage<Row, Reward, Loss, Kl, Tasks...>& stage, index_t stage_index, index_t step,
+                           std::uint64_t seed, P& policy, const P* reference, Opt& optimizer,
+                           std::vector<typename P::real_type>& grad) {
+  using Real = typename P::real_type;
+  using Completion = typename P::completion_type;
+  using Prompt = typename P::prompt_type;
+  constexpr std::size_t K = sizeof...(Tasks);
+  const auto t0 = std::chrono::steady_clock::now();
+  const StageConfig& cfg = stage.config;
+  const std::string where = "corl::run_stage_step (stage '" + cfg.name + "', step " + std::to_string(step) + ")";
+  require(cfg.beta == 0.0 || reference != nullptr, where, ": beta = ", cfg.beta, " needs a reference policy, got none");
+  const auto G = static_cast<int>(cfg.group_size);
+  const std::vector<index_t> row_ids =
+      step_rows(static_cast<index_t>(stage.rows.size()), cfg.rows_per_step, seed, stage_index, step);
+  const auto B = static_cast<index_t>(row_ids.size());
+  const index_t n = B * G;
+
+  // 1. prompts and rollouts per task
+  std::array<std::vector<Prompt>, K> prompts;
+  std::array<std::vector<Rollout<Completion, Real>>, K> rollouts;
+  [&]<std::size_t... k>(std::index_sequence<k...>) {
+    ((prompts[k].reserve(static_cast<std::size_t>(B)),
+      [&] {
+        for (const index_t r : row_ids) prompts[k].push_back(std::get<k>(stage.tasks)(stage.rows[static_cast<std::size_t>(r)]));
+      }()),
+     ...);
+  }(std::make_index_sequence<K>{});
+  for (std::size_t k = 0; k < K; ++k) {
+    rollouts[k] = policy.sample(prompts[k], G, sample_key(seed, stage_index, step, static_cast<index_t>(k)));
+    require(static_cast<index_t>(rollouts[k].size()) == n, where, ": policy.sample returned ", rollouts[k].size(),
+            " rollouts for task ", k, ", expected rows x group = ", n);
+  }
+
+  // 2. one reward per sample tuple
+  std::vector<double> rewards(static_cast<std::size_t>(n));
+  std::vector<index_t> groups(static_cast<std::size_t>(n));
+  for (index_t j = 0; j < B; ++j) {
+    for (index_t g = 0; g < G; ++g) {
+      const index_t i = j * G + g;
+      std::array<const Completion*, K> comps{};
+      for (std::size_t k = 0; k < K; ++k) comps[k] = &rollouts[k][static_cast<std::size_t>(i)].completion;
+      const StageSample<Row, Completion, K> sample{stage.rows[static_cast<std::size_t>(row_ids[static_cast<std::size_t>(j)])],
+                                                   comps, row_ids[static_cast<std::size_t>(j)], g, stage_index, step};
+      rewards[static_cast<std::size_t>(i)] = evaluate_reward(stage.reward, std::as_const(policy), sample);
+      groups[static_cast<std::size_t>(i)] = j;
+    }
+  }
+
+  // 3. group advantages
+  std::vector<double> adv(static_cast<std::size_t>(n));
+  const GroupZScore estimator{cfg.advantage_eps, true, 0.0};
+  const AdvantageStats astats = estimator.compute(RewardBatch<double>{rewards, groups, B, {}}, std::span<double>(adv));
+
+  StepMetrics m;
+  m.stage = stage_index;
+  m.stage_name = cfg.name;
+  m.step = step;
+  m.reward_mean = astats.reward_mean;
+  m.reward_std = astats.reward_std;
+  bool any = false;
+  for (const double r : rewards) {
+    if (std::isnan(r)) continue;
+    m.reward_min = any ? std::min(m.reward_min, r) : r;
+    m.reward_max = any ? std::max(m.reward_max, r) : r;
+    any = true;
+  }
+  m.zero_std_fraction = astats.zero_std_fraction();
+
+  // 4. per-task losses and dL/dlogp
+  std::fill(grad.begin(), grad.end(), Real(0));
+  require(grad.size() == policy.parameters().size(), where, ": grad has ", grad.size(), " entries, expected ",
+          policy.parameters().size());
+  double ratio_sum = 0, kl_sum = 0;
+  index_t token_total = 0;
+  for (std::size_t k = 0; k < K; ++k) {
+    std::vector<Prompt> score_prompts;
+    std::vector<Completion> completions;
+    score_prompts.reserve(static_cast<std::size_t>(n));
+    completions.reserve(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) {
+      score_prompts.push_back(prompts[k][static_cast<std::size_t>(i / G)]);
+      completions.push_back(rollouts[k][static_cast<std::size_t>(i)].completion);
+    }
+    const auto scored = policy.score(score_prompts, completions);
+    const std::vector<std::vector<Real>>& logp = scored.logp;
+    require(static_cast<index_t>(logp.size()) == n, where, ": policy.score returned ", logp.size(),
+            " rows for task ", k, ", expected ", n);
+    std::vector<std::vector<Real>> logp_ref;
+    const bool use_kl = cfg.beta > 0.0;
+    if (use_kl) logp_ref = reference->score(score_prompts, completions).logp;
+    index_t tokens = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const auto& sampler = rollouts[k][static_cast<std::size_t>(i)].logp;
+      require(logp[static_cast<std::size_t>(i)].size() == sampler.size(), where, ": task ", k, " row ", i,
+              ": policy.score gave ", logp[static_cast<std::size_t>(i)].size(), " log-probs, the sampler ",
+              sampler.size());
+      tokens += static_cast<index_t>(sampler.size());
+    }
+    m.task_tokens.push_back(tokens);
+    token_total += tokens;
+    const double w = cfg.task_weights[k];
+    const double inv_tokens = tokens > 0 ? 1.0 / static_cast<double>(tokens) : 0.0;
+    double task_loss = 0;
+    std::vector<std::vector<Real>> dlogp(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) {
+      const auto& lp = logp[static_cast<std::size_t>(i)];
+      const auto& sampler = rollouts[k][static_cast<std::size_t>(i)].logp;
+      auto& d = dlogp[static_cast<std::size_t>(i)];
+      d.resize(lp.size());
+      const Real a = static_cast<Real>(adv[static_cast<std::size_t>(i)]);
+      for (std::size_t t = 0; t < lp.size(); ++t) {
+        require(std::isfinite(lp[t]) && std::isfinite(sampler[t]), where, ": task ", k, " row ", i, " token ", t,
+                ": logp = ", lp[t], ", sampler logp = ", sampler[t], ", expected finite log-probs");
+        const TokenTerm<Real> pt = stage.loss.template token<Real>(lp[t], sampler[t], a, Real(0));
+        double value = static_cast<double>(pt.value);
+        double dv = static_cast<double>(pt.grad);
+        if (use_kl) {
+          const Real lr = logp_ref[static_cast<std::size_t>(i)][t];
+          require(std::isfinite(lr), where, ": task ", k, " row ", i, " token ", t, ": reference logp = ", lr,
+                  ", expected finite");
+          const TokenTerm<Real> kt = stage.kl.template token<Real>(lp[t], lr, sampler[t]);
+          value += cfg.beta * static_cast<double>(kt.value);
+          dv += cfg.beta * static_cast<double>(kt.grad);
+          kl_sum += static_cast<double>(kt.value);
+        }
+        ratio_sum += static_cast<double>(pt.ratio);
+        m.max_abs_logp_diff = std::max(m.max_abs_logp_diff, std::abs(static_cast<double>(lp[t] - sampler[t])));
+        task_loss += value * inv_tokens;
+        d[t] = static_cast<Real>(w * dv * inv_tokens);
+      }
+    }
+    require(std::isfinite(task_loss), where, ": task ", k, " loss = ", task_loss, ", expected finite");
+    m.task_loss.push_back(task_loss);
+    m.loss += w * task_loss;
+    if (w != 0.0 && tokens > 0) policy.backward(scored, dlogp, std::span<Real>(grad));
+  }
+  m.ratio_mean = token_total > 0 ? ratio_sum / static_cast<double>(token_total) : 1.0;
+  m.kl = token_total > 0 ? kl_sum / static_cast<double>(token_total) : 0.0;
+
+  // 5. clip and step
+  m.grad_norm = detail::global_norm(std::span<const Real>(grad));
+  require(std::isfinite(m.grad_norm), where, ": gradient norm = ", m.grad_norm, ", expected finite");
+  if (cfg.max_grad_norm > 0 && m.grad_norm > cfg.max_grad_norm) {
+    const Real scale = static_cast<Real>(cfg.max_grad_norm / m.grad_norm);
+    for (Real& g : grad) g *= scale;
+  }
+  optimizer.step(policy.parameters(), std::span<const Real>(grad), cfg.learning_rate);
+  m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+}  // namespace corl
