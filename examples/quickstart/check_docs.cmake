@@ -1,0 +1,90 @@
+# Keeps the documentation's code identical to the compiled example (cmake -DCORL_SOURCE_DIR=<repo> -P check_docs.cmake):
+#   1. docs/getting-started.md: the ```cpp block right after the line
+#      "<!-- code: examples/quickstart/main.cpp -->" must equal examples/quickstart/main.cpp byte for byte;
+#   2. README.md: the ```cpp block right after "<!-- code: examples/quickstart/main.cpp [grpo-step] -->" must equal the
+#      lines of main.cpp between the two "// [grpo-step]" marker lines, with their common 4-space indent removed.
+# Fails (FATAL_ERROR, non-zero exit) naming the file and what differs.
+cmake_minimum_required(VERSION 3.25)
+if(NOT CORL_SOURCE_DIR)
+  message(FATAL_ERROR "check_docs.cmake: -DCORL_SOURCE_DIR=<repo> is required")
+endif()
+set(example "${CORL_SOURCE_DIR}/examples/quickstart/main.cpp")
+file(READ "${example}" main_cpp)
+
+# Sets `out` to the text of the ```cpp block that follows `marker` in `doc`.
+function(code_block_after doc marker out)
+  file(READ "${doc}" text)
+  string(FIND "${text}" "${marker}\n```cpp\n" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "check_docs.cmake: ${doc} has no line '${marker}' followed by a ```cpp code block")
+  endif()
+  string(LENGTH "${marker}\n```cpp\n" skip)
+  math(EXPR at "${at} + ${skip}")
+  string(SUBSTRING "${text}" ${at} -1 rest)
+  string(FIND "${rest}" "\n```" end)
+  if(end EQUAL -1)
+    message(FATAL_ERROR "check_docs.cmake: ${doc}: the code block after '${marker}' is not closed")
+  endif()
+  math(EXPR end "${end} + 1")  # keep the block's last newline
+  string(SUBSTRING "${rest}" 0 ${end} block)
+  set(${out} "${block}" PARENT_SCOPE)
+endfunction()
+
+# Reports the first line where `a` (from `a_name`) and `b` (from `b_name`) differ.
+function(require_same a b a_name b_name)
+  if(a STREQUAL b)
+    return()
+  endif()
+  string(REPLACE ";" "\\;" a "${a}")
+  string(REPLACE ";" "\\;" b "${b}")
+  string(REPLACE "\n" ";" a_lines "${a}")
+  string(REPLACE "\n" ";" b_lines "${b}")
+  list(LENGTH a_lines na)
+  list(LENGTH b_lines nb)
+  set(line 0)
+  while(line LESS na AND line LESS nb)
+    list(GET a_lines ${line} la)
+    list(GET b_lines ${line} lb)
+    if(NOT la STREQUAL lb)
+      break()
+    endif()
+    math(EXPR line "${line} + 1")
+  endwhile()
+  math(EXPR shown "${line} + 1")
+  set(la "<end>")
+  set(lb "<end>")
+  if(line LESS na)
+    list(GET a_lines ${line} la)
+  endif()
+  if(line LESS nb)
+    list(GET b_lines ${line} lb)
+  endif()
+  message(FATAL_ERROR "check_docs.cmake: ${a_name} and ${b_name} differ at line ${shown} of the code:\n"
+                      "  ${a_name}: ${la}\n  ${b_name}: ${lb}\n"
+                      "Copy examples/quickstart/main.cpp into the documentation's code block.")
+endfunction()
+
+# 1. getting-started.md shows the whole example.
+code_block_after("${CORL_SOURCE_DIR}/docs/getting-started.md" "<!-- code: examples/quickstart/main.cpp -->" page)
+require_same("${page}" "${main_cpp}" "docs/getting-started.md" "examples/quickstart/main.cpp")
+
+# 2. README.md shows the marked GRPO step.
+set(mark "    // [grpo-step]\n")
+string(FIND "${main_cpp}" "${mark}" first)
+if(first EQUAL -1)
+  message(FATAL_ERROR "check_docs.cmake: ${example} has no '// [grpo-step]' marker line (4-space indent)")
+endif()
+string(LENGTH "${mark}" mark_len)
+math(EXPR from "${first} + ${mark_len}")
+string(SUBSTRING "${main_cpp}" ${from} -1 after)
+string(FIND "${after}" "${mark}" second)
+if(second EQUAL -1)
+  message(FATAL_ERROR "check_docs.cmake: ${example} has only one '// [grpo-step]' marker line")
+endif()
+string(SUBSTRING "${after}" 0 ${second} step)
+string(PREPEND step "\n")
+string(REPLACE "\n    " "\n" step "${step}")
+string(SUBSTRING "${step}" 1 -1 step)
+code_block_after("${CORL_SOURCE_DIR}/README.md" "<!-- code: examples/quickstart/main.cpp [grpo-step] -->" readme)
+require_same("${readme}" "${step}" "README.md" "examples/quickstart/main.cpp [grpo-step]")
+message(STATUS "check_docs.cmake: docs/getting-started.md and README.md match examples/quickstart/main.cpp")
