@@ -19,3 +19,4 @@
 #include "corl/reward/format.hpp"
 #include "corl/reward/text_sample.hpp"
 #include "corl/reward/text_similarity.hpp"
+#include "corl/reward/tim_reward.hpp"
