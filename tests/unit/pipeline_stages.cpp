@@ -233,3 +233,16 @@ TEST_CASE("non-finite rewards are rejected, NaN rewards get advantage 0") {
   CHECK_THROWS_WITH_AS(bad.run(toy::Policy{}, corl::PipelineOptions{1, "", -1, 0}, make_sgd),
                        doctest::Contains("expected a finite value"), corl::Error);
 }
+
+TEST_CASE("a stage takes any corl::Objective: PPO clip + k3, seq-mean-token-mean") {
+  auto cfg = refined_cfg(12);
+  cfg.learning_rate = 0.5;
+  using Obj = corl::Objective<corl::PpoClip, corl::K3, corl::SeqMeanTokenMean>;
+  auto pipeline = corl::Pipeline{corl::make_refined_stage(cfg, make_rows(), PairReward{}, mm2t, Obj{})};
+  std::vector<corl::StepMetrics> log;
+  pipeline.run(toy::Policy{}, corl::PipelineOptions{5, "", -1, 0}, make_sgd,
+               [&](const corl::StepMetrics& m) { log.push_back(m); });
+  REQUIRE(log.size() == 12);
+  CHECK(log.back().reward_mean > log.front().reward_mean + 0.3);
+  CHECK(log.back().kl > 0.0);
+}

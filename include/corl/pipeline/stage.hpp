@@ -1,7 +1,8 @@
 // corl/pipeline/stage.hpp — one CoRL RL stage and its optimizer step, composed at compile time.
 //
 // A Stage holds its data rows, its tasks (one function per task mapping a row to the policy's prompt), one reward on
-// the tuple of completions a row's g-th samples form, a policy loss, a KL estimator and its StageConfig:
+// the tuple of completions a row's g-th samples form, a corl::Objective (policy loss, KL estimator, aggregation) and
+// its StageConfig:
 //   unified stage  make_unified_stage(config, rows, reward, t2i_prompt, mm2t_prompt): two tasks
 //   refined stage  make_refined_stage(config, rows, reward, prompt): one task
 // One optimizer step (run_stage_step), for the B rows of the step (corl/pipeline/schedule.hpp):
@@ -10,13 +11,14 @@
 //   2. R_{j,g} = reward(policy, StageSample{row_j, (rollout_{0,jG+g}, ..., rollout_{K-1,jG+g})}): ONE reward per
 //      (image, answer) pair in the unified stage;
 //   3. A_{j,g} = (R_{j,g} - mean_j) / (std_j + eps), unbiased std, NaN reward -> A = 0 (corl::GroupZScore);
-//   4. for each task k, the same A_{j,g} on every token of completion (k, j, g):
-//        L_k = (1/N_k) sum_{tokens} [ loss.token(logp, logp_sampler, A).value + beta kl.token(logp, logp_ref).value ]
-//      (token-mean over the task's N_k tokens of the step); L = sum_k w_k L_k; dL/dlogp is handed to
-//      policy.backward. logp_old is the sampler's log-prob, so the ratio is 1 up to sampler/trainer mismatch.
+//   4. for each task k, the same A_{j,g} on every token of completion (k, j, g): L_k = the corl::Objective
+//      (corl/loss/objective.hpp) of the task's B x G completions, with config.beta = the stage's beta, logp_old = the
+//      sampler's log-probs (ratio 1 up to sampler/trainer mismatch) and the task's own global normalisers (default
+//      aggregation token-mean over the task's tokens of the step); L = sum_k w_k L_k; w_k dL_k/dlogp goes to
+//      policy.backward.
 //   5. the gradient's global norm is clipped to max_grad_norm, then optimizer.step(params, grad, learning_rate).
-// The default loss is corl::Reinforce (the CoRL reference trainer: REINFORCE with a group baseline) and the default KL
-// estimator corl::K3 (TRL's beta term); with beta = 0 the reference policy is never scored.
+// The default objective is Objective<Reinforce, K3, TokenMean> (the CoRL reference trainer is REINFORCE with a group
+// baseline; K3 is TRL's beta term); with beta = 0 the reference policy is never scored.
 // Any non-finite log-prob, loss or gradient throws corl::Error naming the stage, step, task, row and token.
 // Source: arXiv 2505.17534 Sec. 3 (CoRL), DESIGN.md section 1.
 #pragma once
@@ -34,7 +36,10 @@
 #include "corl/advantage/group_zscore.hpp"
 #include "corl/concepts/policy.hpp"
 #include "corl/core/error.hpp"
+#include "corl/core/batch.hpp"
+#include "corl/loss/aggregate.hpp"
 #include "corl/loss/kl.hpp"
+#include "corl/loss/objective.hpp"
 #include "corl/loss/reinforce.hpp"
 #include "corl/pipeline/optimizer.hpp"
 #include "corl/pipeline/schedule.hpp"
@@ -83,38 +88,37 @@ struct StepMetrics {
   }
 };
 
-template <class Row, class Reward, class Loss, class Kl, class... Tasks>
+/// The objective a stage uses unless told otherwise: REINFORCE + k3 KL (used only when beta > 0), token-mean.
+using DefaultStageObjective = Objective<Reinforce, K3, TokenMean>;
+
+template <class Row, class Reward, class Obj, class... Tasks>
 struct Stage {
   static constexpr std::size_t num_tasks = sizeof...(Tasks);
   static_assert(num_tasks >= 1, "corl::Stage needs at least one task");
-  static_assert(!Loss::sequence_level, "corl::Stage: sequence-level losses (GSPO, GMPO) are not supported by the stage "
-                                       "step yet; use a token-level corl::policy_loss");
   using row_type = Row;
 
   StageConfig config;
   std::vector<Row> rows;
   Reward reward;
   std::tuple<Tasks...> tasks;
-  Loss loss{};
-  Kl kl{};
+  Obj objective{};  ///< its config.beta is replaced by config.beta at every step
 };
 
 /// The unified stage: two tasks (t2i, mm2t) per row, one reward per pair, loss w_0 L_t2i + w_1 L_mm2t.
-template <class Row, class Reward, class T2i, class Mm2t, class Loss = Reinforce, class KlEst = K3>
-Stage<Row, Reward, Loss, KlEst, T2i, Mm2t> make_unified_stage(StageConfig config, std::vector<Row> rows, Reward reward,
-                                                               T2i t2i_prompt, Mm2t mm2t_prompt, Loss loss = {},
-                                                               KlEst kl = {}) {
+template <class Row, class Reward, class T2i, class Mm2t, class Obj = DefaultStageObjective>
+Stage<Row, Reward, Obj, T2i, Mm2t> make_unified_stage(StageConfig config, std::vector<Row> rows, Reward reward,
+                                                       T2i t2i_prompt, Mm2t mm2t_prompt, Obj objective = {}) {
   validate_stage_config(config, 2);
   return {std::move(config), std::move(rows), std::move(reward), {std::move(t2i_prompt), std::move(mm2t_prompt)},
-          std::move(loss), std::move(kl)};
+          std::move(objective)};
 }
 
 /// A refined stage: one task.
-template <class Row, class Reward, class Task, class Loss = Reinforce, class KlEst = K3>
-Stage<Row, Reward, Loss, KlEst, Task> make_refined_stage(StageConfig config, std::vector<Row> rows, Reward reward,
-                                                         Task prompt, Loss loss = {}, KlEst kl = {}) {
+template <class Row, class Reward, class Task, class Obj = DefaultStageObjective>
+Stage<Row, Reward, Obj, Task> make_refined_stage(StageConfig config, std::vector<Row> rows, Reward reward, Task prompt,
+                                                 Obj objective = {}) {
   validate_stage_config(config, 1);
-  return {std::move(config), std::move(rows), std::move(reward), {std::move(prompt)}, std::move(loss), std::move(kl)};
+  return {std::move(config), std::move(rows), std::move(reward), {std::move(prompt)}, std::move(objective)};
 }
 
 namespace detail {
@@ -128,9 +132,8 @@ double global_norm(std::span<const Real> g) {
 
 /// One optimizer step of `stage` (see the header comment). `reference` may be null when config.beta == 0.
 /// `grad` is scratch of parameters().size() entries (overwritten).
-template <policy P, class Row, class Reward, class Loss, class Kl, class... Tasks,
-          stage_optimizer<typename P::real_type> Opt>
-StepMetrics run_stage_step(const Stage<Row, Reward, Loss, Kl, Tasks...>& stage, index_t stage_index, index_t step,
+template <policy P, class Row, class Reward, class Obj, class... Tasks, stage_optimizer<typename P::real_type> Opt>
+StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index_t stage_index, index_t step,
                            std::uint64_t seed, P& policy, const P* reference, Opt& optimizer,
                            std::vector<typename P::real_type>& grad) {
   using Real = typename P::real_type;
@@ -202,7 +205,10 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Loss, Kl, Tasks...>& stage, 
   std::fill(grad.begin(), grad.end(), Real(0));
   require(grad.size() == policy.parameters().size(), where, ": grad has ", grad.size(), " entries, expected ",
           policy.parameters().size());
-  double ratio_sum = 0, kl_sum = 0;
+  Obj objective = stage.objective;
+  objective.config.beta = cfg.beta;
+  const bool use_kl = cfg.beta > 0.0;
+  double ratio_sum = 0, kl_sum = 0, kl_tokens = 0;
   index_t token_total = 0;
   for (std::size_t k = 0; k < K; ++k) {
     std::vector<Prompt> score_prompts;
@@ -218,56 +224,73 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Loss, Kl, Tasks...>& stage, 
     require(static_cast<index_t>(logp.size()) == n, where, ": policy.score returned ", logp.size(),
             " rows for task ", k, ", expected ", n);
     std::vector<std::vector<Real>> logp_ref;
-    const bool use_kl = cfg.beta > 0.0;
     if (use_kl) logp_ref = reference->score(score_prompts, completions).logp;
-    index_t tokens = 0;
+    // the task's batch: B x G sequences padded to the longest completion
+    index_t max_len = 0;
     for (index_t i = 0; i < n; ++i) {
       const auto& sampler = rollouts[k][static_cast<std::size_t>(i)].logp;
       require(logp[static_cast<std::size_t>(i)].size() == sampler.size(), where, ": task ", k, " row ", i,
               ": policy.score gave ", logp[static_cast<std::size_t>(i)].size(), " log-probs, the sampler ",
               sampler.size());
-      tokens += static_cast<index_t>(sampler.size());
+      if (use_kl)
+        require(logp_ref[static_cast<std::size_t>(i)].size() == sampler.size(), where, ": task ", k, " row ", i,
+                ": the reference gave ", logp_ref[static_cast<std::size_t>(i)].size(), " log-probs, expected ",
+                sampler.size());
+      max_len = std::max(max_len, static_cast<index_t>(sampler.size()));
     }
-    m.task_tokens.push_back(tokens);
-    token_total += tokens;
-    const double w = cfg.task_weights[k];
-    const double inv_tokens = tokens > 0 ? 1.0 / static_cast<double>(tokens) : 0.0;
-    double task_loss = 0;
-    std::vector<std::vector<Real>> dlogp(static_cast<std::size_t>(n));
+    Batch<Real> batch(n, max_len);
+    batch.logp_old.assign(static_cast<std::size_t>(n * max_len), Real(0));
+    if (use_kl) batch.logp_ref.assign(static_cast<std::size_t>(n * max_len), Real(0));
     for (index_t i = 0; i < n; ++i) {
       const auto& lp = logp[static_cast<std::size_t>(i)];
       const auto& sampler = rollouts[k][static_cast<std::size_t>(i)].logp;
-      auto& d = dlogp[static_cast<std::size_t>(i)];
-      d.resize(lp.size());
-      const Real a = static_cast<Real>(adv[static_cast<std::size_t>(i)]);
+      batch.set_length(i, static_cast<index_t>(lp.size()));
+      batch.group[static_cast<std::size_t>(i)] = i / G;
+      batch.advantages[static_cast<std::size_t>(i)] = static_cast<Real>(adv[static_cast<std::size_t>(i)]);
       for (std::size_t t = 0; t < lp.size(); ++t) {
         require(std::isfinite(lp[t]) && std::isfinite(sampler[t]), where, ": task ", k, " row ", i, " token ", t,
                 ": logp = ", lp[t], ", sampler logp = ", sampler[t], ", expected finite log-probs");
-        const TokenTerm<Real> pt = stage.loss.template token<Real>(lp[t], sampler[t], a, Real(0));
-        double value = static_cast<double>(pt.value);
-        double dv = static_cast<double>(pt.grad);
+        const auto at = static_cast<std::size_t>(i * max_len) + t;
+        batch.logp[at] = lp[t];
+        batch.logp_old[at] = sampler[t];
         if (use_kl) {
           const Real lr = logp_ref[static_cast<std::size_t>(i)][t];
           require(std::isfinite(lr), where, ": task ", k, " row ", i, " token ", t, ": reference logp = ", lr,
                   ", expected finite");
-          const TokenTerm<Real> kt = stage.kl.template token<Real>(lp[t], lr, sampler[t]);
-          value += cfg.beta * static_cast<double>(kt.value);
-          dv += cfg.beta * static_cast<double>(kt.grad);
-          kl_sum += static_cast<double>(kt.value);
+          batch.logp_ref[at] = lr;
         }
-        ratio_sum += static_cast<double>(pt.ratio);
         m.max_abs_logp_diff = std::max(m.max_abs_logp_diff, std::abs(static_cast<double>(lp[t] - sampler[t])));
-        task_loss += value * inv_tokens;
-        d[t] = static_cast<Real>(w * dv * inv_tokens);
       }
     }
-    require(std::isfinite(task_loss), where, ": task ", k, " loss = ", task_loss, ", expected finite");
+    const BatchView<Real> view = batch.view();
+    const Normalizers z = objective.count_normalizers(view);
+    const index_t tokens = static_cast<index_t>(z.total_tokens);
+    m.task_tokens.push_back(tokens);
+    token_total += tokens;
+    const double w = cfg.task_weights[k];
+    double task_loss = 0;
+    if (tokens > 0) {
+      const ObjectiveResult<Real> res = objective.evaluate(view, z);
+      task_loss = res.loss;
+      ratio_sum += res.metrics.ratio_sum;
+      kl_sum += res.metrics.kl_sum;
+      kl_tokens += res.metrics.kl_tokens;
+      if (w != 0.0) {
+        std::vector<std::vector<Real>> dlogp(static_cast<std::size_t>(n));
+        for (index_t i = 0; i < n; ++i) {
+          auto& d = dlogp[static_cast<std::size_t>(i)];
+          d.resize(logp[static_cast<std::size_t>(i)].size());
+          for (std::size_t t = 0; t < d.size(); ++t)
+            d[t] = static_cast<Real>(w * static_cast<double>(res.grad_logp(i, static_cast<index_t>(t))));
+        }
+        policy.backward(scored, dlogp, std::span<Real>(grad));
+      }
+    }
     m.task_loss.push_back(task_loss);
     m.loss += w * task_loss;
-    if (w != 0.0 && tokens > 0) policy.backward(scored, dlogp, std::span<Real>(grad));
   }
   m.ratio_mean = token_total > 0 ? ratio_sum / static_cast<double>(token_total) : 1.0;
-  m.kl = token_total > 0 ? kl_sum / static_cast<double>(token_total) : 0.0;
+  m.kl = kl_tokens > 0 ? kl_sum / kl_tokens : 0.0;
 
   // 5. clip and step
   m.grad_norm = detail::global_norm(std::span<const Real>(grad));
