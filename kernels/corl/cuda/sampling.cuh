@@ -1,0 +1,507 @@
+// corl/cuda/sampling.cuh — GPU sampler for a batch of rows of logits (fp32 / bf16 / fp16), with classifier-free
+// guidance mixed in the kernel, temperature, top-k, top-p, min-p; returns the token and its exact log-probability.
+// Same semantics and the same Philox counter as the CPU reference corl/sampling/sampler.hpp (read its header and
+// corl/sampling/sampling_math.hpp for the formulas and for why both pick the same token).
+//
+// Design: one thread block per row. Pass 1 reads the row once (cond and, under CFG, uncond) and computes, per thread
+// and then block-reduced, the running max m, the normaliser sum exp(z - m) (online rescaling, as in online softmax),
+// the argmax, and the exponential-race winner argmax z_i - log(E_i) over the whole row. The race needs E_i only for
+// elements that can still win: since E_i >= x_i, an element with x_i >= exp(z_i - best_key) (checked with a 1e-3
+// margin) loses for sure, so most elements cost one __expf and a compare, and a Philox call is skipped for a group of
+// four when none of them can win. Without truncation (the common case: text at T = 1, images under CFG) that single
+// read is all: token = race winner, logp = z - m - log(sum). With truncation the thresholds are exact values of z found
+// by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more passes per criterion; the
+// row is re-read, normally from L2) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so the
+// sums are order-independent and the result is deterministic. The race winner of the whole row is also the winner of
+// the kept set whenever it is kept (the kept set is a subset): one more pass is needed only when it is not.
+//
+// Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
+// overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
+// check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
+// CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
+// Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+#include <limits>
+#include <span>
+
+#include <corl/cuda/check.cuh>
+
+#include "corl/core/error.hpp"
+#include "corl/sampling/sampler.hpp"
+#include "corl/sampling/sampling_math.hpp"
+
+namespace corl::cuda {
+
+inline constexpr std::int64_t kBadLogit = -1;        ///< token written for a row with a NaN / +inf logit
+inline constexpr std::int64_t kNoFiniteLogit = -2;   ///< token written for a row whose logits are all -inf
+
+namespace sampling_detail {
+
+/// One block per row. 512 threads: 4 blocks of 16 KB-in-flight per SM keep HBM busy for B >= 2 * SMs rows.
+inline constexpr int kBlock = 512;
+inline constexpr int kRadixBins = 2048;  // 11-bit digits: 11 + 11 + 10 = 32
+inline constexpr float kFilterMargin = 1.001f;
+inline constexpr float kMinRaceUniform = 1.1641532e-10f;  // 2^-33, the smallest x word_to_race_uniform<float> returns
+inline constexpr float kMassScale = 1099511627776.0f;     // 2^40: fixed-point scale of probability mass
+
+struct Args {
+  index_t vocab;
+  index_t row_stride;
+  float weight;
+  float inv_temperature;
+  float top_p;
+  float log_min_p;
+  index_t top_k;  // 0 = off
+  std::uint64_t seed;
+  std::uint64_t offset;
+  bool guided;
+  bool greedy;
+  bool use_top_p;
+  bool use_min_p;
+};
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+
+/// Loads four consecutive logits starting at i0 (-inf beyond the row). One 16-byte (fp32) or 8-byte (16-bit) load
+/// when `vector_ok` (row and stride aligned) and the group is complete.
+template <class In>
+__device__ __forceinline__ void load4(const In* row, index_t i0, index_t vocab, bool vector_ok, float out[4]) {
+  if (vector_ok && i0 + 3 < vocab) {
+    if constexpr (sizeof(In) == 4) {
+      const float4 v = *reinterpret_cast<const float4*>(row + i0);
+      out[0] = v.x;
+      out[1] = v.y;
+      out[2] = v.z;
+      out[3] = v.w;
+    } else {
+      const uint2 v = *reinterpret_cast<const uint2*>(row + i0);
+      const std::uint32_t words[2] = {v.x, v.y};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const unsigned short bits = static_cast<unsigned short>(words[k >> 1] >> (16 * (k & 1)));
+        In h;
+        memcpy(&h, &bits, sizeof(h));
+        out[k] = to_float(h);
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 4; ++k) out[k] = (i0 + k < vocab) ? to_float(row[i0 + k]) : -INFINITY;
+}
+
+/// Guided, tempered score; sets *bad when an input is NaN / +inf or the result overflows.
+__device__ __forceinline__ float score(float c, float u, const Args& a, bool* bad) {
+  float mixed = c;
+  bool invalid = isnan(c) || c == INFINITY;
+  if (a.guided) {
+    invalid = invalid || isnan(u) || u == INFINITY;
+    mixed = corl::sampling::cfg_mix(c, u, a.weight);
+  }
+  const float z = (mixed == -INFINITY) ? -INFINITY : corl::sampling::mul_rn(mixed, a.inv_temperature);
+  *bad = invalid || isnan(z) || z == INFINITY;
+  return z;
+}
+
+/// Score of element i (scalar load), for the extra passes.
+template <class In>
+__device__ __forceinline__ float score_at(const In* cond, const In* uncond, index_t i, const Args& a) {
+  bool bad = false;
+  return score(to_float(cond[i]), a.guided ? to_float(uncond[i]) : 0.0f, a, &bad);
+}
+
+/// Exact race key of element i (the same float operations as the CPU reference).
+__device__ __forceinline__ float exact_key(float z, std::uint32_t word) {
+  const float x = corl::sampling::word_to_race_uniform<float>(word);
+  return corl::sampling::race_key(z, corl::sampling::race_exponential(x));
+}
+
+/// (key, index) order of the race: larger key wins, equal keys go to the smaller index.
+__device__ __forceinline__ bool beats(float key, index_t idx, float best_key, index_t best_idx) {
+  return best_idx < 0 || key > best_key || (key == best_key && idx < best_idx);
+}
+
+/// Per-thread (then per-block) summary of pass 1.
+struct RowState {
+  float max;            // m
+  float sum;            // sum exp(z - m)
+  index_t argmax;       // first index of m
+  float best_key;       // race winner over the whole row
+  index_t best_idx;     // -1 = none yet
+  float best_z;
+  index_t bad_idx;      // first NaN / +inf index, or max
+};
+
+struct MergeRowState {
+  __device__ RowState operator()(const RowState& a, const RowState& b) const {
+    RowState r;
+    r.max = fmaxf(a.max, b.max);
+    const float sa = (a.max == -INFINITY) ? 0.0f : a.sum * __expf(a.max - r.max);
+    const float sb = (b.max == -INFINITY) ? 0.0f : b.sum * __expf(b.max - r.max);
+    r.sum = sa + sb;
+    if (a.max > b.max || (a.max == b.max && a.argmax <= b.argmax)) {
+      r.argmax = a.argmax;
+    } else {
+      r.argmax = b.argmax;
+    }
+    if (beats(b.best_key, b.best_idx, a.best_key, a.best_idx) && b.best_idx >= 0) {
+      r.best_key = b.best_key;
+      r.best_idx = b.best_idx;
+      r.best_z = b.best_z;
+    } else {
+      r.best_key = a.best_key;
+      r.best_idx = a.best_idx;
+      r.best_z = a.best_z;
+    }
+    r.bad_idx = a.bad_idx < b.bad_idx ? a.bad_idx : b.bad_idx;
+    return r;
+  }
+};
+
+struct Race {
+  float key;
+  index_t idx;
+};
+struct MergeRace {
+  __device__ Race operator()(const Race& a, const Race& b) const {
+    return (b.idx >= 0 && beats(b.key, b.idx, a.key, a.idx)) ? b : a;
+  }
+};
+
+/// Histogram weights of a radix digit: element count and fixed-point mass.
+struct CountMass {
+  unsigned long long count;
+  unsigned long long mass;
+};
+struct SumCountMass {
+  __device__ CountMass operator()(const CountMass& a, const CountMass& b) const {
+    return {a.count + b.count, a.mass + b.mass};
+  }
+};
+
+__device__ __forceinline__ unsigned long long fixed_mass(float z, float m) {
+  return z == -INFINITY ? 0ull : __float2ull_rn(__expf(z - m) * kMassScale);
+}
+
+struct SharedStorage {
+  union {
+    typename cub::BlockReduce<RowState, kBlock>::TempStorage row_reduce;
+    typename cub::BlockReduce<Race, kBlock>::TempStorage race_reduce;
+    typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
+    typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
+  } cub;
+  unsigned long long hist_count[kRadixBins];
+  unsigned long long hist_mass[kRadixBins];
+  RowState row;
+  // radix selection results
+  std::uint32_t prefix;
+  unsigned long long target;
+  CountMass above;
+  CountMass equal;
+  unsigned long long total;
+};
+
+/// MSB-first radix selection of the threshold key K among elements with ordered key >= restrict_min (and z > -inf when
+/// by_mass): the largest K such that the weight (count, or fixed-point mass) of {key >= K} reaches the target.
+/// by_mass: target = ceil(fraction * total mass of the candidates). Leaves s.prefix = K, s.above = weight of
+/// {key > K}, s.equal = weight of {key == K}.
+template <class In>
+__device__ void radix_select(const In* cond, const In* uncond, const Args& a, float m, std::uint32_t restrict_min,
+                             bool by_mass, unsigned long long count_target, float fraction, SharedStorage& s) {
+  const int tid = threadIdx.x;
+  __syncthreads();  // everyone has read the previous selection's results
+  if (tid == 0) {
+    s.prefix = 0;
+    s.above = {0, 0};
+    s.equal = {0, 0};
+    s.target = count_target;
+  }
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
+    const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
+    for (int b = tid; b < kRadixBins; b += kBlock) {
+      s.hist_count[b] = 0;
+      s.hist_mass[b] = 0;
+    }
+    __syncthreads();
+    const std::uint32_t prefix = s.prefix;
+    for (index_t i = tid; i < a.vocab; i += kBlock) {
+      const float z = score_at(cond, uncond, i, a);
+      if (by_mass && z == -INFINITY) continue;
+      const std::uint32_t key = corl::sampling::ordered_bits(z);
+      if (key < restrict_min || (key & mask) != prefix) continue;
+      const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
+      atomicAdd(&s.hist_count[bin], 1ull);
+      if (by_mass) atomicAdd(&s.hist_mass[bin], fixed_mass(z, m));
+    }
+    __syncthreads();
+    // Scan bins from the top (largest keys) down: thread t owns bins 2047 - 4t ... 2044 - 4t.
+    constexpr int kPer = kRadixBins / kBlock;
+    CountMass local[kPer];
+    CountMass thread_total{0, 0};
+#pragma unroll
+    for (int q = 0; q < kPer; ++q) {
+      const int bin = kRadixBins - 1 - (tid * kPer + q);
+      local[q] = {s.hist_count[bin], s.hist_mass[bin]};
+      thread_total.count += local[q].count;
+      thread_total.mass += local[q].mass;
+    }
+    CountMass before{0, 0}, all{0, 0};
+    cub::BlockScan<CountMass, kBlock>(s.cub.scan).ExclusiveScan(thread_total, before, CountMass{0, 0}, SumCountMass{},
+                                                                 all);
+    if (pass == 0 && by_mass && tid == 0) {
+      s.total = all.mass;
+      const double t = std::ceil(static_cast<double>(fraction) * static_cast<double>(all.mass));
+      s.target = t < 1.0 ? 1ull : static_cast<unsigned long long>(t);
+    }
+    __syncthreads();
+    const unsigned long long target = s.target;
+    __syncthreads();  // every thread has read the target before the selecting thread updates it
+    CountMass cum = before;
+#pragma unroll
+    for (int q = 0; q < kPer; ++q) {
+      const unsigned long long w_before = by_mass ? cum.mass : cum.count;
+      const unsigned long long w_bin = by_mass ? local[q].mass : local[q].count;
+      if (w_before < target && w_before + w_bin >= target) {
+        const int bin = kRadixBins - 1 - (tid * kPer + q);
+        s.prefix = prefix | (static_cast<std::uint32_t>(bin) << shift);
+        s.target = target - w_before;
+        s.above.count += cum.count;
+        s.above.mass += cum.mass;
+        s.equal = local[q];
+      }
+      cum.count += local[q].count;
+      cum.mass += local[q].mass;
+    }
+    __syncthreads();
+  }
+}
+
+template <class In>
+__global__ void __launch_bounds__(kBlock) sample_rows_kernel(const In* __restrict__ cond_all,
+                                                             const In* __restrict__ uncond_all, Args a,
+                                                             std::int64_t* __restrict__ tokens,
+                                                             float* __restrict__ logps) {
+  __shared__ SharedStorage s;
+  const index_t row = blockIdx.x;
+  const std::uint32_t stream = static_cast<std::uint32_t>(row);
+  const In* cond = cond_all + row * a.row_stride;
+  const In* uncond = a.guided ? uncond_all + row * a.row_stride : nullptr;
+  const bool vector_ok = (reinterpret_cast<std::uintptr_t>(cond) % (4 * sizeof(In)) == 0) &&
+                         (!a.guided || reinterpret_cast<std::uintptr_t>(uncond) % (4 * sizeof(In)) == 0);
+
+  // ---- pass 1: one read of the row ----
+  RowState st{-INFINITY, 0.0f, std::numeric_limits<index_t>::max(), -INFINITY, -1, -INFINITY,
+              std::numeric_limits<index_t>::max()};
+  float c_bound = INFINITY;  // exp(m - best_key): an element can win only if x < exp(z - m) * c_bound
+  const index_t groups = (a.vocab + 3) / 4;
+  for (index_t g = threadIdx.x; g < groups; g += kBlock) {
+    const index_t i0 = g * 4;
+    float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f}, z[4];
+    load4(cond, i0, a.vocab, vector_ok, c);
+    if (a.guided) load4(uncond, i0, a.vocab, vector_ok, u);
+    float group_max = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      bool bad = false;
+      z[k] = score(c[k], u[k], a, &bad);
+      if (i0 + k >= a.vocab) {
+        z[k] = -INFINITY;
+        bad = false;
+      }
+      if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
+      if (bad) z[k] = -INFINITY;
+      if (z[k] > group_max) group_max = z[k];
+    }
+    const float old_max = st.max;
+    if (group_max > st.max) {
+      st.sum = (st.max == -INFINITY) ? 0.0f : st.sum * __expf(st.max - group_max);
+      st.max = group_max;
+      c_bound = (st.best_idx < 0) ? INFINITY : __expf(st.max - st.best_key);
+    }
+    if (group_max > old_max) {  // the first index of the new running max (indices only grow within a thread)
+      st.argmax = z[0] == group_max ? i0 : (z[1] == group_max ? i0 + 1 : (z[2] == group_max ? i0 + 2 : i0 + 3));
+    }
+    float e[4];
+    float e_max = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      e[k] = (z[k] == -INFINITY) ? 0.0f : __expf(z[k] - st.max);
+      st.sum += e[k];
+      e_max = fmaxf(e_max, e[k]);
+    }
+    if (a.greedy) continue;
+    // A group needs its random words only if one of its elements can still win the race.
+    const bool new_max = group_max > old_max;
+    if (!new_max && e_max * c_bound * kFilterMargin < kMinRaceUniform) continue;
+    const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (z[k] == -INFINITY) continue;
+      const float x = corl::sampling::word_to_race_uniform<float>(w.v[k]);
+      // Reject only when certainly losing (NaN from 0 * inf does not reject).
+      if (!(z[k] > old_max) && x >= e[k] * c_bound * kFilterMargin) continue;
+      const float key = corl::sampling::race_key(z[k], corl::sampling::race_exponential(x));
+      if (beats(key, i0 + k, st.best_key, st.best_idx)) {
+        st.best_key = key;
+        st.best_idx = i0 + k;
+        st.best_z = z[k];
+        c_bound = __expf(st.max - st.best_key);
+      }
+    }
+  }
+  const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
+  if (threadIdx.x == 0) s.row = total;
+  __syncthreads();
+  const RowState r = s.row;
+  if (r.bad_idx != std::numeric_limits<index_t>::max() || r.max == -INFINITY) {
+    if (threadIdx.x == 0) {
+      tokens[row] = r.bad_idx != std::numeric_limits<index_t>::max() ? kBadLogit : kNoFiniteLogit;
+      logps[row] = 0.0f;
+    }
+    return;
+  }
+  if (a.greedy) {
+    if (threadIdx.x == 0) {
+      tokens[row] = r.argmax;
+      logps[row] = 0.0f;
+    }
+    return;
+  }
+
+  // ---- truncation (extra passes) ----
+  float threshold = -INFINITY;
+  bool truncated = false;
+  bool mass_known = false;
+  unsigned long long kept_fixed = 0;
+  std::uint32_t restrict_min = 0;
+  if (a.top_k > 0 && a.top_k < a.vocab) {
+    radix_select(cond, uncond, a, r.max, 0u, false, static_cast<unsigned long long>(a.top_k), 0.0f, s);
+    restrict_min = s.prefix;
+    threshold = corl::sampling::from_ordered_bits(s.prefix);
+    truncated = threshold != -INFINITY;
+  }
+  if (a.use_top_p) {
+    radix_select(cond, uncond, a, r.max, restrict_min, true, 0ull, a.top_p, s);
+    threshold = corl::sampling::from_ordered_bits(s.prefix);
+    kept_fixed = s.above.mass + s.equal.mass;
+    truncated = true;
+    mass_known = true;
+  }
+  if (a.use_min_p) {
+    const float t_min = corl::sampling::add_rn(r.max, a.log_min_p);
+    if (t_min > threshold) {
+      threshold = t_min;
+      truncated = true;
+      mass_known = false;
+    }
+  }
+  if (truncated && !mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
+    unsigned long long local = 0;
+    for (index_t i = threadIdx.x; i < a.vocab; i += kBlock) {
+      const float z = score_at(cond, uncond, i, a);
+      if (z >= threshold) local += fixed_mass(z, r.max);
+    }
+    __syncthreads();
+    const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
+    if (threadIdx.x == 0) s.total = sum;
+    __syncthreads();
+    kept_fixed = s.total;
+  }
+  const float kept_mass = truncated ? static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0) : r.sum;
+
+  // ---- the race over the kept set: the whole-row winner if it is kept, else one more pass ----
+  index_t token = r.best_idx;
+  float token_z = r.best_z;
+  if (truncated && !(r.best_z >= threshold)) {
+    Race local{-INFINITY, -1};
+    for (index_t g = threadIdx.x; g < groups; g += kBlock) {
+      bool any = false;
+      float z[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        z[k] = (g * 4 + k < a.vocab) ? score_at(cond, uncond, g * 4 + k, a) : -INFINITY;
+        any = any || (z[k] >= threshold && z[k] != -INFINITY);
+      }
+      if (!any) continue;
+      const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        if (!(z[k] >= threshold) || z[k] == -INFINITY) continue;
+        const float key = exact_key(z[k], w.v[k]);
+        if (beats(key, g * 4 + k, local.key, local.idx)) local = {key, g * 4 + k};
+      }
+    }
+    __syncthreads();
+    const Race best = cub::BlockReduce<Race, kBlock>(s.cub.race_reduce).Reduce(local, MergeRace{});
+    if (threadIdx.x == 0) {
+      s.row.best_idx = best.idx;
+      s.row.best_z = best.idx >= 0 ? score_at(cond, uncond, best.idx, a) : -INFINITY;
+    }
+    __syncthreads();
+    token = s.row.best_idx;
+    token_z = s.row.best_z;
+  }
+  if (threadIdx.x == 0) {
+    tokens[row] = token;
+    logps[row] = (token_z - r.max) - logf(kept_mass);
+  }
+}
+
+}  // namespace sampling_detail
+
+/// Samples one token per row on the GPU: rows [0, rows) of `cond` (row r at cond + r * row_stride), optionally guided
+/// by `uncond` (same layout; nullptr = no guidance). In = float, __nv_bfloat16 or __half. Row r uses the RNG stream r
+/// and key (seed, offset), like corl::sampling::sample_rows. Writes tokens[r] (or kBadLogit / kNoFiniteLogit) and
+/// logps[r]. Asynchronous on `stream`; throws corl::Error for bad arguments or a failed launch.
+template <class In>
+void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, index_t row_stride,
+                 const corl::sampling::SamplingParams& params, corl::sampling::RngKey key, std::int64_t* tokens,
+                 float* logps, cudaStream_t stream = nullptr) {
+  constexpr const char* where = "corl::cuda::sample_rows";
+  corl::sampling::validate_params(params, where);
+  require(rows >= 0 && rows <= 0x7fffffff, where, ": rows = ", rows, ", expected in [0, 2^31)");
+  require(vocab >= 1 && vocab / 4 < (index_t{1} << 32), where, ": vocab = ", vocab, ", expected in [1, 2^34)");
+  require(row_stride >= vocab, where, ": row_stride = ", row_stride, ", expected >= vocab = ", vocab);
+  if (rows == 0) return;
+  require(cond != nullptr && tokens != nullptr && logps != nullptr, where,
+          ": cond, tokens and logps must be device pointers, got a null pointer");
+  sampling_detail::Args a{};
+  a.vocab = vocab;
+  a.row_stride = row_stride;
+  a.guided = uncond != nullptr;
+  a.weight = static_cast<float>(params.cfg_weight);
+  a.greedy = params.temperature == 0.0;
+  a.inv_temperature = a.greedy ? 1.0f : static_cast<float>(1.0 / params.temperature);
+  a.top_k = params.top_k;
+  a.use_top_p = params.top_p < 1.0;
+  a.top_p = static_cast<float>(params.top_p);
+  a.use_min_p = params.min_p > 0.0;
+  a.log_min_p = a.use_min_p ? static_cast<float>(std::log(params.min_p)) : 0.0f;
+  a.seed = key.seed;
+  a.offset = key.offset;
+  sampling_detail::sample_rows_kernel<In>
+      <<<static_cast<unsigned int>(rows), sampling_detail::kBlock, 0, stream>>>(cond, uncond, a, tokens, logps);
+  check_launch("corl::cuda::sample_rows (sample_rows_kernel)");
+}
+
+/// Throws corl::Error naming the first row whose token is a failure code of sample_rows (host copy of the tokens).
+inline void check_sampled_tokens(std::span<const std::int64_t> tokens, const char* where) {
+  for (std::size_t r = 0; r < tokens.size(); ++r) {
+    require(tokens[r] != kBadLogit, where, ": row ", r, " has a NaN or +inf logit (or its guided logit overflows)");
+    require(tokens[r] != kNoFiniteLogit, where, ": row ", r, " has no finite logit (all are -inf)");
+  }
+}
+
+}  // namespace corl::cuda
