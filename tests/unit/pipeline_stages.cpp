@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <corl/corl.hpp>
+#include <corl/loss/ppo_clip.hpp>
 
 #include <unistd.h>
 
