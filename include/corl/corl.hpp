@@ -1,8 +1,9 @@
-// corl/corl.hpp — everything: the GRPO objective pieces, advantages, rewards and the CoRL stage pipelines.
+// corl/corl.hpp — everything: the GRPO core (corl/grpo.hpp), the reward functions and the CoRL stage pipelines.
 // Include what you use for faster builds; this umbrella is for convenience and for the docs' examples.
 #pragma once
 
-#include "corl/advantage/advantage.hpp"
+#include "corl/grpo.hpp"
+
 #include "corl/concepts/policy.hpp"
 #include "corl/concepts/reward_function.hpp"
 #include "corl/pipeline/checkpoint.hpp"
@@ -18,5 +19,6 @@
 #include "corl/reward/evaluate.hpp"
 #include "corl/reward/format.hpp"
 #include "corl/reward/text_sample.hpp"
+#include "corl/reward/text_image_matching.hpp"
 #include "corl/reward/text_similarity.hpp"
 #include "corl/reward/tim_reward.hpp"
