@@ -1,0 +1,138 @@
+// GPU sampler throughput (corl/cuda/sampling.cuh): B = 256 rows, V in {16384, 102400}, fp32 and bf16, modes plain
+// (T = 1), top-k 50, top-p 0.9, CFG 5 (two rows read). Timed with CUDA events (manual time). Counters: bytes/s of
+// logits read, floor_us = bytes / copy bandwidth (device-to-device copy, read + write bytes / time, measured at start
+// in this binary), x_floor = time / floor (target <= 2 for the one-read modes).
+#include <benchmark/benchmark.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdint>
+#include <string>
+
+#include <corl/core/rng.hpp>
+#include <corl/cuda/check.cuh>
+#include <corl/cuda/sampling.cuh>
+
+namespace {
+
+double g_copy_bytes_per_s = 0.0;
+
+double measure_copy_bandwidth() {
+  const std::size_t bytes = std::size_t{1} << 30;
+  void *a = nullptr, *b = nullptr;
+  corl::cuda::check_cuda(cudaMalloc(&a, bytes), "cudaMalloc");
+  corl::cuda::check_cuda(cudaMalloc(&b, bytes), "cudaMalloc");
+  corl::cuda::check_cuda(cudaMemset(a, 1, bytes), "cudaMemset");
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+  constexpr int reps = 10;
+  cudaEventRecord(start);
+  for (int i = 0; i < reps; ++i) cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
+  cudaEventRecord(stop);
+  corl::cuda::check_cuda(cudaEventSynchronize(stop), "copy bandwidth");
+  float ms = 0;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * static_cast<double>(bytes) * reps / (static_cast<double>(ms) * 1e-3);
+}
+
+template <class T>
+__global__ void fill_logits(T* out, std::int64_t n, std::uint64_t seed) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const corl::Philox4x32 w = corl::random_words(seed, 0, 0, static_cast<std::uint32_t>(i));
+    // Sum of three uniforms, centred: roughly normal, scale ~ 2.3 nats (a plausible LLM logit spread).
+    const float v = 4.0f * (corl::u32_to_open01f(w.v[0]) + corl::u32_to_open01f(w.v[1]) + corl::u32_to_open01f(w.v[2]) - 1.5f);
+    out[i] = static_cast<T>(v);
+  }
+}
+
+enum class Mode { kPlain, kTopK, kTopP, kCfg };
+
+template <class In>
+void bench_sampling(benchmark::State& state, Mode mode) {
+  const std::int64_t rows = 256, vocab = state.range(0);
+  const bool guided = mode == Mode::kCfg;
+  In *cond = nullptr, *uncond = nullptr;
+  std::int64_t* tokens = nullptr;
+  float* logps = nullptr;
+  const std::size_t n = static_cast<std::size_t>(rows * vocab);
+  corl::cuda::check_cuda(cudaMalloc(&cond, n * sizeof(In)), "cudaMalloc");
+  corl::cuda::check_cuda(cudaMalloc(&uncond, n * sizeof(In)), "cudaMalloc");
+  corl::cuda::check_cuda(cudaMalloc(&tokens, rows * sizeof(std::int64_t)), "cudaMalloc");
+  corl::cuda::check_cuda(cudaMalloc(&logps, rows * sizeof(float)), "cudaMalloc");
+  fill_logits<<<1024, 256>>>(cond, static_cast<std::int64_t>(n), 1);
+  fill_logits<<<1024, 256>>>(uncond, static_cast<std::int64_t>(n), 2);
+  corl::cuda::check_launch("fill_logits");
+  corl::sampling::SamplingParams p;
+  if (mode == Mode::kTopK) p.top_k = 50;
+  if (mode == Mode::kTopP) p.top_p = 0.9;
+  if (mode == Mode::kCfg) p.cfg_weight = 5.0;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::uint64_t step = 0;
+  for (int i = 0; i < 3; ++i) {
+    corl::cuda::sample_rows<In>(cond, guided ? uncond : nullptr, rows, vocab, vocab, p, {7, step++}, tokens, logps);
+  }
+  corl::cuda::check_cuda(cudaDeviceSynchronize(), "warm-up");
+  for (auto _ : state) {
+    cudaEventRecord(start);
+    corl::cuda::sample_rows<In>(cond, guided ? uncond : nullptr, rows, vocab, vocab, p, {7, step++}, tokens, logps);
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(static_cast<double>(ms) * 1e-3);
+  }
+  corl::cuda::check_cuda(cudaDeviceSynchronize(), "sample_rows");
+  const double bytes = static_cast<double>(n * sizeof(In)) * (guided ? 2.0 : 1.0);
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes) * state.iterations());
+  const double floor_s = bytes / g_copy_bytes_per_s;
+  state.counters["floor_us"] = floor_s * 1e6;
+  state.counters["x_floor"] = benchmark::Counter(floor_s * static_cast<double>(state.iterations()),
+                                                 benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["copy_TBps"] = g_copy_bytes_per_s * 1e-12;
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(cond);
+  cudaFree(uncond);
+  cudaFree(tokens);
+  cudaFree(logps);
+}
+
+void register_all() {
+  const std::pair<const char*, Mode> modes[] = {
+      {"plain", Mode::kPlain}, {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP}, {"cfg5", Mode::kCfg}};
+  for (const auto& [name, mode] : modes) {
+    const Mode m = mode;
+    benchmark::RegisterBenchmark((std::string("sample/fp32/") + name).c_str(),
+                                 [m](benchmark::State& s) { bench_sampling<float>(s, m); })
+        ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((std::string("sample/bf16/") + name).c_str(),
+                                 [m](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m); })
+        ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!corl::cuda::device_available()) {
+    std::printf("skipped: no CUDA device present\n");
+    return 0;
+  }
+  g_copy_bytes_per_s = measure_copy_bandwidth();
+  std::printf("device-to-device copy bandwidth (read + write): %.3f TB/s\n", g_copy_bytes_per_s * 1e-12);
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
