@@ -4,7 +4,8 @@
 // its per-token log-probs. The pipeline never looks inside prompts or completions; it only moves them between the
 // policy, the reward and the objective. Vocabulary:
 //   SampleKey{seed, offset}   the counter-based RNG coordinates of one sampling call; row r, sample g of the call draw
-//                             from Philox stream r * group + g (corl/core/rng.hpp). The pipeline derives the offset
+//                             from Philox stream r * group + g (corl/core/rng.hpp), and draw d of a sample may use
+//                             offset + d for d < 2^16 (the pipeline's offsets are 2^16 apart). The pipeline derives the offset
 //                             from (stage, step, task), so every draw is a pure function of (seed, stage, step, task,
 //                             row, sample, draw) and a resumed run samples exactly what the uninterrupted one did.
 //   Rollout<C, Real>          a sampled completion and the sampler's log-prob of each of its tokens.

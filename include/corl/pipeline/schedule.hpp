@@ -1,8 +1,10 @@
 // corl/pipeline/schedule.hpp — which data rows and which random numbers a pipeline step uses, as pure functions.
 //
-//   sample_key(seed, stage, step, task)  = SampleKey{seed, offset}, offset = stage << 48 | task << 40 | step
-//                                          (stage < 2^16, task < 2^8, step < 2^40); the policy then draws row r,
-//                                          sample g of the call from Philox stream r * G + g.
+//   sample_key(seed, stage, step, task)  = SampleKey{seed, offset},
+//                                          offset = stage << 56 | task << 52 | step << 16
+//                                          (stage < 2^8, task < 2^4, step < 2^36). The low 16 bits are the policy's:
+//                                          it may use offset + d for its d-th draw of the call (d < 2^16, e.g. the
+//                                          token position), and draws row r, sample g from Philox stream r * G + g.
 //   step_rows(n, B, seed, stage, step)   = the B dataset rows of a step: the concatenation of per-epoch permutations
 //                                          of [0, n) (Fisher-Yates driven by CounterRng(seed ^ stage tag, epoch)),
 //                                          read at positions step * B .. step * B + B - 1.
@@ -22,11 +24,11 @@ namespace corl {
 
 /// The counter-RNG coordinates of task `task`'s sampling call at (stage, step).
 inline SampleKey sample_key(std::uint64_t seed, index_t stage, index_t step, index_t task) {
-  require(stage >= 0 && stage < (index_t(1) << 16), "corl::sample_key: stage = ", stage, ", expected 0 <= stage < 2^16");
-  require(task >= 0 && task < 256, "corl::sample_key: task = ", task, ", expected 0 <= task < 256");
-  require(step >= 0 && step < (index_t(1) << 40), "corl::sample_key: step = ", step, ", expected 0 <= step < 2^40");
-  const std::uint64_t offset = (static_cast<std::uint64_t>(stage) << 48) | (static_cast<std::uint64_t>(task) << 40) |
-                               static_cast<std::uint64_t>(step);
+  require(stage >= 0 && stage < 256, "corl::sample_key: stage = ", stage, ", expected 0 <= stage < 256");
+  require(task >= 0 && task < 16, "corl::sample_key: task = ", task, ", expected 0 <= task < 16");
+  require(step >= 0 && step < (index_t(1) << 36), "corl::sample_key: step = ", step, ", expected 0 <= step < 2^36");
+  const std::uint64_t offset = (static_cast<std::uint64_t>(stage) << 56) | (static_cast<std::uint64_t>(task) << 52) |
+                               (static_cast<std::uint64_t>(step) << 16);
   return SampleKey{seed, offset};
 }
 

@@ -62,7 +62,7 @@ inline void validate_stage_config(const StageConfig& c, index_t num_tasks) {
   require(c.group_size <= 65536, where, ": group_size = ", c.group_size, ", expected <= 65536");
   require(c.rows_per_step >= 1, where, ": rows_per_step = ", c.rows_per_step, ", expected >= 1");
   require(c.steps >= 0, where, ": steps = ", c.steps, ", expected >= 0");
-  require(c.steps < (index_t(1) << 40), where, ": steps = ", c.steps, ", expected < 2^40");
+  require(c.steps < (index_t(1) << 36), where, ": steps = ", c.steps, ", expected < 2^36");
   require(std::isfinite(c.learning_rate) && c.learning_rate >= 0, where, ": learning_rate = ", c.learning_rate,
           ", expected a finite value >= 0");
   require(std::isfinite(c.beta) && c.beta >= 0, where, ": beta = ", c.beta, ", expected a finite value >= 0");
