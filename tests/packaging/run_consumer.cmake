@@ -2,7 +2,8 @@
 #   cmake -DCORL_SOURCE_DIR=<src> -DWORK_DIR=<scratch> -DMODE=find_package|add_subdirectory -DCUDA=ON|OFF
 #         [-DGENERATOR=<gen>] [-DCXX_COMPILER=<path>] [-DCUDA_COMPILER=<path>] -P run_consumer.cmake
 # find_package:     configure corl alone (tests, benchmarks, examples OFF), install it into WORK_DIR/prefix, then
-#                   configure + build consumer/ with find_package(corl 0.1 CONFIG REQUIRED) and run it.
+#                   check that find_package(corl 1.0) is refused, configure + build consumer/ with
+#                   find_package(corl 0.1 CONFIG REQUIRED) and run it.
 # add_subdirectory: configure + build consumer/, which does add_subdirectory(<corl source>), and run it.
 # Any failing step (configure, build, install, a missing installed file, the consumer's own checks) is a FATAL_ERROR,
 # which makes `cmake -P` exit non-zero and the ctest test fail.
@@ -77,6 +78,16 @@ if(MODE STREQUAL "find_package")
     message(FATAL_ERROR "run_consumer.cmake [find_package]: CUDA=ON but ${prefix}/include/corl/cuda/check.cuh "
                         "was not installed")
   endif()
+
+  # The version file must reject an incompatible request (corl 0.1.x is not corl 1.0).
+  execute_process(COMMAND "${CMAKE_COMMAND}" -S "${consumer_src}" -B "${WORK_DIR}/consumer-wrong-version"
+      ${common_args} -DCORL_CONSUMER_MODE=find_package -DCORL_CONSUMER_VERSION=1.0 "-DCMAKE_PREFIX_PATH=${prefix}"
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "corl")
+    message(FATAL_ERROR "run_consumer.cmake [find_package]: find_package(corl 1.0 CONFIG REQUIRED) did not fail "
+                        "against corl 0.1 (exit ${rc})\n${out}\n${err}")
+  endif()
+  message(STATUS "[find_package] find_package(corl 1.0) rejected: ok")
 
   run_step("configure consumer" "${CMAKE_COMMAND}" -S "${consumer_src}" -B "${consumer_build}" ${common_args}
     -DCORL_CONSUMER_MODE=find_package "-DCMAKE_PREFIX_PATH=${prefix}" -DCORL_EXPECT_CUDA=${CUDA})
