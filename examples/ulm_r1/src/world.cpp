@@ -67,10 +67,17 @@ int object_count(const PromptSpec& spec) {
 bool colours_given(Category c) { return c == Category::colours || c == Category::colour_attribution; }
 
 /// "a red circle" / "a circle" (colour < 0).
-std::string object_phrase(int colour, int shape, const WorldConfig& config) {
-  std::string s = "a ";
+/// "red circle" / "circle" (colour < 0): the phrase without its article.
+std::string bare_phrase(int colour, int shape, const WorldConfig& config) {
+  std::string s;
   if (colour >= 0) s += config.colours[static_cast<std::size_t>(colour)] + " ";
   return s + config.shapes[static_cast<std::size_t>(shape)];
+}
+
+/// "a red circle", "an orange star", "a circle": "an" before a vowel.
+std::string object_phrase(int colour, int shape, const WorldConfig& config) {
+  const std::string bare = bare_phrase(colour, shape, config);
+  return (std::string_view("aeiou").find(bare[0]) != std::string_view::npos ? "an " : "a ") + bare;
 }
 
 /// "a red circle" for one, "two red circles" otherwise.
@@ -716,7 +723,7 @@ Question make_question(const Grid& grid, const WorldConfig& config, QuestionType
       });
       const std::string phrase = object_phrase(colour, shape, config);
       q.text = "is there " + phrase + " ?";
-      q.reasoning = seen + (present ? " so there is " + phrase + " ." : " so there is no " + phrase.substr(2) + " .");
+      q.reasoning = seen + (present ? " so there is " + phrase + " ." : " so there is no " + bare_phrase(colour, shape, config) + " .");
       q.answer = present ? "yes" : "no";
       break;
     }

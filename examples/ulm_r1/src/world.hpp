@@ -129,7 +129,7 @@ struct PromptSpec {
 };
 
 /// The prompt text, words and punctuation separated by single spaces (the tokenizer's canonical form), e.g.
-/// "a red circle and a blue star", "three stars", "a circle left of a square".
+/// "a red circle and a blue star", "three stars", "a circle left of a square", "an orange star" ("an" before a vowel).
 std::string prompt_text(const PromptSpec& spec, const WorldConfig& config);
 /// Inverse of prompt_text (also accepts "an" for "a" and extra spaces); throws corl::Error naming the word.
 PromptSpec parse_prompt(std::string_view text, const WorldConfig& config);

@@ -80,6 +80,7 @@ TEST_CASE("prompts: hand-written texts, parse round trip over every spec and phr
   CHECK(prompt_text({Category::counting, {{3, -1, 3}}, Relation::left_of}, config) == "three stars");
   CHECK(prompt_text({Category::counting, {{3, -1, 1}}, Relation::left_of}, config) == "one star");
   CHECK(prompt_text({Category::colours, {{1, 2, 1}}, Relation::left_of}, config) == "a blue square");
+  CHECK(prompt_text({Category::colours, {{3, 5, 1}}, Relation::left_of}, config) == "an orange star");
   CHECK(prompt_text({Category::two_objects, {{0, -1, 1}, {1, -1, 1}}, Relation::left_of}, config) ==
         "a circle and a square");
   CHECK(prompt_text({Category::position, {{0, -1, 1}, {1, -1, 1}}, Relation::below}, config) ==
@@ -166,6 +167,7 @@ TEST_CASE("questions on a hand grid: gold answers and reasoning are right") {
     if (q.text.rfind("where is the square relative to the circle ?", 0) == 0) CHECK(answer == "right of");
     if (q.text == "is there a green star ?" || q.text == "is there a star ?") CHECK(answer == "yes");
     if (q.text == "is there a red star ?" || q.text == "is there a triangle ?") CHECK(answer == "no");
+    if (q.text == "is there a red star ?") CHECK(q.reasoning.find(" so there is no red star .") != std::string::npos);
     // The star occurs twice: never asked about as "the star".
     CHECK(q.text.find("the star") == std::string::npos);
     CHECK(solution_text(q) == "<think> " + q.reasoning + " </think> <answer> " + q.answer + " </answer>");
