@@ -778,8 +778,8 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
   const ModelConfig& c = config_;
   corl::require(modality != Modality::image_in, "ulm::Model::sample: modality must be text or image_out");
   corl::require(group >= 1, "ulm::Model::sample: group = ", group, ", expected >= 1");
-  corl::require(opt.temperature > 0 && std::isfinite(opt.temperature), "ulm::Model::sample: temperature = ",
-                opt.temperature, ", expected finite > 0");
+  corl::require(opt.temperature >= 0 && std::isfinite(opt.temperature), "ulm::Model::sample: temperature = ",
+                opt.temperature, ", expected finite >= 0 (0 = greedy)");
   const Index ix = make_index(layout_, c.n_layers);
   const Real* P = params_.data();
   const bool image = modality == Modality::image_out;
@@ -798,6 +798,9 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
   for (std::size_t s = 0; s < n_samples; ++s) {
     const Sequence& pr = prompts[s / static_cast<std::size_t>(group)];
     corl::require(!pr.empty(), "ulm::Model::sample: prompts[", s / static_cast<std::size_t>(group), "] is empty");
+    corl::require(static_cast<index_t>(pr.size()) + max_new <= c.max_seq, "ulm::Model::sample: prompts[",
+                  s / static_cast<std::size_t>(group), "] has ", pr.size(), " tokens; with ", max_new,
+                  " new tokens that exceeds max_seq = ", c.max_seq);
     for (std::size_t k = 0; k < per; ++k) {
       const Sequence seq = k == 0 ? pr : unconditional_prompt(pr, c);
       segs.push_back(Segment{static_cast<index_t>(tokens.size()), static_cast<index_t>(seq.size()), 0,
@@ -857,9 +860,6 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
     if (image)
       for (auto& o : out) o.finished = true;
     if (tokens.empty()) break;
-    for (const Segment& sg : segs)
-      corl::require(sg.offset + 1 <= c.max_seq, "ulm::Model::sample: prompt + completion exceed max_seq = ",
-                    c.max_seq);
     h = trunk_forward<Real>(c, ix, P, tokens, segs, &caches, nullptr);
   }
   return out;

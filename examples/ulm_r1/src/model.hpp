@@ -160,6 +160,7 @@ class Model {
   std::span<Real> parameter(const std::string& name);
   /// A copy with the same parameters: the frozen reference policy. (Model is also copyable.)
   Model copy() const { return *this; }
+  Model snapshot() const { return *this; }  ///< same as copy() (the name corl::policy uses)
 
   /// Teacher forcing: log-probs of every completion token of every row, keeping the activations for backward.
   Scored<Real> score(const std::vector<ScoreRow>& rows, const ScoreOptions& options) const;
