@@ -1,0 +1,415 @@
+// corl/cuda/grpo_loss.cuh — the GRPO-family loss, forward and backward, fused from logits: per-token log-prob of the
+// sampled token under softmax(logits / T), ratio, clipping, KL, entropy bonus, aggregation weight and mask, and
+// dL/dlogits written once (optionally in place over the logits). CUDA twin of corl::grpo_loss_from_logits
+// (corl/logprob/grpo_from_logits.hpp); the per-token math is the SAME CORL_HD structs (corl/loss/*.hpp).
+//
+// Design note. The floor of this operation is one read of the logits and one write of the gradient (2 N V bytes).
+//  * Token-level losses (PPO clip, CISPO, ...): ONE kernel, one thread block per row. Pass 1 streams the row in 16-byte
+//    vectors, folding an online softmax state (corl/cuda/softmax_row.cuh) and, when the row fits in shared memory
+//    (V * bytes <= the opt-in limit, 227 KiB on H100/H200: all of bf16 V = 102400), copying it there. The block merges
+//    the states in a fixed order, thread 0 evaluates policy.token / kl.token for the row, and pass 2 writes dL/dlogits
+//    from the shared copy: the logits are read from DRAM exactly once. Rows that do not fit are read a second time
+//    from global memory right after the first read, which the L2 cache serves for the few rows in flight per SM.
+//  * Sequence-level losses (GSPO, GMPO: Policy::sequence_level): the token term needs the masked mean of seq_stat_term
+//    over the whole sequence, so the work splits into three launches: the forward kernel of corl/cuda/logprobs.cuh
+//    (log-prob, entropy, lse per row), a small per-sequence reduction, and a backward kernel that re-reads the logits
+//    (3 N V bytes instead of 2).
+//  * Outputs: per-row partial sums (24 bytes a row) are reduced by ONE block in a fixed order into a GrpoLossResult in
+//    device memory: the loss is bit-identical from run to run (no float atomics).
+//  * Bad input found on the device (target out of range, non-finite logit, non-finite logp_old / logp_ref / advantage /
+//    weight) sets an error word (lowest row wins); the row is then treated as masked. With args.synchronous_check
+//    (default) the launcher synchronises the stream and throws corl::Error naming the row; otherwise call
+//    read_grpo_loss_result() later. Masked rows are not read: their dlogits are 0 and their logp / entropy outputs 0.
+// Scratch is caller-owned (grpo_loss_scratch_bytes); the stream comes last (CUB's manners).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "corl/concepts/kl_estimator.hpp"
+#include "corl/concepts/policy_loss.hpp"
+#include "corl/core/error.hpp"
+#include "corl/core/hd.hpp"
+#include "corl/cuda/check.cuh"
+#include "corl/cuda/logprobs.cuh"
+#include "corl/cuda/reduce.cuh"
+#include "corl/cuda/softmax_row.cuh"
+#include "corl/logprob/grpo_from_logits.hpp"  // corl::GrpoLossTotals, shared with the CPU reference
+#include "corl/loss/token_term.hpp"
+
+namespace corl::cuda {
+
+/// What the loss launch leaves in device memory: the totals (same meaning as the CPU reference's) and the error word.
+struct GrpoLossResult {
+  GrpoLossTotals totals;
+  unsigned long long error_word;  ///< kNoRowError, or (first bad row << 2) | RowErrorCode
+};
+
+/// Arguments of grpo_loss_from_logits (device pointers). Rows are tokens: row = b * seq_len + t.
+template <class Logit>
+struct GrpoLossArgs {
+  const Logit* logits = nullptr;          ///< [rows, vocab]: float, __nv_bfloat16 or __half
+  Logit* dlogits = nullptr;               ///< [rows, vocab] output; may equal logits (in place), must not overlap else
+  index_t sequences = 0, seq_len = 0, vocab = 0;
+  const std::int32_t* targets = nullptr;  ///< [rows] sampled token ids
+  const std::uint8_t* mask = nullptr;     ///< [rows] or nullptr (every token counts)
+  const float* logp_old = nullptr;        ///< [rows] or nullptr (on-policy: logp_old = logp, ratio 1)
+  const float* logp_ref = nullptr;        ///< [rows] or nullptr (no KL term; kl_coef must then be 0 unless NoKl)
+  const float* advantages = nullptr;      ///< [sequences]
+  const float* token_weight = nullptr;    ///< [sequences] aggregation weight of one token (corl/loss/aggregate.hpp)
+  float temperature = 1.0f, kl_coef = 0.0f, entropy_coef = 0.0f;
+  float* logp_out = nullptr;              ///< [rows] output or nullptr
+  float* entropy_out = nullptr;           ///< [rows] output or nullptr
+  GrpoLossResult* result = nullptr;       ///< device output (required)
+  bool synchronous_check = true;          ///< synchronise and throw corl::Error on bad input rows
+};
+
+/// Per-row partial sums, reduced in a fixed order by grpo_loss_reduce_kernel.
+struct GrpoRowPartials {
+  float loss, policy, kl, entropy, ratio;
+  unsigned flags;  ///< TokenFlag bits; bit 8 = the row counted (unmasked, valid)
+};
+
+/// Per-row softmax statistics kept between the launches of the sequence-level path.
+struct GrpoRowStats {
+  float logp, entropy, lse;
+};
+
+namespace detail {
+inline std::size_t align_up(std::size_t n) { return (n + 255) / 256 * 256; }
+}  // namespace detail
+
+/// Scratch bytes grpo_loss_from_logits needs for `rows` tokens in `sequences` sequences.
+inline std::size_t grpo_loss_scratch_bytes(index_t rows, index_t sequences) {
+  const auto r = static_cast<std::size_t>(rows), s = static_cast<std::size_t>(sequences);
+  return detail::align_up(r * sizeof(GrpoRowPartials)) + detail::align_up(r * sizeof(float) * 3) +
+         detail::align_up(s * sizeof(float)) + 256;
+}
+
+/// Everything a row kernel needs besides the policy / KL objects (passed by value to the kernels).
+template <class Logit>
+struct GrpoKernelParams {
+  const Logit* logits;
+  Logit* dlogits;
+  int vocab;
+  long long seq_len;
+  const std::int32_t* targets;
+  const std::uint8_t* mask;
+  const float* logp_old;
+  const float* logp_ref;
+  const float* advantages;
+  const float* token_weight;
+  float scale2, inv_t, kl_coef, entropy_coef;
+  float* logp_out;
+  float* entropy_out;
+  GrpoRowPartials* partials;
+  const float* stats_logp;     // sequence-level path: forward results
+  const float* stats_entropy;
+  const float* stats_lse;
+  const float* seq_stat;       // [sequences] or nullptr
+  unsigned long long* error_word;
+};
+
+/// Thread 0 of a row: the token term, the row's partial sums and outputs; returns false when the row's inputs are bad.
+template <class Logit, class Policy, class Kl>
+__device__ __forceinline__ bool grpo_row_term(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl,
+                                              long long row, float logp, float entropy, float lse2,
+                                              SoftmaxBackwardCoefs& coefs) {
+  const long long b = row / p.seq_len;
+  const float adv = p.advantages[b], w = p.token_weight[b];
+  const float old = p.logp_old ? p.logp_old[row] : logp;
+  constexpr bool kUsesRef = static_cast<bool>(Kl::uses_reference);
+  const bool with_kl = kUsesRef && p.logp_ref != nullptr;
+  const float ref = with_kl ? p.logp_ref[row] : 0.0f;
+  if (!isfinite(adv) || !isfinite(w) || !isfinite(old) || !isfinite(ref)) {
+    report_row_error(p.error_word, row, kRowNonFiniteInput);
+    return false;
+  }
+  const float seq_stat = p.seq_stat ? p.seq_stat[b] : 0.0f;
+  const TokenTerm<float> pol = policy.template token<float>(logp, old, adv, seq_stat);
+  float g = pol.grad, kl_value = 0.0f;
+  if (with_kl) {
+    const TokenTerm<float> k = kl.template token<float>(logp, ref, old);
+    g += p.kl_coef * k.grad;
+    kl_value = k.value;
+  }
+  p.partials[row] = GrpoRowPartials{w * (pol.value + p.kl_coef * kl_value - p.entropy_coef * entropy), w * pol.value,
+                                    w * kl_value, entropy, pol.ratio, static_cast<unsigned>(pol.flags) | 0x100u};
+  if (p.logp_out) p.logp_out[row] = logp;
+  if (p.entropy_out) p.entropy_out[row] = entropy;
+  const float gw = w * g, h = -w * p.entropy_coef;
+  coefs = SoftmaxBackwardCoefs{lse2, -gw - h * entropy, -h * kLn2, gw, p.inv_t, p.targets[row]};
+  return true;
+}
+
+template <class Logit>
+__device__ __forceinline__ void grpo_skip_row(const GrpoKernelParams<Logit>& p, long long row) {
+  p.partials[row] = GrpoRowPartials{0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0u};
+  if (p.logp_out) p.logp_out[row] = 0.0f;
+  if (p.entropy_out) p.entropy_out[row] = 0.0f;
+}
+
+/// Token-level losses: pass 1 (row -> shared memory when kRowInSmem), term, pass 2. One block per row.
+template <class Logit, class Policy, class Kl, bool kVec, bool kRowInSmem>
+__global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<Logit> p, Policy policy, Kl kl) {
+  extern __shared__ uint4 smem_raw[];
+  __shared__ SoftmaxState slots[32];
+  __shared__ SoftmaxBackwardCoefs coefs_shared;
+  __shared__ int row_ok;
+  const long long row = blockIdx.x;
+  const Logit* row_ptr = p.logits + row * static_cast<long long>(p.vocab);
+  Logit* grad_ptr = p.dlogits + row * static_cast<long long>(p.vocab);
+  Logit* smem_row = reinterpret_cast<Logit*>(smem_raw);
+  const int target = p.targets[row];
+  const bool active = p.mask == nullptr || p.mask[row] != 0;
+  const bool target_ok = target >= 0 && target < p.vocab;
+  if (!active || !target_ok) {  // uniform over the block
+    if (threadIdx.x == 0) {
+      if (active) report_row_error(p.error_word, row, kRowTargetOutOfRange);
+      grpo_skip_row(p, row);
+    }
+    zero_row<Logit, kVec>(grad_ptr, p.vocab);
+    return;
+  }
+  SoftmaxState st = empty_softmax_state();
+  const bool finite = softmax_row_pass<Logit, kVec, kRowInSmem>(row_ptr, p.vocab, p.scale2, st, smem_row);
+  const bool all_finite = __syncthreads_and(finite) != 0;  // also orders the shared-memory copy before pass 2
+  st = block_allreduce(st, SoftmaxMerge{}, slots);
+  if (threadIdx.x == 0) {
+    bool ok = all_finite;
+    if (!ok) {
+      report_row_error(p.error_word, row, kRowNonFiniteLogit);
+    } else {
+      const float log2s = log2f(st.s);
+      const float y_t = LogitTraits<Logit>::to_float(kRowInSmem ? smem_row[target] : row_ptr[target]) * p.scale2;
+      const float logp = ((y_t - st.m) - log2s) * kLn2;
+      const float entropy = (log2s - st.u / st.s) * kLn2;
+      SoftmaxBackwardCoefs c{};
+      ok = grpo_row_term(p, policy, kl, row, logp, entropy, st.m + log2s, c);
+      coefs_shared = c;
+    }
+    if (!ok) grpo_skip_row(p, row);
+    row_ok = ok ? 1 : 0;
+  }
+  __syncthreads();
+  if (!row_ok) {
+    zero_row<Logit, kVec>(grad_ptr, p.vocab);
+    return;
+  }
+  const SoftmaxBackwardCoefs c = coefs_shared;
+  softmax_backward_pass<Logit, kVec>(kRowInSmem ? smem_row : row_ptr, grad_ptr, p.vocab, p.scale2, c);
+}
+
+/// Sequence-level losses, last launch: the term from the forward's statistics and seq_stat, then the backward pass.
+template <class Logit, class Policy, class Kl, bool kVec>
+__global__ void __launch_bounds__(1024) grpo_loss_backward_kernel(GrpoKernelParams<Logit> p, Policy policy, Kl kl) {
+  __shared__ SoftmaxBackwardCoefs coefs_shared;
+  __shared__ int row_ok;
+  const long long row = blockIdx.x;
+  Logit* grad_ptr = p.dlogits + row * static_cast<long long>(p.vocab);
+  const int target = p.targets[row];
+  const bool active = p.mask == nullptr || p.mask[row] != 0;
+  if (threadIdx.x == 0) {
+    // the forward launch already reported bad targets / logits of active rows and left lse = NaN (internal scratch,
+    // never returned) there: such rows are skipped
+    bool ok = active && target >= 0 && target < p.vocab && isfinite(p.stats_lse[row]);
+    if (ok) {
+      SoftmaxBackwardCoefs c{};
+      ok = grpo_row_term(p, policy, kl, row, p.stats_logp[row], p.stats_entropy[row], p.stats_lse[row] * kLog2e, c);
+      coefs_shared = c;
+    }
+    if (!ok) grpo_skip_row(p, row);
+    row_ok = ok ? 1 : 0;
+  }
+  __syncthreads();
+  if (!row_ok) {
+    zero_row<Logit, kVec>(grad_ptr, p.vocab);
+    return;
+  }
+  const SoftmaxBackwardCoefs c = coefs_shared;
+  softmax_backward_pass<Logit, kVec>(p.logits + row * static_cast<long long>(p.vocab), grad_ptr, p.vocab, p.scale2,
+                                     c);
+}
+
+/// Sequence-level losses, middle launch: seq_stat[b] = masked mean over t of policy.seq_stat_term (fixed order).
+template <class Policy>
+__global__ void __launch_bounds__(256)
+    grpo_seq_stat_kernel(const float* stats_logp, const float* logp_old, const float* advantages,
+                         const std::uint8_t* mask, long long seq_len, Policy policy, float* seq_stat) {
+  __shared__ float slots[32];
+  const long long b = blockIdx.x;
+  const float adv = advantages[b];
+  float sum = 0.0f, count = 0.0f;
+  for (long long t = threadIdx.x; t < seq_len; t += blockDim.x) {
+    const long long row = b * seq_len + t;
+    if (mask != nullptr && mask[row] == 0) continue;
+    const float logp = stats_logp[row], old = logp_old ? logp_old[row] : logp;
+    if (!isfinite(old)) continue;  // reported by the backward launch (kRowNonFiniteInput); keeps NaN out of the mean
+    sum += policy.template seq_stat_term<float>(logp, old, adv);
+    count += 1.0f;
+  }
+  sum = block_allreduce(sum, SumOp{}, slots);
+  count = block_allreduce(count, SumOp{}, slots);
+  if (threadIdx.x == 0) seq_stat[b] = count > 0.0f ? sum / count : 0.0f;
+}
+
+/// Last launch of every path: one block folds the per-row partials in a fixed order into result->totals (double).
+__global__ void __launch_bounds__(1024)
+    grpo_loss_reduce_kernel(const GrpoRowPartials* partials, long long rows, GrpoLossResult* result) {
+  __shared__ double dslots[32];
+  __shared__ long long islots[32];
+  double loss = 0, policy = 0, kl = 0, entropy = 0, ratio = 0;
+  long long tokens = 0, low = 0, high = 0, dual = 0;
+  for (long long i = threadIdx.x; i < rows; i += blockDim.x) {
+    const GrpoRowPartials r = partials[i];
+    loss += r.loss;
+    policy += r.policy;
+    kl += r.kl;
+    entropy += r.entropy;
+    ratio += r.ratio;
+    tokens += (r.flags >> 8) & 1u;
+    low += (r.flags & kClippedLow) ? 1 : 0;
+    high += (r.flags & kClippedHigh) ? 1 : 0;
+    dual += (r.flags & kDualClipped) ? 1 : 0;
+  }
+  GrpoLossTotals t;
+  t.loss = block_allreduce(loss, SumOp{}, dslots);
+  t.policy_loss = block_allreduce(policy, SumOp{}, dslots);
+  t.kl = block_allreduce(kl, SumOp{}, dslots);
+  t.entropy_sum = block_allreduce(entropy, SumOp{}, dslots);
+  t.ratio_sum = block_allreduce(ratio, SumOp{}, dslots);
+  t.tokens = block_allreduce(tokens, SumOp{}, islots);
+  t.clipped_low = block_allreduce(low, SumOp{}, islots);
+  t.clipped_high = block_allreduce(high, SumOp{}, islots);
+  t.dual_clipped = block_allreduce(dual, SumOp{}, islots);
+  if (threadIdx.x == 0) result->totals = t;
+}
+
+/// Synchronises `stream`, copies the result back and throws corl::Error if a row was bad.
+inline GrpoLossTotals read_grpo_loss_result(const GrpoLossResult* d_result, index_t vocab,
+                                            const std::int32_t* d_targets, cudaStream_t stream) {
+  GrpoLossResult host{};
+  check_cuda(cudaMemcpyAsync(&host, d_result, sizeof(host), cudaMemcpyDeviceToHost, stream),
+             "grpo_loss_from_logits: reading the result");
+  check_cuda(cudaStreamSynchronize(stream), "grpo_loss_from_logits: cudaStreamSynchronize");
+  throw_row_error(host.error_word, "grpo_loss_from_logits", vocab, d_targets);
+  return host.totals;
+}
+
+/// Largest row (bytes) the fused kernel keeps in shared memory on the current device (0 if none).
+inline std::size_t grpo_loss_max_smem_row_bytes() {
+  int device = 0, optin = 0;
+  check_cuda(cudaGetDevice(&device), "grpo_loss_from_logits: cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+             "grpo_loss_from_logits: cudaDeviceGetAttribute");
+  constexpr int kStaticReserve = 1024;  // slots + coefficients of the kernel's static shared memory
+  return optin > kStaticReserve ? static_cast<std::size_t>(optin - kStaticReserve) : 0;
+}
+
+namespace detail {
+template <class Logit, class Policy, class Kl, bool kVec>
+void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl, long long rows,
+                       int threads, std::size_t row_bytes, cudaStream_t stream) {
+  if (row_bytes <= grpo_loss_max_smem_row_bytes()) {
+    auto kernel = grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, true>;
+    if (row_bytes > 48 * 1024)
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes)),
+                 "grpo_loss_fused_kernel: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+    kernel<<<static_cast<unsigned>(rows), threads, row_bytes, stream>>>(p, policy, kl);
+  } else {
+    grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, false><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+        p, policy, kl);
+  }
+  check_launch("grpo_loss_fused_kernel");
+}
+}  // namespace detail
+
+/// Loss, metrics and dL/dlogits of a GRPO-family policy loss (+ KL + entropy bonus) from logits.
+/// Asynchronous on `stream` unless args.synchronous_check; results land in args.result (device memory).
+template <class Logit, class Policy, class Kl>
+  requires device_logit_type<Logit> && policy_loss_of<Policy, float> && kl_estimator_of<Kl, float>
+void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, const Kl& kl, void* scratch,
+                           std::size_t scratch_bytes, cudaStream_t stream = 0) {
+  constexpr const char* where = "grpo_loss_from_logits";
+  require(a.sequences > 0 && a.seq_len > 0 && a.vocab > 0, where, ": sequences = ", a.sequences, ", seq_len = ",
+          a.seq_len, ", vocab = ", a.vocab, ", expected all > 0");
+  const long long rows = a.sequences * a.seq_len;
+  require(rows < (1ll << 31) && a.vocab < (1ll << 31), where, ": rows = ", rows, ", vocab = ", a.vocab,
+          ", expected both < 2^31");
+  require(a.logits && a.dlogits && a.targets && a.advantages && a.token_weight && a.result, where,
+          ": logits, dlogits, targets, advantages, token_weight and result must be device pointers, got a null");
+  const std::size_t row_bytes = static_cast<std::size_t>(a.vocab) * sizeof(Logit);
+  {
+    const auto* l0 = reinterpret_cast<const char*>(a.logits);
+    const auto* g0 = reinterpret_cast<const char*>(a.dlogits);
+    const std::size_t total = row_bytes * static_cast<std::size_t>(rows);
+    require(l0 == g0 || g0 + total <= l0 || l0 + total <= g0, where,
+            ": dlogits overlaps logits without being the same array, expected in place (equal) or disjoint");
+  }
+  constexpr bool kUsesRef = static_cast<bool>(Kl::uses_reference);
+  require(!kUsesRef || a.logp_ref != nullptr || a.kl_coef == 0.0f, where, ": kl_coef = ", a.kl_coef,
+          " but logp_ref is null, expected kl_coef == 0 without reference log-probs");
+  require(a.temperature > 0.0f && a.temperature < INFINITY, where, ": temperature = ", a.temperature,
+          ", expected a finite value > 0");
+  require(std::isfinite(a.kl_coef) && std::isfinite(a.entropy_coef), where, ": kl_coef = ", a.kl_coef, ", entropy_coef = ",
+          a.entropy_coef, ", expected finite");
+  const std::size_t need = grpo_loss_scratch_bytes(rows, a.sequences);
+  require(scratch != nullptr && scratch_bytes >= need, where, ": scratch_bytes = ", scratch_bytes,
+          ", expected >= grpo_loss_scratch_bytes(rows, sequences) = ", need);
+
+  auto* base = static_cast<char*>(scratch);
+  auto* partials = reinterpret_cast<GrpoRowPartials*>(base);
+  base += detail::align_up(static_cast<std::size_t>(rows) * sizeof(GrpoRowPartials));
+  auto* stats = reinterpret_cast<float*>(base);
+  base += detail::align_up(static_cast<std::size_t>(rows) * sizeof(float) * 3);
+  auto* seq_stat = reinterpret_cast<float*>(base);
+
+  check_cuda(cudaMemsetAsync(&a.result->error_word, 0xff, sizeof(unsigned long long), stream),
+             "grpo_loss_from_logits: memset of the error word");
+  GrpoKernelParams<Logit> p{a.logits, a.dlogits, static_cast<int>(a.vocab), a.seq_len, a.targets, a.mask,
+                            a.logp_old, a.logp_ref, a.advantages, a.token_weight, kLog2e / a.temperature,
+                            1.0f / a.temperature, a.kl_coef, a.entropy_coef, a.logp_out, a.entropy_out, partials,
+                            nullptr, nullptr, nullptr, nullptr, &a.result->error_word};
+  const int threads = row_block_threads(static_cast<long long>(row_bytes));
+  const bool vec = rows_vectorizable<Logit>(a.logits, a.vocab) && rows_vectorizable<Logit>(a.dlogits, a.vocab);
+  if constexpr (!static_cast<bool>(Policy::sequence_level)) {
+    if (vec)
+      detail::launch_grpo_fused<Logit, Policy, Kl, true>(p, policy, kl, rows, threads, row_bytes, stream);
+    else
+      detail::launch_grpo_fused<Logit, Policy, Kl, false>(p, policy, kl, rows, threads, row_bytes, stream);
+  } else {
+    float* s_logp = stats;
+    float* s_entropy = stats + rows;
+    float* s_lse = stats + 2 * rows;
+    const unsigned grid = static_cast<unsigned>(rows);
+    const int vocab = static_cast<int>(a.vocab);
+    // the forward's error reports go to the same error word
+    if (rows_vectorizable<Logit>(a.logits, a.vocab))
+      logprobs_kernel<Logit, true><<<grid, threads, 0, stream>>>(a.logits, vocab, a.targets, a.mask, p.scale2, s_logp,
+                                                                s_entropy, s_lse, NAN, &a.result->error_word);
+    else
+      logprobs_kernel<Logit, false><<<grid, threads, 0, stream>>>(a.logits, vocab, a.targets, a.mask, p.scale2,
+                                                                 s_logp, s_entropy, s_lse, NAN, &a.result->error_word);
+    check_launch("logprobs_kernel (grpo_loss_from_logits, sequence-level)");
+    grpo_seq_stat_kernel<Policy><<<static_cast<unsigned>(a.sequences), 256, 0, stream>>>(
+        s_logp, a.logp_old, a.advantages, a.mask, a.seq_len, policy, seq_stat);
+    check_launch("grpo_seq_stat_kernel");
+    p.stats_logp = s_logp;
+    p.stats_entropy = s_entropy;
+    p.stats_lse = s_lse;
+    p.seq_stat = seq_stat;
+    if (vec)
+      grpo_loss_backward_kernel<Logit, Policy, Kl, true><<<grid, threads, 0, stream>>>(p, policy, kl);
+    else
+      grpo_loss_backward_kernel<Logit, Policy, Kl, false><<<grid, threads, 0, stream>>>(p, policy, kl);
+    check_launch("grpo_loss_backward_kernel");
+  }
+  grpo_loss_reduce_kernel<<<1, 1024, 0, stream>>>(partials, rows, a.result);
+  check_launch("grpo_loss_reduce_kernel");
+  if (a.synchronous_check) (void)read_grpo_loss_result(a.result, a.vocab, a.targets, stream);
+}
+
+}  // namespace corl::cuda

@@ -1,0 +1,296 @@
+// corl/cuda/softmax_row.cuh — the per-row machinery shared by corl's from-logits kernels (logprobs.cuh, grpo_loss.cuh):
+// vector loads of bf16 / fp16 / fp32 logits, the online softmax state and its merge, the softmax backward of one
+// element, and the device error word through which kernels report bad input rows.
+//
+// Design note. A row of V logits is handled by one thread block. Each thread walks 16-byte vectors of the row (8 bf16,
+// 8 fp16 or 4 fp32; scalar walk when V or the pointer does not allow 16-byte alignment) and keeps an online softmax
+// state in base 2 (y = x * log2(e) / T, so that the exponential is one ex2 instruction):
+//     m = max y,   s = sum 2^(y - m),   u = sum 2^(y - m) (y - m)
+// lse = ln2 (m + log2 s), logp_y = ln2 ((y_t - m) - log2 s), entropy = ln2 (log2 s - u / s): the same quantities as
+// the CPU reference corl/logprob/from_logits.hpp, which works in natural log; tests compare the two with tolerances.
+// The empty state is m = -FLT_MAX (finite, so that merging with an empty state never computes inf * 0).
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "corl/core/error.hpp"
+#include "corl/core/hd.hpp"
+#include "corl/cuda/reduce.cuh"
+
+namespace corl::cuda {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+
+/// Online softmax state of (part of) a row, base 2.
+struct SoftmaxState {
+  float m;  ///< running max of y
+  float s;  ///< sum 2^(y - m)
+  float u;  ///< sum 2^(y - m) (y - m)
+};
+
+__device__ __forceinline__ SoftmaxState empty_softmax_state() { return SoftmaxState{-FLT_MAX, 0.0f, 0.0f}; }
+
+__device__ __forceinline__ SoftmaxState shfl_xor(SoftmaxState v, int offset) {
+  return SoftmaxState{__shfl_xor_sync(0xffffffffu, v.m, offset), __shfl_xor_sync(0xffffffffu, v.s, offset),
+                      __shfl_xor_sync(0xffffffffu, v.u, offset)};
+}
+
+/// Merge of two states (associative up to rounding; corl always merges in a fixed order).
+struct SoftmaxMerge {
+  __device__ __forceinline__ SoftmaxState operator()(SoftmaxState a, SoftmaxState b) const {
+    const float m = fmaxf(a.m, b.m);
+    const float ea = exp2f(a.m - m), eb = exp2f(b.m - m);
+    // u relative to the new max: u' = e (u - (m - m_old) s)
+    return SoftmaxState{m, a.s * ea + b.s * eb, ea * (a.u - (m - a.m) * a.s) + eb * (b.u - (m - b.m) * b.s)};
+  }
+};
+
+/// Folds n values y[0..n) (already scaled to base 2) into the state: one rescale per chunk, one ex2 per value.
+template <int N>
+__device__ __forceinline__ void softmax_accumulate(SoftmaxState& st, const float (&y)[N]) {
+  float chunk_max = y[0];
+#pragma unroll
+  for (int j = 1; j < N; ++j) chunk_max = fmaxf(chunk_max, y[j]);
+  const float m = fmaxf(st.m, chunk_max);
+  const float a = exp2f(st.m - m);
+  st.u = a * (st.u - (m - st.m) * st.s);
+  st.s *= a;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const float d = y[j] - m;
+    const float e = exp2f(d);
+    st.s += e;
+    st.u = fmaf(e, d, st.u);
+  }
+  st.m = m;
+}
+
+// ---- storage types: scalar conversion and 16-byte vectors ------------------------------------------------------------
+
+template <class Logit>
+struct LogitTraits;
+
+template <>
+struct LogitTraits<float> {
+  static constexpr int kPerVector = 4;
+  static constexpr const char* name = "float";
+  __device__ __forceinline__ static float to_float(float x) { return x; }
+  __device__ __forceinline__ static float from_float(float x) { return x; }
+  __device__ __forceinline__ static void unpack(const uint4& v, float (&out)[4]) {
+    out[0] = __uint_as_float(v.x);
+    out[1] = __uint_as_float(v.y);
+    out[2] = __uint_as_float(v.z);
+    out[3] = __uint_as_float(v.w);
+  }
+  __device__ __forceinline__ static uint4 pack(const float (&in)[4]) {
+    return make_uint4(__float_as_uint(in[0]), __float_as_uint(in[1]), __float_as_uint(in[2]), __float_as_uint(in[3]));
+  }
+};
+
+template <>
+struct LogitTraits<__nv_bfloat16> {
+  static constexpr int kPerVector = 8;
+  static constexpr const char* name = "bfloat16";
+  __device__ __forceinline__ static float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+  __device__ __forceinline__ static __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+  __device__ __forceinline__ static void unpack(const uint4& v, float (&out)[8]) {
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {  // bf16 -> fp32 is a shift: low half first (little endian)
+      out[2 * k] = __uint_as_float(w[k] << 16);
+      out[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+  }
+  __device__ __forceinline__ static unsigned pack2(float lo, float hi) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&h);
+  }
+  __device__ __forceinline__ static uint4 pack(const float (&in)[8]) {
+    return make_uint4(pack2(in[0], in[1]), pack2(in[2], in[3]), pack2(in[4], in[5]), pack2(in[6], in[7]));
+  }
+};
+
+template <>
+struct LogitTraits<__half> {
+  static constexpr int kPerVector = 8;
+  static constexpr const char* name = "float16";
+  __device__ __forceinline__ static float to_float(__half x) { return __half2float(x); }
+  __device__ __forceinline__ static __half from_float(float x) { return __float2half_rn(x); }
+  __device__ __forceinline__ static void unpack(const uint4& v, float (&out)[8]) {
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[k]));
+      out[2 * k] = f.x;
+      out[2 * k + 1] = f.y;
+    }
+  }
+  __device__ __forceinline__ static unsigned pack2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&h);
+  }
+  __device__ __forceinline__ static uint4 pack(const float (&in)[8]) {
+    return make_uint4(pack2(in[0], in[1]), pack2(in[2], in[3]), pack2(in[4], in[5]), pack2(in[6], in[7]));
+  }
+};
+
+template <class Logit>
+concept device_logit_type = requires { LogitTraits<Logit>::kPerVector; };
+
+/// True when rows of `vocab` logits starting at `ptr` can be walked in 16-byte vectors.
+template <class Logit>
+inline bool rows_vectorizable(const void* ptr, long long vocab) {
+  return vocab % LogitTraits<Logit>::kPerVector == 0 && reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
+}
+
+/// 16-byte loads each thread issues before using them: 4 x 16 B x 1024 threads = 64 KiB in flight per block, about
+/// what one SM needs to cover DRAM latency at its share of the bandwidth (Little's law: ~32 GB/s x ~1.5 us).
+inline constexpr int kLoadBatch = 4;
+
+/// Pass 1 over one row: every thread folds its share into `st`; optionally copies the raw row into shared memory;
+/// returns false in a thread that saw a non-finite y.
+template <class Logit, bool kVec, bool kStoreRow>
+__device__ __forceinline__ bool softmax_row_pass(const Logit* row, int vocab, float scale2, SoftmaxState& st,
+                                                 Logit* smem_row) {
+  using Tr = LogitTraits<Logit>;
+  bool finite = true;
+  if constexpr (kVec) {
+    constexpr int N = Tr::kPerVector;
+    const int nvec = vocab / N;
+    const int stride = static_cast<int>(blockDim.x);
+    const uint4* src = reinterpret_cast<const uint4*>(row);
+    auto fold = [&](const uint4& raw, int k) {
+      if constexpr (kStoreRow) reinterpret_cast<uint4*>(smem_row)[k] = raw;
+      float y[N];
+      Tr::unpack(raw, y);
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        y[j] *= scale2;
+        finite = finite && isfinite(y[j]);
+      }
+      softmax_accumulate<N>(st, y);
+    };
+    // kBatch independent 16-byte loads in flight per thread before any of them is used (memory-level parallelism)
+    int k = static_cast<int>(threadIdx.x);
+    for (; k + (kLoadBatch - 1) * stride < nvec; k += kLoadBatch * stride) {
+      uint4 raw[kLoadBatch];
+#pragma unroll
+      for (int j = 0; j < kLoadBatch; ++j) raw[j] = src[k + j * stride];
+#pragma unroll
+      for (int j = 0; j < kLoadBatch; ++j) fold(raw[j], k + j * stride);
+    }
+    for (; k < nvec; k += stride) fold(src[k], k);
+  } else {
+    for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
+      const Logit raw = row[k];
+      if constexpr (kStoreRow) smem_row[k] = raw;
+      float y[1] = {Tr::to_float(raw) * scale2};
+      finite = finite && isfinite(y[0]);
+      softmax_accumulate<1>(st, y);
+    }
+  }
+  return finite;
+}
+
+/// Per-row constants of the softmax backward, in base 2:
+///   dz_v = g [v == t] + p_v (a + b (y_v - lse2)),  p_v = 2^(y_v - lse2),  a = -g - h H,  b = -h ln2;  dx_v = dz_v / T
+struct SoftmaxBackwardCoefs {
+  float lse2, a, b, g, inv_t;
+  int target;
+};
+
+__device__ __forceinline__ float softmax_backward_element(const SoftmaxBackwardCoefs& c, float y, int v) {
+  const float d = y - c.lse2;
+  const float p = exp2f(d);
+  float dz = p * fmaf(c.b, d, c.a);
+  if (v == c.target) dz += c.g;
+  return dz * c.inv_t;
+}
+
+/// Pass 2 over one row: writes dlogits from the logits (global row or its shared-memory copy). Each element is read
+/// before it is written by the same thread, so `grad_row` may alias `row`.
+template <class Logit, bool kVec>
+__device__ __forceinline__ void softmax_backward_pass(const Logit* row, Logit* grad_row, int vocab, float scale2,
+                                                      const SoftmaxBackwardCoefs& c) {
+  using Tr = LogitTraits<Logit>;
+  if constexpr (kVec) {
+    constexpr int N = Tr::kPerVector;
+    const int nvec = vocab / N;
+    const int stride = static_cast<int>(blockDim.x);
+    const uint4* src = reinterpret_cast<const uint4*>(row);
+    uint4* dst = reinterpret_cast<uint4*>(grad_row);
+    auto emit = [&](const uint4& raw, int k) {
+      float y[N];
+      Tr::unpack(raw, y);
+#pragma unroll
+      for (int j = 0; j < N; ++j) y[j] = softmax_backward_element(c, y[j] * scale2, k * N + j);
+      dst[k] = Tr::pack(y);
+    };
+    int k = static_cast<int>(threadIdx.x);
+    for (; k + (kLoadBatch - 1) * stride < nvec; k += kLoadBatch * stride) {
+      uint4 raw[kLoadBatch];
+#pragma unroll
+      for (int j = 0; j < kLoadBatch; ++j) raw[j] = src[k + j * stride];
+#pragma unroll
+      for (int j = 0; j < kLoadBatch; ++j) emit(raw[j], k + j * stride);
+    }
+    for (; k < nvec; k += stride) emit(src[k], k);
+  } else {
+    for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
+      grad_row[k] = Tr::from_float(softmax_backward_element(c, Tr::to_float(row[k]) * scale2, k));
+    }
+  }
+}
+
+/// Writes zeros over one row (masked or rejected rows).
+template <class Logit, bool kVec>
+__device__ __forceinline__ void zero_row(Logit* grad_row, int vocab) {
+  if constexpr (kVec) {
+    const int nvec = vocab / LogitTraits<Logit>::kPerVector;
+    for (int k = static_cast<int>(threadIdx.x); k < nvec; k += static_cast<int>(blockDim.x))
+      reinterpret_cast<uint4*>(grad_row)[k] = make_uint4(0u, 0u, 0u, 0u);
+  } else {
+    for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x))
+      grad_row[k] = LogitTraits<Logit>::from_float(0.0f);
+  }
+}
+
+// ---- device error word -----------------------------------------------------------------------------------------------
+
+/// What a kernel found wrong with a row (the lowest bad row is kept: atomicMin on (row << 2) | code).
+enum RowErrorCode : unsigned {
+  kRowTargetOutOfRange = 1,  ///< target id outside [0, vocab)
+  kRowNonFiniteLogit = 2,    ///< a logit (divided by the temperature) is inf or NaN
+  kRowNonFiniteInput = 3,    ///< logp_old / logp_ref / advantage / token weight of the row is not finite
+};
+inline constexpr unsigned long long kNoRowError = ~0ull;
+
+__device__ __forceinline__ void report_row_error(unsigned long long* error_word, long long row, RowErrorCode code) {
+  atomicMin(error_word, (static_cast<unsigned long long>(row) << 2) | code);
+}
+
+/// Host side: turns an error word read back from the device into a corl::Error naming the function, array and row.
+inline void throw_row_error(unsigned long long word, const char* where, long long vocab, const std::int32_t* d_targets) {
+  if (word == kNoRowError) return;
+  const long long row = static_cast<long long>(word >> 2);
+  switch (static_cast<unsigned>(word & 3u)) {
+    case kRowTargetOutOfRange: {
+      std::int32_t target = 0;
+      if (cudaMemcpy(&target, d_targets + row, sizeof(target), cudaMemcpyDeviceToHost) != cudaSuccess)
+        fail(where, ": targets[", row, "] is outside [0, vocab = ", vocab, ") (and could not be read back)");
+      fail(where, ": targets[", row, "] = ", target, ", expected in [0, vocab = ", vocab, ")");
+    }
+    case kRowNonFiniteLogit:
+      fail(where, ": logits row ", row, " holds a non-finite value (after dividing by the temperature), expected finite");
+    default:
+      fail(where, ": logp_old / logp_ref / advantages / token_weight of row ", row, " is not finite, expected finite");
+  }
+}
+
+}  // namespace corl::cuda

@@ -1,0 +1,244 @@
+// GPU tests of corl/cuda/logprobs.cuh against the CPU reference corl/logprob/from_logits.hpp, and of the host
+// half types (corl/core/half_types.hpp) against the device conversions.
+//
+// Tolerances. The kernel and the reference compute the same quantities in float but not in the same order (the
+// kernel splits a row over up to 1024 threads and merges, the CPU walks it left to right) and the kernel uses the
+// hardware ex2 (relative error ~2^-22) where the CPU calls expf. The sum s = sum exp(z - m) then differs by a few
+// float ulps times sqrt(V) at most, so lse and logp differ by ~1e-6 (V = 1e3) to ~1e-5 (V = 1e5) absolute; entropy
+// (log s - u / s) likewise. We allow 5e-5 + 1e-5 |value|: ten times the expected error and far below what a wrong
+// temperature, target or shift would produce (>= 1e-2).
+#include "gpu_test_main.cuh"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <corl/core/half_types.hpp>
+#include <corl/cuda/check.cuh>
+#include <corl/cuda/logprobs.cuh>
+#include <corl/logprob/from_logits.hpp>
+
+namespace {
+
+using corl::cuda::check_cuda;
+
+template <class T>
+struct DeviceArray {
+  T* ptr = nullptr;
+  std::size_t n = 0;
+  explicit DeviceArray(std::size_t count) : n(count) {
+    check_cuda(cudaMalloc(&ptr, sizeof(T) * (count ? count : 1)), "test cudaMalloc");
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() { cudaFree(ptr); }
+  template <class H>
+  void upload(const std::vector<H>& host) {
+    static_assert(sizeof(H) == sizeof(T), "host and device element sizes must match");
+    check_cuda(cudaMemcpy(ptr, host.data(), sizeof(T) * host.size(), cudaMemcpyHostToDevice), "test upload");
+  }
+  template <class H>
+  std::vector<H> download() const {
+    static_assert(sizeof(H) == sizeof(T), "host and device element sizes must match");
+    std::vector<H> host(n);
+    check_cuda(cudaMemcpy(host.data(), ptr, sizeof(T) * n, cudaMemcpyDeviceToHost), "test download");
+    return host;
+  }
+  void poison() { check_cuda(cudaMemset(ptr, 0xff, sizeof(T) * n), "test poison"); }  // all-ones bits = NaN
+};
+
+template <class Host>
+struct DeviceType;
+template <>
+struct DeviceType<float> {
+  using type = float;
+};
+template <>
+struct DeviceType<corl::bfloat16> {
+  using type = __nv_bfloat16;
+};
+template <>
+struct DeviceType<corl::float16> {
+  using type = __half;
+};
+
+bool close(float got, float want) { return std::abs(got - want) <= 5e-5f + 1e-5f * std::abs(want); }
+
+__global__ void convert_kernel(const float* in, unsigned short* bf, unsigned short* hf, int n) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i >= n) return;
+  const __nv_bfloat16 b = __float2bfloat16(in[i]);
+  const __half h = __float2half(in[i]);
+  bf[i] = *reinterpret_cast<const unsigned short*>(&b);
+  hf[i] = *reinterpret_cast<const unsigned short*>(&h);
+}
+
+template <class Host>
+void check_parity(corl::index_t rows, corl::index_t vocab, float temperature, unsigned seed, bool with_mask) {
+  using Device = typename DeviceType<Host>::type;
+  CAPTURE(rows);
+  CAPTURE(vocab);
+  CAPTURE(temperature);
+  CAPTURE(seed);
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  std::uniform_int_distribution<std::int32_t> token(0, static_cast<std::int32_t>(vocab - 1));
+  std::vector<Host> logits(static_cast<std::size_t>(rows * vocab));
+  for (auto& x : logits) x = corl::from_real<Host>(normal(gen));
+  std::vector<std::int32_t> targets(static_cast<std::size_t>(rows));
+  for (auto& y : targets) y = token(gen);
+  targets[0] = static_cast<std::int32_t>(vocab - 1);  // the last column (vector tail) is a target at least once
+  std::vector<std::uint8_t> mask(static_cast<std::size_t>(rows), 1);
+  if (with_mask)
+    for (std::size_t i = 1; i < mask.size(); i += 3) mask[i] = 0;
+
+  std::vector<float> ref_logp(targets.size()), ref_ent(targets.size()), ref_lse(targets.size());
+  corl::logprobs_from_logits<float>(std::span<const Host>(logits), vocab, std::span<const std::int32_t>(targets),
+                                    temperature, std::span<float>(ref_logp), std::span<float>(ref_ent),
+                                    std::span<float>(ref_lse));
+
+  DeviceArray<Device> d_logits(logits.size());
+  d_logits.upload(logits);
+  DeviceArray<std::int32_t> d_targets(targets.size());
+  d_targets.upload(targets);
+  DeviceArray<std::uint8_t> d_mask(mask.size());
+  d_mask.upload(mask);
+  DeviceArray<float> d_logp(targets.size()), d_ent(targets.size()), d_lse(targets.size());
+  DeviceArray<char> scratch(corl::cuda::logprobs_scratch_bytes());
+  corl::cuda::LogprobsArgs<Device> args;
+  args.logits = d_logits.ptr;
+  args.rows = rows;
+  args.vocab = vocab;
+  args.targets = d_targets.ptr;
+  args.mask = with_mask ? d_mask.ptr : nullptr;
+  args.temperature = temperature;
+  args.logp = d_logp.ptr;
+  args.entropy = d_ent.ptr;
+  args.lse = d_lse.ptr;
+
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    d_logp.poison();
+    d_ent.poison();
+    d_lse.poison();
+    corl::cuda::logprobs_from_logits(args, scratch.ptr, corl::cuda::logprobs_scratch_bytes());
+    const auto logp = d_logp.download<float>(), ent = d_ent.download<float>(), lse = d_lse.download<float>();
+    int bad = 0;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      if (mask[i] == 0 && with_mask) {
+        bad += (logp[i] != 0.0f || ent[i] != 0.0f || lse[i] != 0.0f);
+        continue;
+      }
+      const bool ok = close(logp[i], ref_logp[i]) && close(ent[i], ref_ent[i]) && close(lse[i], ref_lse[i]);
+      if (!ok && bad < 5) {
+        MESSAGE("row " << i << ": logp " << logp[i] << " vs " << ref_logp[i] << ", entropy " << ent[i] << " vs "
+                       << ref_ent[i] << ", lse " << lse[i] << " vs " << ref_lse[i]);
+      }
+      bad += ok ? 0 : 1;
+    }
+    CHECK(bad == 0);
+    std::vector<float> all = logp;
+    all.insert(all.end(), ent.begin(), ent.end());
+    all.insert(all.end(), lse.begin(), lse.end());
+    if (run == 0) {
+      first = all;
+    } else {
+      CHECK(std::memcmp(first.data(), all.data(), all.size() * sizeof(float)) == 0);  // determinism: same bits
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("host bf16 / fp16 conversions match __float2bfloat16 / __float2half on the device, bit for bit") {
+  std::mt19937 gen(31337);
+  std::vector<float> values;
+  std::uniform_int_distribution<std::uint32_t> bits;
+  for (int i = 0; i < 1 << 20; ++i) values.push_back(std::bit_cast<float>(bits(gen)));  // every exponent, NaN, inf
+  std::normal_distribution<float> normal(0.0f, 10.0f);
+  for (int i = 0; i < 1 << 18; ++i) values.push_back(normal(gen));
+  const int n = static_cast<int>(values.size());
+  DeviceArray<float> in(values.size());
+  in.upload(values);
+  DeviceArray<unsigned short> bf(values.size()), hf(values.size());
+  convert_kernel<<<corl::cuda::blocks_for(n, 256), 256>>>(in.ptr, bf.ptr, hf.ptr, n);
+  corl::cuda::check_launch("convert_kernel");
+  const auto b = bf.download<unsigned short>(), h = hf.download<unsigned short>();
+  int bad_b = 0, bad_h = 0;
+  for (int i = 0; i < n; ++i) {
+    const float f = values[static_cast<std::size_t>(i)];
+    if (std::isnan(f)) {  // any NaN encoding is acceptable; both must be NaN
+      bad_b += std::isnan(static_cast<float>(corl::bfloat16::from_bits(b[static_cast<std::size_t>(i)]))) ? 0 : 1;
+      bad_h += std::isnan(static_cast<float>(corl::float16::from_bits(h[static_cast<std::size_t>(i)]))) ? 0 : 1;
+      continue;
+    }
+    bad_b += corl::bfloat16(f).bits == b[static_cast<std::size_t>(i)] ? 0 : 1;
+    bad_h += corl::float16(f).bits == h[static_cast<std::size_t>(i)] ? 0 : 1;
+  }
+  CHECK(bad_b == 0);
+  CHECK(bad_h == 0);
+}
+
+TEST_CASE("log-probs match the CPU reference: fp32, bf16, fp16; odd and even V; temperature; masks; determinism") {
+  check_parity<float>(7, 1001, 1.0f, 1, false);  // odd V: scalar path
+  check_parity<float>(9, 4096, 0.7f, 2, true);   // vector path
+  check_parity<corl::bfloat16>(11, 1001, 1.3f, 3, true);
+  check_parity<corl::bfloat16>(6, 16384, 1.0f, 4, false);
+  check_parity<corl::bfloat16>(4, 102400, 0.9f, 5, true);  // 1024-thread blocks
+  check_parity<corl::float16>(5, 333, 0.6f, 6, false);
+  check_parity<corl::float16>(8, 8192, 1.0f, 7, true);
+  check_parity<float>(3, 1, 1.0f, 8, false);  // V = 1: logp = 0, entropy = 0
+}
+
+TEST_CASE("a target out of range or a non-finite logit is reported as corl::Error naming the row") {
+  const corl::index_t rows = 4, vocab = 40;
+  std::vector<float> logits(static_cast<std::size_t>(rows * vocab), 0.5f);
+  std::vector<std::int32_t> targets{0, 1, 40, 3};
+  DeviceArray<float> d_logits(logits.size());
+  d_logits.upload(logits);
+  DeviceArray<std::int32_t> d_targets(targets.size());
+  d_targets.upload(targets);
+  DeviceArray<float> d_logp(4);
+  DeviceArray<char> scratch(corl::cuda::logprobs_scratch_bytes());
+  corl::cuda::LogprobsArgs<float> args;
+  args.logits = d_logits.ptr;
+  args.rows = rows;
+  args.vocab = vocab;
+  args.targets = d_targets.ptr;
+  args.logp = d_logp.ptr;
+  std::string message;
+  try {
+    corl::cuda::logprobs_from_logits(args, scratch.ptr, corl::cuda::logprobs_scratch_bytes());
+  } catch (const corl::Error& e) {
+    message = e.what();
+  }
+  CHECK(message == "logprobs_from_logits: targets[2] = 40, expected in [0, vocab = 40)");
+  targets[2] = 2;
+  d_targets.upload(targets);
+  logits[1 * vocab + 7] = std::nanf("");
+  logits[3 * vocab + 0] = INFINITY;
+  d_logits.upload(logits);
+  message.clear();
+  try {
+    corl::cuda::logprobs_from_logits(args, scratch.ptr, corl::cuda::logprobs_scratch_bytes());
+  } catch (const corl::Error& e) {
+    message = e.what();
+  }
+  CHECK(message.find("logits row 1 holds a non-finite value") != std::string::npos);
+  // the rows that were fine still got their values; the bad rows got 0, never NaN
+  const auto logp = d_logp.download<float>();
+  CHECK(logp[0] == doctest::Approx(-std::log(40.0f)).epsilon(1e-5));
+  CHECK(logp[1] == 0.0f);
+  CHECK(logp[3] == 0.0f);
+  // host-side checks
+  args.temperature = 0.0f;
+  CHECK_THROWS_WITH_AS(corl::cuda::logprobs_from_logits(args, scratch.ptr, corl::cuda::logprobs_scratch_bytes()),
+                       "logprobs_from_logits: temperature = 0, expected a finite value > 0", corl::Error);
+}
