@@ -1,0 +1,13 @@
+// main.cpp — the `ulm_r1` program: one table of subcommands (cli.hpp). To add one, add a line to kCommands.
+#include <iterator>
+
+#include "cli.hpp"
+
+namespace {
+constexpr ulm::Subcommand kCommands[] = {
+    {"sft", "supervised warm-up on the world's train split; writes a safetensors checkpoint", ulm::cmd_sft},
+    {"eval", "world-GenEval and QA accuracy (mc, oe) of a checkpoint on the test split", ulm::cmd_eval},
+};
+}  // namespace
+
+int main(int argc, char** argv) { return ulm::dispatch(kCommands, argc, argv); }

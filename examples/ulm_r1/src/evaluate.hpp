@@ -1,0 +1,44 @@
+// evaluate.hpp — held-out evaluation of the bundled model on the shapes world's test split:
+//   world-GenEval  one image per test prompt, sampled with CFG (Janus-Pro: weight 5, T = 1), checked by geneval.hpp;
+//                  per-category accuracy and overall = mean over categories (GenEval's overall score);
+//   QA accuracy    one greedy answer per test question (<think> ... </think> <answer> ... </answer>), scored by
+//                  world_answers.hpp's completion_correct, reported separately for multiple choice (mc) and
+//                  open-ended (oe).
+// JSON: {"geneval": {"overall": x, "<category>": x, ...}, "qa": {"mc": x, "oe": x}}.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "geneval.hpp"
+#include "json.hpp"
+#include "model.hpp"
+#include "world.hpp"
+
+namespace ulm {
+
+struct EvalOptions {
+  int rows = 240;                ///< test rows (categories cycle, so 40 per category)
+  std::uint64_t seed = 7;        ///< test data and sampling
+  double cfg_weight = 5.0;
+  double image_temperature = 1.0;
+  double text_temperature = 0.0; ///< 0 = greedy
+  int max_answer_tokens = 64;
+  int batch = 64;                ///< prompts per sampling call
+  WorldConfig world = {};
+};
+
+struct EvalResult {
+  GenEvalTally geneval;
+  int mc_total = 0, mc_correct = 0, oe_total = 0, oe_correct = 0;
+  double mc() const { return mc_total ? static_cast<double>(mc_correct) / mc_total : 0.0; }
+  double oe() const { return oe_total ? static_cast<double>(oe_correct) / oe_total : 0.0; }
+  /// {"geneval": {"overall": x, "single_object": x, ...}, "qa": {"mc": x, "oe": x}}
+  Json to_json() const;
+  /// A terminal table: one line per GenEval category, overall, then QA mc / oe with counts.
+  std::string table() const;
+};
+
+EvalResult evaluate(const Model<float>& model, const EvalOptions& options);
+
+}  // namespace ulm
