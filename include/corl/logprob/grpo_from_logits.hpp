@@ -102,7 +102,7 @@ GrpoLossTotals grpo_loss_from_logits(const GrpoLogitsBatch<Logit, Real>& in, con
   require(entropy_out.empty() || static_cast<index_t>(entropy_out.size()) == rows, where, ": entropy_out has ",
           entropy_out.size(), " elements, expected 0 or ", rows);
   const Real inv_t = detail::checked_inv_temperature(in.temperature, where);
-  const bool with_entropy = in.entropy_coef != Real(0) || !entropy_out.empty();
+  constexpr bool with_entropy = true;  // always: entropy_sum is a metric (one extra multiply-add per logit)
   const bool with_kl = static_cast<bool>(Kl::uses_reference) && !in.logp_ref.empty();
   auto active = [&](index_t i) { return in.mask.empty() || in.mask[static_cast<std::size_t>(i)] != 0; };
 

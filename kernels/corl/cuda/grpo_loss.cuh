@@ -318,6 +318,10 @@ void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, c
     if (row_bytes > 48 * 1024)
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes)),
                  "grpo_loss_fused_kernel: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+    // all of the unified L1 / shared storage as shared memory: the rows ARE the working set (6 bf16 rows of V = 16384
+    // per SM instead of the 3 a default carveout may give)
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100),
+               "grpo_loss_fused_kernel: cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
     kernel<<<static_cast<unsigned>(rows), threads, row_bytes, stream>>>(p, policy, kl);
   } else {
     grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, false><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
