@@ -131,7 +131,7 @@ TEST_CASE("answers: normalisation, extraction, option letters, matching") {
   UnifiedRow row;
   row.question_type = QuestionType::multiple_choice;
   row.options = options;
-  row.answer = "D";
+  row.answer = std::string(1, 'D');  // not = "D": GCC 12 -Wrestrict false positive (PR 105329) at -O2
   CHECK(completion_correct("<think> it is yellow . </think> <answer> D </answer>", row));
   CHECK_FALSE(completion_correct("<think> it is yellow . </think> D", row));
 }
