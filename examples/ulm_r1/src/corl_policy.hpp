@@ -1,0 +1,77 @@
+// corl_policy.hpp — the bundled model as a corl::policy: what the CoRL pipeline (corl/pipeline/) trains.
+//
+// UlmPolicy wraps ulm::Model<float> with the sampling settings of each modality:
+//   prompt      PolicyPrompt{tokens, modality}: the context and the modality of the completion to produce
+//               (text answers / captions, or image_out codes);
+//   completion  PolicyCompletion{tokens, modality};
+//   sample      Model::sample, one call per modality (all prompts of a call share it), key.seed / key.offset as the
+//               Philox seed and base offset (the model adds the token position: the pipeline leaves 2^16 per call);
+//   score       Model::score under the SAME distribution the sampler used: text at the text temperature; image codes
+//               under the CFG mix u + w (c - u) at the image temperature, with the one-position shift (model.hpp) —
+//               the reference code scored image tokens without CFG and unshifted (DESIGN.md section 1);
+//   backward    Model::backward (adds to the flat gradient);  parameters  the flat parameter vector;
+//   snapshot    a copy (the frozen reference; the hand-off between stages).
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "corl/concepts/policy.hpp"
+#include "model.hpp"
+
+namespace ulm {
+
+struct PolicyPrompt {
+  Sequence tokens;
+  Modality modality = Modality::text;  ///< of the completion: text or image_out
+};
+
+struct PolicyCompletion {
+  std::vector<int> tokens;
+  Modality modality = Modality::text;
+};
+
+/// Sampling (and therefore scoring) settings per modality.
+struct PolicySampling {
+  double text_temperature = 1.0;  ///< no top-k / top-p: the trainer scores the full distribution (parity)
+  int max_new_tokens = 32;
+  double image_temperature = 1.0;
+  double cfg_weight = 5.0;  ///< Janus-Pro / CoRL use 5
+
+  /// Throws corl::Error naming the field (temperatures > 0: a log-prob needs a proper distribution).
+  void validate() const;
+};
+
+class UlmPolicy {
+ public:
+  using real_type = float;
+  using prompt_type = PolicyPrompt;
+  using completion_type = PolicyCompletion;
+  using scored_type = Scored<float>;
+
+  UlmPolicy(Model<float> model, PolicySampling sampling);
+
+  std::vector<corl::Rollout<PolicyCompletion, float>> sample(const std::vector<PolicyPrompt>& prompts, int group,
+                                                             corl::SampleKey key) const;
+  Scored<float> score(const std::vector<PolicyPrompt>& prompts, const std::vector<PolicyCompletion>& completions) const;
+  void backward(const Scored<float>& scored, const std::vector<std::vector<float>>& dlogp, std::span<float> grad) const;
+  std::span<float> parameters() { return model_.parameters(); }
+  std::span<const float> parameters() const { return model_.parameters(); }
+  UlmPolicy snapshot() const { return *this; }
+
+  const Model<float>& model() const { return model_; }
+  Model<float>& model() { return model_; }
+  const PolicySampling& sampling() const { return sampling_; }
+
+  /// Greedy text completion of one prompt (deterministic): how the policy captions an image for R_cycle.
+  std::vector<int> greedy_text(const Sequence& prompt, int max_new_tokens) const;
+
+ private:
+  SampleOptions options_for(Modality modality) const;
+  Model<float> model_;
+  PolicySampling sampling_;
+};
+
+static_assert(corl::policy<UlmPolicy>, "UlmPolicy must satisfy corl::policy");
+
+}  // namespace ulm

@@ -1,0 +1,123 @@
+// corl_world_rewards.cpp — see corl_world_rewards.hpp.
+#include "corl_world_rewards.hpp"
+
+#include "corl/core/error.hpp"
+#include "corl/reward/accuracy.hpp"
+#include "corl/reward/format.hpp"
+#include "corl/reward/text_similarity.hpp"
+#include "image_features.hpp"
+#include "sft.hpp"
+
+namespace ulm {
+
+PolicyPrompt T2iTask::operator()(const UnifiedRow& row) const {
+  return PolicyPrompt{t2i_prompt(ctx->tokenizer, row.prompt), Modality::image_out};
+}
+
+PolicyPrompt QaTask::operator()(const UnifiedRow& row) const {
+  return PolicyPrompt{understanding_prompt(ctx->tokenizer, row.image, row.question), Modality::text};
+}
+
+Grid completion_grid(const PolicyCompletion& completion, const WorldConfig& world) {
+  corl::require(completion.modality == Modality::image_out,
+                "ulm::completion_grid: the completion is text, expected image_out codes");
+  Grid g(completion.tokens.begin(), completion.tokens.end());
+  validate_grid(g, world, "ulm::completion_grid");
+  return g;
+}
+
+std::string completion_text(const PolicyCompletion& completion, const Tokenizer& tok) {
+  corl::require(completion.modality == Modality::text, "ulm::completion_text: the completion is an image, expected text");
+  return tok.decode(completion.tokens, /*skip_special=*/true);
+}
+
+std::string policy_caption(const UlmPolicy& policy, const WorldContext& ctx, const Grid& image, int max_tokens) {
+  const Sequence prompt = understanding_prompt(ctx.tokenizer, image, kCaptionInstruction);
+  const std::vector<int> ids = policy.greedy_text(prompt, max_tokens);
+  return ctx.tokenizer.decode(ids, /*skip_special=*/true);
+}
+
+double cycle_reward(const UlmPolicy& policy, const WorldContext& ctx, const UnifiedRow& row, const Grid& generated,
+                    int caption_max_tokens, CycleParts* parts) {
+  const double image_side = grid_similarity(row.image, generated, ctx.world);
+  const std::string cap = policy_caption(policy, ctx, generated, caption_max_tokens);
+  const double text_side = 0.5 * (corl::token_f1(cap, row.prompt) + corl::soft_jaccard(cap, row.prompt));
+  if (parts) *parts = CycleParts{image_side, text_side, cap};
+  return image_side + text_side;
+}
+
+corl::TimInputs tim_inputs(const UlmPolicy& policy, const WorldContext& ctx, const std::string& prompt,
+                           const Grid& generated) {
+  // "<bos> <image> {codes as image_in} </image> {prompt words}": the understanding path reads the generated image
+  // with the prompt; rows 2 .. 2 + H*W - 1 are image positions, the prompt words follow "</image>".
+  const Sequence seq = understanding_prompt(ctx.tokenizer, generated, prompt);
+  const auto hidden = policy.model().hidden_states(seq);  // d_model x T, one column per position
+  corl::TimInputs in;
+  in.dim = hidden.rows();
+  const corl::index_t T = hidden.cols();
+  in.hidden.resize(static_cast<std::size_t>(T * in.dim));
+  for (corl::index_t t = 0; t < T; ++t)
+    for (corl::index_t d = 0; d < in.dim; ++d) in.hidden[static_cast<std::size_t>(t * in.dim + d)] = hidden(d, t);
+  for (corl::index_t t = 0; t < T; ++t) {
+    const Token& tok = seq[static_cast<std::size_t>(t)];
+    if (tok.modality == Modality::image_in) {
+      in.image_rows.push_back(t);
+    } else if (tok.id >= Tokenizer::kNumSpecial) {  // words, not <bos> / <image> / </image>
+      in.text_rows.push_back(t);
+    }
+  }
+  return in;
+}
+
+double tim_reward(const UlmPolicy& policy, const WorldContext& ctx, const std::string& prompt, const Grid& generated) {
+  return corl::tim_reward(tim_inputs(policy, ctx, prompt, generated));
+}
+
+double accuracy_reward(const WorldContext& ctx, const UnifiedRow& row, const std::string& answer_text) {
+  (void)ctx;
+  const corl::AccuracyReward acc{row.question_type == QuestionType::multiple_choice ? corl::AnswerKind::multiple_choice
+                                                                                    : corl::AnswerKind::open_ended,
+                                 4};
+  return acc.score(answer_text, row.answer, row.options);
+}
+
+double format_reward(const std::string& answer_text) { return corl::FormatReward{}(answer_text); }
+
+double WorldReward::score(const UlmPolicy& policy, const UnifiedRow& row, const PolicyCompletion* image,
+                          const PolicyCompletion* answer) const {
+  corl::require(ctx != nullptr, "ulm::WorldReward: no world context");
+  double total = 0;
+  auto note = [&](std::size_t k, double v) {
+    if (log) log->sum[k] += v, log->count[k] += 1;
+  };
+  if (image && (weights.cycle != 0 || weights.tim != 0)) {
+    const Grid g = completion_grid(*image, ctx->world);
+    if (weights.cycle != 0) {
+      CycleParts parts;
+      total += weights.cycle * cycle_reward(policy, *ctx, row, g, caption_max_tokens, &parts);
+      note(0, parts.image_side);
+      note(1, parts.text_side);
+    }
+    if (weights.tim != 0) {
+      const double t = tim_reward(policy, *ctx, row.prompt, g);
+      total += weights.tim * t;
+      note(2, t);
+    }
+  }
+  if (answer && (weights.acc != 0 || weights.format != 0)) {
+    const std::string text = completion_text(*answer, ctx->tokenizer);
+    if (weights.acc != 0) {
+      const double a = accuracy_reward(*ctx, row, text);
+      total += weights.acc * a;
+      note(3, a);
+    }
+    if (weights.format != 0) {
+      const double f = format_reward(text);
+      total += weights.format * f;
+      note(4, f);
+    }
+  }
+  return total;
+}
+
+}  // namespace ulm

@@ -1,0 +1,108 @@
+// corl_world_rewards.hpp — CoRL's tasks and rewards on the shapes world, built from corl's reward library.
+//
+// Tasks (row -> policy prompt; sequence formats from sft.hpp):
+//   T2iTask  <bos> {prompt} <image>                                   -> image_out codes
+//   QaTask   <bos> <image> {reference image codes} </image> {question} -> "<think> ... </think> <answer> ... </answer>"
+// Rewards, each part in [0, 1] (DESIGN.md section 1; arXiv 2505.17534 Sec. 3.2):
+//   R_cycle = image side + text side
+//     image side  1 - grid_distance(reference image, generated image)           (image_features.hpp, LPIPS stand-in)
+//     text side   the POLICY captions its generated image (greedy, "describe the image ."), and the caption is
+//                 compared with the prompt: 0.5 (token F1 + soft Jaccard)        (corl/reward/text_similarity.hpp)
+//   R_TIM   = (1 + TIM) / 2 on the policy's hidden states of "<bos> <image> {generated codes} </image> {prompt}":
+//             image rows = the code positions, text rows = the prompt-word positions (corl/reward/tim_reward.hpp)
+//   R_acc   = corl::AccuracyReward (multiple choice by option letter with the option texts, open-ended normalised)
+//   R_format= corl::FormatReward on the decoded answer
+// WorldReward sums them with weights: the unified stage uses R_cycle + R_TIM + 0.8 (R_acc + R_format); the refined
+// T2I stage R_cycle + R_TIM; the refined QA stages R_acc + R_format. Parts with weight 0 are not computed (the
+// caption is the expensive part). A RewardLog, when attached, accumulates the mean of every part for the metrics.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "corl/pipeline/stage.hpp"
+#include "corl/reward/tim_reward.hpp"
+#include "corl_policy.hpp"
+#include "tokenizer.hpp"
+#include "world.hpp"
+
+namespace ulm {
+
+/// The world and tokenizer the rewards read (owned by the caller, outlives the stages).
+struct WorldContext {
+  WorldConfig world;
+  Tokenizer tokenizer;
+  explicit WorldContext(const WorldConfig& w) : world(w), tokenizer(w) {}
+};
+
+struct T2iTask {
+  const WorldContext* ctx = nullptr;
+  PolicyPrompt operator()(const UnifiedRow& row) const;
+};
+struct QaTask {
+  const WorldContext* ctx = nullptr;
+  PolicyPrompt operator()(const UnifiedRow& row) const;
+};
+
+/// The generated grid of an image completion (validated: H*W codes in the codebook).
+Grid completion_grid(const PolicyCompletion& completion, const WorldConfig& world);
+/// The decoded text of a text completion, without <eos>/<pad>/<bos>.
+std::string completion_text(const PolicyCompletion& completion, const Tokenizer& tok);
+
+/// The policy's greedy caption of an image.
+std::string policy_caption(const UlmPolicy& policy, const WorldContext& ctx, const Grid& image, int max_tokens);
+
+struct CycleParts {
+  double image_side = 0, text_side = 0;
+  std::string caption;
+};
+/// R_cycle of one generated image for `row` (see the header comment); `parts` (optional) receives the two sides.
+double cycle_reward(const UlmPolicy& policy, const WorldContext& ctx, const UnifiedRow& row, const Grid& generated,
+                    int caption_max_tokens, CycleParts* parts = nullptr);
+/// The hidden states and the image / text row indices R_TIM reads (no hard-coded positions).
+corl::TimInputs tim_inputs(const UlmPolicy& policy, const WorldContext& ctx, const std::string& prompt,
+                           const Grid& generated);
+/// R_TIM in [0, 1].
+double tim_reward(const UlmPolicy& policy, const WorldContext& ctx, const std::string& prompt, const Grid& generated);
+/// R_acc and R_format of an answer completion for `row`.
+double accuracy_reward(const WorldContext& ctx, const UnifiedRow& row, const std::string& answer_text);
+double format_reward(const std::string& answer_text);
+
+/// Per-part sums over the samples scored since the last reset (for the metrics log).
+struct RewardLog {
+  std::array<double, 5> sum{};  ///< cycle_image, cycle_text, tim, acc, format
+  std::array<double, 5> count{};
+  void reset() { sum.fill(0), count.fill(0); }
+  double mean(std::size_t k) const { return count[k] > 0 ? sum[k] / count[k] : 0.0; }
+  static constexpr std::array<const char*, 5> kNames = {"cycle_image", "cycle_text", "tim", "acc", "format"};
+};
+
+struct WorldRewardWeights {
+  double cycle = 1.0;
+  double tim = 1.0;
+  double acc = 0.8;
+  double format = 0.8;
+};
+
+/// The CoRL reward on a stage sample: image parts read completion(image_task), QA parts completion(qa_task).
+struct WorldReward {
+  const WorldContext* ctx = nullptr;
+  WorldRewardWeights weights;
+  int image_task = -1;  ///< index of the image completion in the stage's tasks (-1: none)
+  int qa_task = -1;     ///< index of the answer completion (-1: none)
+  int caption_max_tokens = 24;
+  RewardLog* log = nullptr;  ///< optional side channel for metrics (not part of the reward's value)
+
+  template <std::size_t K>
+  double operator()(const UlmPolicy& policy, const corl::StageSample<UnifiedRow, PolicyCompletion, K>& s) const {
+    const PolicyCompletion* image = image_task >= 0 ? &s.completion(static_cast<std::size_t>(image_task)) : nullptr;
+    const PolicyCompletion* answer = qa_task >= 0 ? &s.completion(static_cast<std::size_t>(qa_task)) : nullptr;
+    return score(policy, s.row, image, answer);
+  }
+  double score(const UlmPolicy& policy, const UnifiedRow& row, const PolicyCompletion* image,
+               const PolicyCompletion* answer) const;
+};
+
+}  // namespace ulm

@@ -1,0 +1,79 @@
+// train_config.hpp — the configuration of `ulm_r1 train`: a "key = value" file plus "--key value" overrides.
+//
+// File format: one "key = value" per line; '#' starts a comment; blank lines are ignored. Keys are the names listed
+// by train_config_keys() (e.g. "seed", "sft.steps", "unified.steps", "refined_mc.group_size", "reward.lambda").
+// Command-line overrides use the same names: `ulm_r1 train --config configs/default.conf --unified.steps 40`.
+// Every value is checked: an unknown key, a malformed number or an out-of-range value is a corl::Error naming the
+// source ("<file>:<line>" or "--<key>"), the key, the value and the expected range.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "corl/pipeline/stage_config.hpp"
+
+namespace ulm {
+
+struct TrainStageSettings {
+  int steps = 0;
+  int rows_per_step = 4;
+  int group_size = 8;
+  double learning_rate = 1e-3;
+  double beta = 0.0;
+  double max_grad_norm = 1.0;
+  double weight_t2i = 1.0;   ///< unified stage only
+  double weight_mm2t = 1.0;  ///< unified stage only
+};
+
+struct TrainConfig {
+  std::uint64_t seed = 1;
+  std::string out_dir = "ulm_r1_train";
+  // SFT warm-up (or a checkpoint)
+  std::string sft_ckpt;      ///< when set, the SFT model is loaded instead of trained
+  int sft_steps = 600;
+  int sft_batch = 48;
+  double sft_lr = 3e-3;
+  int threads = 2;
+  // data
+  int train_rows = 3000;     ///< unified rows generated from the train split for RL
+  // stages
+  TrainStageSettings unified{24, 4, 8, 2e-4, 0.0, 1.0, 1.0, 1.0};
+  TrainStageSettings refined_t2i{12, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
+  TrainStageSettings refined_mc{12, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
+  TrainStageSettings refined_oe{12, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
+  double qa_merge_alpha = 0.5;  ///< QA policy = (1 - a) MC + a OE
+  // rewards
+  double reward_cycle = 1.0;
+  double reward_tim = 1.0;
+  double reward_lambda = 0.8;   ///< weight of R_acc + R_format in the unified reward
+  int caption_max_tokens = 24;
+  // sampling (training rollouts; evaluation uses its own greedy / CFG settings)
+  double image_temperature = 1.0;
+  double text_temperature = 1.0;
+  double cfg_weight = 5.0;
+  int max_answer_tokens = 48;
+  // evaluation
+  int eval_rows = 240;
+  std::uint64_t eval_seed = 7;
+  int sheet_prompts = 12;       ///< prompts in the before/after image sheet
+  bool ablation = false;
+
+  /// Throws corl::Error naming the key and the condition.
+  void validate() const;
+  /// The corl::StageConfig of a stage (name, G, rows, steps, lr, beta, task weights, clip).
+  corl::StageConfig stage_config(const std::string& name) const;
+};
+
+/// Every key the file and the overrides accept, in a stable order.
+std::vector<std::string> train_config_keys();
+/// Sets one key from its text value; `source` names where it came from in errors.
+void set_train_config_value(TrainConfig& config, const std::string& key, const std::string& value,
+                            const std::string& source);
+/// Reads a config file into `config` (keys not in the file keep their values).
+void read_train_config_file(TrainConfig& config, const std::string& path);
+/// key -> value text of every setting (written into report.json).
+std::map<std::string, std::string> train_config_values(const TrainConfig& config);
+
+}  // namespace ulm
