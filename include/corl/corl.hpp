@@ -6,6 +6,7 @@
 
 #include "corl/concepts/policy.hpp"
 #include "corl/concepts/reward_function.hpp"
+#include "corl/pipeline/adamw_optimizer.hpp"
 #include "corl/pipeline/checkpoint.hpp"
 #include "corl/pipeline/merge.hpp"
 #include "corl/pipeline/optimizer.hpp"

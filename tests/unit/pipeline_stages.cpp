@@ -2,6 +2,7 @@
 
 #include <corl/corl.hpp>
 #include <corl/loss/ppo_clip.hpp>
+#include <corl/pipeline/adamw_optimizer.hpp>
 
 #include <unistd.h>
 
@@ -246,4 +247,27 @@ TEST_CASE("a stage takes any corl::Objective: PPO clip + k3, seq-mean-token-mean
   REQUIRE(log.size() == 12);
   CHECK(log.back().reward_mean > log.front().reward_mean + 0.3);
   CHECK(log.back().kl > 0.0);
+}
+
+TEST_CASE("AdamW as a stage optimizer: resume through its saved state is bit-identical") {
+  static_assert(corl::stage_optimizer<corl::StageAdamW<double>, double>);
+  const auto dir = fresh_dir("adamw");
+  auto make_adam = [](const corl::StageConfig&, corl::index_t) {
+    return corl::StageAdamW<double>(corl::AdamWConfig{0.1, 0.9, 0.999, 1e-8, 0.01});
+  };
+  std::vector<corl::StepMetrics> full, resumed;
+  const toy::Policy start;
+  auto p1 = make_pipeline();
+  const toy::Policy a = p1.run(start, corl::PipelineOptions{4, dir.string(), -1, 0}, make_adam,
+                               [&](const corl::StepMetrics& m) { full.push_back(m); });
+  auto p2 = make_pipeline();
+  const toy::Policy b = p2.run(start, corl::PipelineOptions{4, dir.string(), 0, 4}, make_adam,
+                               [&](const corl::StepMetrics& m) { resumed.push_back(m); });
+  REQUIRE(resumed.size() == 6);
+  for (std::size_t i = 0; i < resumed.size(); ++i) CHECK(resumed[i].same_record(full[4 + i]));
+  CHECK(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin()));
+  CHECK(full.back().reward_mean > full.front().reward_mean);
+  corl::StageAdamW<double> fresh(corl::AdamWConfig{});
+  CHECK_THROWS_WITH_AS(fresh.load_state("nonsense"), doctest::Contains("not an AdamW state"), corl::Error);
+  std::filesystem::remove_all(dir);
 }
