@@ -64,7 +64,7 @@ TEST_CASE("distance: hand-computed values") {
   CHECK_THROWS_WITH_AS(grid_distance(corner, Grid(3, 0), config), doctest::Contains("grid has 3 cells"), corl::Error);
 }
 
-TEST_CASE("distance: identity, symmetry, range on random grids; near miss < far move < wrong colour") {
+TEST_CASE("distance: identity, symmetry, range on random grids - near miss < far move < wrong colour") {
   const WorldConfig config;
   corl::CounterRng rng(2025, 0);
   auto random_grid = [&] {

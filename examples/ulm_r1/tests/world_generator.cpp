@@ -33,7 +33,7 @@ std::string all_text(const std::vector<UnifiedRow>& rows, const WorldConfig& con
 
 }  // namespace
 
-TEST_CASE("config: defaults are valid; codes are 1 + colour * S + shape; bad fields are named") {
+TEST_CASE("config: defaults are valid - codes are 1 + colour * S + shape - bad fields are named") {
   const WorldConfig config;
   CHECK_NOTHROW(config.validate());
   CHECK(config.codebook_size() == 25);
@@ -233,7 +233,7 @@ TEST_CASE("generator: deterministic from its seed, prefix-stable, rows drawn fro
           40);
 }
 
-TEST_CASE("generator: every reference satisfies its prompt; gold solutions score as correct; mc/oe mix") {
+TEST_CASE("generator: every reference satisfies its prompt - gold solutions score as correct - mc/oe mix") {
   WorldConfig config;
   config.max_distractors = 2;
   GeneratorOptions options;

@@ -61,7 +61,7 @@ TEST_CASE("json: malformed documents name the source and the column") {
   CHECK_THROWS_WITH_AS(parse_json("\"\\ud800\""), doctest::Contains("surrogate"), corl::Error);
 }
 
-TEST_CASE("jsonl: blank lines skipped; a malformed line is reported as file:line; missing file named") {
+TEST_CASE("jsonl: blank lines skipped - a malformed line is reported as file:line - missing file named") {
   const std::string path = data_path("world_json_bad.jsonl");
   write_text(path, "{\"a\": 1}\n\n{\"b\": 2}\r\n{\"c\": }\n");
   try {
@@ -77,7 +77,7 @@ TEST_CASE("jsonl: blank lines skipped; a malformed line is reported as file:line
   CHECK_THROWS_WITH_AS(read_jsonl(data_path("does_not_exist.jsonl")), doctest::Contains("cannot open"), corl::Error);
 }
 
-TEST_CASE("unified rows: JSONL round trip is exact; bad fields are named with file:line") {
+TEST_CASE("unified rows: JSONL round trip is exact - bad fields are named with file:line") {
   const WorldConfig config;
   GeneratorOptions options;
   options.rows = 40;

@@ -87,7 +87,7 @@ TEST_CASE("canvas: primitives hit the expected pixels") {
   CHECK(c.at(6, 3) == kWhite);  // '0' hollow middle
 }
 
-TEST_CASE("render_grid: each object in its colour at its cell; sheets sized by the layout") {
+TEST_CASE("render_grid: each object in its colour at its cell - sheets sized by the layout") {
   const WorldConfig config;
   Grid g(16, 0);
   g[0] = config.code(0, 0);   // red circle at (0, 0)

@@ -10,7 +10,7 @@
 
 using namespace ulm;
 
-TEST_CASE("tokenizer: special tokens have fixed ids; image codes are separate") {
+TEST_CASE("tokenizer: special tokens have fixed ids - image codes are separate") {
   const WorldConfig config;
   const Tokenizer tok(config);
   CHECK(tok.id("<pad>") == Tokenizer::kPad);
@@ -31,7 +31,7 @@ TEST_CASE("tokenizer: special tokens have fixed ids; image codes are separate") 
   for (int i = 0; i < tok.vocab_size(); ++i) CHECK(tok.id(tok.word(i)) == i);
 }
 
-TEST_CASE("tokenizer: encode/decode round trip; punctuation and tags split off words") {
+TEST_CASE("tokenizer: encode/decode round trip - punctuation and tags split off words") {
   const Tokenizer tok{WorldConfig{}};
   const std::string text = "<think> i see a red circle . </think> <answer> A </answer>";
   const std::vector<int> ids = tok.encode(text);
