@@ -189,6 +189,63 @@ int WorldConfig::shape_index(std::string_view word) const {
   return -1;
 }
 
+Json world_config_to_json(const WorldConfig& config) {
+  config.validate();
+  auto names = [](const std::vector<std::string>& v) {
+    Json a = Json::array();
+    for (const std::string& n : v) a.push_back(n);
+    return a;
+  };
+  std::vector<std::string> plurals;
+  for (int s = 0; s < config.num_shapes(); ++s) plurals.push_back(config.plural(s));
+  Json out = Json::object();
+  out.set("height", config.height);
+  out.set("width", config.width);
+  out.set("colours", names(config.colours));
+  out.set("shapes", names(config.shapes));
+  out.set("shape_plurals", names(plurals));
+  out.set("max_count", config.max_count);
+  out.set("max_distractors", config.max_distractors);
+  return out;
+}
+
+WorldConfig world_config_from_json(const Json& json) {
+  corl::require(json.is_object(), "world_config_from_json: config is a ", json.type_name(), ", expected an object");
+  WorldConfig config;
+  auto integer = [](const std::string& key, const Json& v) {
+    corl::require(v.is_number() && std::floor(v.as_number()) == v.as_number() && std::fabs(v.as_number()) < 1e6,
+                  "world_config_from_json: '", key, "' is ", v.is_number() ? "not an integer" : v.type_name(),
+                  ", expected an integer");
+    return static_cast<int>(v.as_number());
+  };
+  auto names = [](const std::string& key, const Json& v) {
+    corl::require(v.is_array(), "world_config_from_json: '", key, "' is a ", v.type_name(),
+                  ", expected a list of names");
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < v.as_array().size(); ++i) {
+      const Json& e = v.as_array()[i];
+      corl::require(e.is_string(), "world_config_from_json: ", key, "[", i, "] is a ", e.type_name(),
+                    ", expected a string");
+      out.push_back(e.as_string());
+    }
+    return out;
+  };
+  for (const auto& [key, value] : json.as_object()) {
+    if (key == "height") config.height = integer(key, value);
+    else if (key == "width") config.width = integer(key, value);
+    else if (key == "colours") config.colours = names(key, value);
+    else if (key == "shapes") config.shapes = names(key, value);
+    else if (key == "shape_plurals") config.shape_plurals = names(key, value);
+    else if (key == "max_count") config.max_count = integer(key, value);
+    else if (key == "max_distractors") config.max_distractors = integer(key, value);
+    else
+      corl::fail("world_config_from_json: unknown key '", key,
+                 "', expected height, width, colours, shapes, shape_plurals, max_count or max_distractors");
+  }
+  config.validate();
+  return config;
+}
+
 Cell decode_code(int code, const WorldConfig& config) {
   corl::require(code >= 0 && code < config.codebook_size(), "decode_code: code = ", code, ", expected 0..",
                 config.codebook_size() - 1);
@@ -892,6 +949,11 @@ UnifiedRow row_from_json(const Json& json, const WorldConfig& config) {
     row.image.push_back(static_cast<int>(v.as_number()));
   }
   validate_grid(row.image, config, "row_from_json: image");
+  for (const auto& [name, expected] : {std::pair<const char*, int>{"height", config.height}, {"width", config.width}}) {
+    const Json* v = json.find(name);
+    corl::require(v == nullptr || (v->is_number() && v->as_number() == expected), "row_from_json: field '", name,
+                  "' = ", v != nullptr ? dump_json(*v) : "", ", expected ", expected, " (the world's grid)");
+  }
   row.caption = text("caption");
   row.question = text("question");
   const Json& options = field("options");

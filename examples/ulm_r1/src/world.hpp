@@ -66,6 +66,12 @@ std::string number_word(int n);
 /// Inverse of number_word, also accepting digits; -1 when `word` is not a number.
 int parse_number_word(std::string_view word);
 
+/// {"height": 4, "width": 4, "colours": [...], "shapes": [...], "shape_plurals": [...], "max_count": 4,
+/// "max_distractors": 0}: for config files and for storing the world next to data and checkpoints.
+Json world_config_to_json(const WorldConfig& config);
+/// Missing keys keep their defaults; unknown keys, wrong types and invalid values throw corl::Error naming the key.
+WorldConfig world_config_from_json(const Json& json);
+
 /// Row-major H x W codes.
 using Grid = std::vector<int>;
 

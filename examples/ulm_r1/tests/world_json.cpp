@@ -122,6 +122,41 @@ TEST_CASE("unified rows: JSONL round trip is exact - bad fields are named with f
   bad.set("prompt", "a hexagon");
   expect_error(bad, "'hexagon'");
   bad = j;
+  bad.set("width", 5);
+  expect_error(bad, "field 'width' = 5, expected 4");
+  bad = j;
   bad.set("answer", 3);
   expect_error(bad, "field 'answer' is a number, expected a string");
+}
+
+TEST_CASE("world config: JSON round trip, defaults for missing keys, errors name the key") {
+  WorldConfig config;
+  config.height = 3;
+  config.width = 5;
+  config.colours = {"red", "teal", "gold"};
+  config.shapes = {"cross", "ring"};
+  config.shape_plurals = {"crosses", "rings"};
+  config.max_count = 3;
+  config.max_distractors = 2;
+  const Json j = world_config_to_json(config);
+  CHECK(dump_json(j) ==
+        "{\"height\":3,\"width\":5,\"colours\":[\"red\",\"teal\",\"gold\"],\"shapes\":[\"cross\",\"ring\"],"
+        "\"shape_plurals\":[\"crosses\",\"rings\"],\"max_count\":3,\"max_distractors\":2}");
+  const WorldConfig back = world_config_from_json(parse_json(dump_json(j)));
+  CHECK(back.colours == config.colours);
+  CHECK(back.shape_plurals == config.shape_plurals);
+  CHECK(back.height == 3);
+  CHECK(back.max_distractors == 2);
+  const WorldConfig defaults = world_config_from_json(parse_json("{\"height\": 5}"));
+  CHECK(defaults.height == 5);
+  CHECK(defaults.width == 4);
+  CHECK(defaults.colours.size() == 6);
+  CHECK_THROWS_WITH_AS(world_config_from_json(parse_json("{\"hieght\": 5}")), doctest::Contains("unknown key 'hieght'"),
+                       corl::Error);
+  CHECK_THROWS_WITH_AS(world_config_from_json(parse_json("{\"width\": 2.5}")),
+                       doctest::Contains("'width' is not an integer"), corl::Error);
+  CHECK_THROWS_WITH_AS(world_config_from_json(parse_json("{\"shapes\": [\"circle\", 3]}")),
+                       doctest::Contains("shapes[1] is a number"), corl::Error);
+  CHECK_THROWS_WITH_AS(world_config_from_json(parse_json("{\"width\": 40}")), doctest::Contains("width = 40"),
+                       corl::Error);
 }
