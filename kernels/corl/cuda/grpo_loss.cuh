@@ -156,7 +156,7 @@ __device__ __forceinline__ void grpo_skip_row(const GrpoKernelParams<Logit>& p, 
 template <class Logit, class Policy, class Kl, bool kVec, bool kRowInSmem>
 __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<Logit> p, Policy policy, Kl kl) {
   extern __shared__ uint4 smem_raw[];
-  __shared__ SoftmaxState slots[32];
+  __shared__ SoftmaxState slots[33];
   __shared__ SoftmaxBackwardCoefs coefs_shared;
   __shared__ int row_ok;
   const long long row = blockIdx.x;
@@ -175,9 +175,9 @@ __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<
     return;
   }
   SoftmaxState st = empty_softmax_state();
-  const bool finite = softmax_row_pass<Logit, kVec, kRowInSmem>(row_ptr, p.vocab, p.scale2, st, smem_row);
-  const bool all_finite = __syncthreads_and(finite) != 0;  // also orders the shared-memory copy before pass 2
-  st = block_allreduce(st, SoftmaxMerge{}, slots);
+  softmax_row_pass<Logit, kVec, kRowInSmem>(row_ptr, p.vocab, p.scale2, st, smem_row);
+  st = block_allreduce(st, SoftmaxMerge{}, empty_softmax_state(), slots);  // its barriers order the shared copy too
+  const bool all_finite = softmax_state_finite(st);
   if (threadIdx.x == 0) {
     bool ok = all_finite;
     if (!ok) {
@@ -239,7 +239,7 @@ template <class Policy>
 __global__ void __launch_bounds__(256)
     grpo_seq_stat_kernel(const float* stats_logp, const float* logp_old, const float* advantages,
                          const std::uint8_t* mask, long long seq_len, Policy policy, float* seq_stat) {
-  __shared__ float slots[32];
+  __shared__ float slots[33];
   const long long b = blockIdx.x;
   const float adv = advantages[b];
   float sum = 0.0f, count = 0.0f;
@@ -251,16 +251,16 @@ __global__ void __launch_bounds__(256)
     sum += policy.template seq_stat_term<float>(logp, old, adv);
     count += 1.0f;
   }
-  sum = block_allreduce(sum, SumOp{}, slots);
-  count = block_allreduce(count, SumOp{}, slots);
+  sum = block_allreduce(sum, SumOp{}, 0.0f, slots);
+  count = block_allreduce(count, SumOp{}, 0.0f, slots);
   if (threadIdx.x == 0) seq_stat[b] = count > 0.0f ? sum / count : 0.0f;
 }
 
 /// Last launch of every path: one block folds the per-row partials in a fixed order into result->totals (double).
 __global__ void __launch_bounds__(1024)
     grpo_loss_reduce_kernel(const GrpoRowPartials* partials, long long rows, GrpoLossResult* result) {
-  __shared__ double dslots[32];
-  __shared__ long long islots[32];
+  __shared__ double dslots[33];
+  __shared__ long long islots[33];
   double loss = 0, policy = 0, kl = 0, entropy = 0, ratio = 0;
   long long tokens = 0, low = 0, high = 0, dual = 0;
   for (long long i = threadIdx.x; i < rows; i += blockDim.x) {
@@ -276,15 +276,15 @@ __global__ void __launch_bounds__(1024)
     dual += (r.flags & kDualClipped) ? 1 : 0;
   }
   GrpoLossTotals t;
-  t.loss = block_allreduce(loss, SumOp{}, dslots);
-  t.policy_loss = block_allreduce(policy, SumOp{}, dslots);
-  t.kl = block_allreduce(kl, SumOp{}, dslots);
-  t.entropy_sum = block_allreduce(entropy, SumOp{}, dslots);
-  t.ratio_sum = block_allreduce(ratio, SumOp{}, dslots);
-  t.tokens = block_allreduce(tokens, SumOp{}, islots);
-  t.clipped_low = block_allreduce(low, SumOp{}, islots);
-  t.clipped_high = block_allreduce(high, SumOp{}, islots);
-  t.dual_clipped = block_allreduce(dual, SumOp{}, islots);
+  t.loss = block_allreduce(loss, SumOp{}, 0.0, dslots);
+  t.policy_loss = block_allreduce(policy, SumOp{}, 0.0, dslots);
+  t.kl = block_allreduce(kl, SumOp{}, 0.0, dslots);
+  t.entropy_sum = block_allreduce(entropy, SumOp{}, 0.0, dslots);
+  t.ratio_sum = block_allreduce(ratio, SumOp{}, 0.0, dslots);
+  t.tokens = block_allreduce(tokens, SumOp{}, 0ll, islots);
+  t.clipped_low = block_allreduce(low, SumOp{}, 0ll, islots);
+  t.clipped_high = block_allreduce(high, SumOp{}, 0ll, islots);
+  t.dual_clipped = block_allreduce(dual, SumOp{}, 0ll, islots);
   if (threadIdx.x == 0) result->totals = t;
 }
 

@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(1024)
     logprobs_kernel(const Logit* logits, int vocab, const std::int32_t* targets, const std::uint8_t* mask,
                     float scale2, float* logp, float* entropy, float* lse, float lse_of_bad_row,
                     unsigned long long* error_word) {
-  __shared__ SoftmaxState slots[32];
+  __shared__ SoftmaxState slots[33];
   const long long row = blockIdx.x;
   const Logit* row_ptr = logits + row * static_cast<long long>(vocab);
   const int target = targets[row];
@@ -66,9 +66,9 @@ __global__ void __launch_bounds__(1024)
     return;
   }
   SoftmaxState st = empty_softmax_state();
-  const bool finite = softmax_row_pass<Logit, kVec, false>(row_ptr, vocab, scale2, st, nullptr);
-  const bool all_finite = __syncthreads_and(finite) != 0;
-  st = block_allreduce(st, SoftmaxMerge{}, slots);
+  softmax_row_pass<Logit, kVec, false>(row_ptr, vocab, scale2, st, nullptr);
+  st = block_allreduce(st, SoftmaxMerge{}, empty_softmax_state(), slots);
+  const bool all_finite = softmax_state_finite(st);
   if (threadIdx.x != 0) return;
   if (!all_finite) {
     report_row_error(error_word, row, kRowNonFiniteLogit);

@@ -153,13 +153,13 @@ inline bool rows_vectorizable(const void* ptr, long long vocab) {
 /// what one SM needs to cover DRAM latency at its share of the bandwidth (Little's law: ~32 GB/s x ~1.5 us).
 inline constexpr int kLoadBatch = 4;
 
-/// Pass 1 over one row: every thread folds its share into `st`; optionally copies the raw row into shared memory;
-/// returns false in a thread that saw a non-finite y.
+/// Pass 1 over one row: every thread folds its share into `st`; optionally copies the raw row into shared memory.
+/// No per-element finiteness test: a NaN or +-inf y makes the state non-finite (NaN propagates through d = y - m,
+/// +inf makes y - m = NaN, -inf gives u += 0 * -inf = NaN), which softmax_state_finite() detects once per row.
 template <class Logit, bool kVec, bool kStoreRow>
-__device__ __forceinline__ bool softmax_row_pass(const Logit* row, int vocab, float scale2, SoftmaxState& st,
+__device__ __forceinline__ void softmax_row_pass(const Logit* row, int vocab, float scale2, SoftmaxState& st,
                                                  Logit* smem_row) {
   using Tr = LogitTraits<Logit>;
-  bool finite = true;
   if constexpr (kVec) {
     constexpr int N = Tr::kPerVector;
     const int nvec = vocab / N;
@@ -170,10 +170,7 @@ __device__ __forceinline__ bool softmax_row_pass(const Logit* row, int vocab, fl
       float y[N];
       Tr::unpack(raw, y);
 #pragma unroll
-      for (int j = 0; j < N; ++j) {
-        y[j] *= scale2;
-        finite = finite && isfinite(y[j]);
-      }
+      for (int j = 0; j < N; ++j) y[j] *= scale2;
       softmax_accumulate<N>(st, y);
     };
     // kBatch independent 16-byte loads in flight per thread before any of them is used (memory-level parallelism)
@@ -191,11 +188,14 @@ __device__ __forceinline__ bool softmax_row_pass(const Logit* row, int vocab, fl
       const Logit raw = row[k];
       if constexpr (kStoreRow) smem_row[k] = raw;
       float y[1] = {Tr::to_float(raw) * scale2};
-      finite = finite && isfinite(y[0]);
       softmax_accumulate<1>(st, y);
     }
   }
-  return finite;
+}
+
+/// True when a row's merged state came from finite logits only (see softmax_row_pass).
+__device__ __forceinline__ bool softmax_state_finite(const SoftmaxState& st) {
+  return isfinite(st.m) && isfinite(st.s) && isfinite(st.u) && st.s > 0.0f;
 }
 
 /// Per-row constants of the softmax backward, in base 2:
