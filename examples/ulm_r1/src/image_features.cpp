@@ -40,7 +40,10 @@ void blur(double* map, int height, int width) {
 }  // namespace
 
 GridFeatures grid_features(const Grid& grid, const WorldConfig& config) {
-  config.validate();
+  // Not the full config.validate() (string checks, ~50 us): this is on the reward path; sizes are what matter here.
+  corl::require(config.num_colours() >= 1 && config.num_shapes() >= 1 && config.height >= 1 && config.width >= 1,
+                "grid_features: config has ", config.num_colours(), " colours, ", config.num_shapes(), " shapes, ",
+                config.height, "x", config.width, " cells, expected at least one of each");
   validate_grid(grid, config, "grid_features: grid");
   const int C = config.num_colours(), S = config.num_shapes(), H = config.height, W = config.width, N = H * W;
   GridFeatures f;
