@@ -99,7 +99,7 @@ class Corl:
         f = self.lib.corl_grpo_loss_bf16
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_longlong] + \
-            [ctypes.c_void_p] * 7 + [ctypes.c_float] * 4 + [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+            [ctypes.c_void_p] * 6 + [ctypes.c_float] * 4 + [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                                                             ctypes.c_int, ctypes.POINTER(ctypes.c_double)]
 
     def prepare(self, logits, ids, old, ref, adv, mask):
