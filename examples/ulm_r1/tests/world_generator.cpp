@@ -292,3 +292,35 @@ TEST_CASE("generator: a non-default world (3x5, three colours, five shapes with 
   }
   CHECK(asked);
 }
+
+TEST_CASE("questions on an empty grid (a policy that drew nothing) are still well-posed") {
+  const WorldConfig config;
+  const Grid g = empty_grid(config);
+  for (std::uint32_t stream = 0; stream < 40; ++stream) {
+    corl::CounterRng rng(9, stream);
+    const QuestionType type = stream % 2 ? QuestionType::multiple_choice : QuestionType::open_ended;
+    const Question q = make_question(g, config, type, rng);
+    CHECK((q.kind == QuestionKind::count || q.kind == QuestionKind::is_there));
+    CHECK(q.reasoning.rfind("i see nothing .", 0) == 0);
+    if (type == QuestionType::open_ended) CHECK((q.answer == "0" || q.answer == "no"));
+    if (type == QuestionType::multiple_choice)
+      CHECK(q.options[static_cast<std::size_t>(q.answer[0] - 'A')] == "0");
+  }
+}
+
+TEST_CASE("a one-row world has no above/below prompts and still generates consistent rows") {
+  WorldConfig config;
+  config.height = 1;
+  config.width = 5;
+  config.max_count = 3;
+  for (const PromptSpec& s : enumerate_specs(Category::position, config)) CHECK(s.relation == Relation::left_of);
+  CHECK(enumerate_specs(Category::position, config).size() == 12);
+  GeneratorOptions options;
+  options.rows = 60;
+  for (const UnifiedRow& r : generate_rows(config, options)) {
+    CHECK(satisfies(r.image, r.spec, config));
+    CHECK(completion_correct(r.solution, r));
+    if (r.question_kind == QuestionKind::where_is && r.question_type == QuestionType::open_ended)
+      CHECK((r.answer == "middle left" || r.answer == "middle right" || r.answer == "centre"));  // centre: column 2
+  }
+}
