@@ -193,7 +193,8 @@ Canvas read_png(const std::string& path) {
   corl::require(image.width >= 1 && image.width <= 16384 && image.height >= 1 && image.height <= 16384, "read_png: '",
                 path, "' is ", image.width, "x", image.height, ", expected 1..16384 each");
   std::vector<std::uint8_t> buffer(PNG_IMAGE_SIZE(image));
-  if (png_image_finish_read(&image, nullptr, buffer.data(), 0, nullptr) == 0) {
+  png_color white{255, 255, 255};  // transparent pixels are composited onto white
+  if (png_image_finish_read(&image, &white, buffer.data(), 0, nullptr) == 0) {
     const std::string message = image.message;
     png_image_free(&image);
     corl::fail("read_png: cannot decode '", path, "': ", message);

@@ -64,7 +64,7 @@ class Canvas {
 
 /// Writes an 8-bit RGB PNG; throws corl::Error naming the path when it cannot.
 void write_png(const Canvas& canvas, const std::string& path);
-/// Reads any PNG libpng reads (palette, grey, alpha and 16-bit are converted to 8-bit RGB; alpha is dropped).
+/// Reads any PNG libpng reads (palette, grey and 16-bit are converted to 8-bit RGB; alpha is composited onto white).
 Canvas read_png(const std::string& path);
 
 /// The RGB of a colour name: the default world's names (red, green, blue, yellow, purple, orange) plus a few common

@@ -5,6 +5,7 @@
 #include <png.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -41,6 +42,33 @@ TEST_CASE("png: write then read back with libpng, pixel for pixel") {
   REQUIRE(back.height() == 21);
   CHECK(back.pixels() == canvas.pixels());
   CHECK(back.at(36, 20) == Rgb{252, 220, 720 % 256});
+}
+
+TEST_CASE("png: grey-alpha and RGBA files written by libpng itself are read as RGB, alpha onto white") {
+  const std::string path = data_path("world_png_rgba.png");
+  png_image image;
+  std::memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  image.width = 3;
+  image.height = 1;
+  image.format = PNG_FORMAT_RGBA;
+  const std::uint8_t rgba[] = {255, 0, 0, 255, 0, 0, 255, 0, 10, 20, 30, 255};  // opaque red, transparent, opaque
+  REQUIRE(png_image_write_to_file(&image, path.c_str(), 0, rgba, 0, nullptr) != 0);
+  const Canvas c = read_png(path);
+  REQUIRE(c.width() == 3);
+  CHECK(c.at(0, 0) == Rgb{255, 0, 0});
+  CHECK(c.at(1, 0) == kWhite);
+  CHECK(c.at(2, 0) == Rgb{10, 20, 30});
+  std::memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  image.width = 2;
+  image.height = 1;
+  image.format = PNG_FORMAT_GA;
+  const std::uint8_t ga[] = {128, 255, 0, 255};
+  REQUIRE(png_image_write_to_file(&image, path.c_str(), 0, ga, 0, nullptr) != 0);
+  const Canvas grey = read_png(path);
+  CHECK(grey.at(0, 0) == Rgb{128, 128, 128});
+  CHECK(grey.at(1, 0) == kBlack);
 }
 
 TEST_CASE("png: errors name the path") {
