@@ -191,8 +191,8 @@ def main():
         del inputs, logits, ids, old, ref, adv, mask
         torch.cuda.empty_cache()
         print(json.dumps(row), flush=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
+        with open(args.out, "w") as f:  # after every problem: a timeout keeps what was measured
+            json.dump(results, f, indent=2)
     print(f"{'problem':>22} {'corl ms':>8} {'eager ms':>9} {'compile ms':>10} {'loss rel':>9} {'agree':>6}")
     for r in results["problems"]:
         c = r.get("torch_compile_ms")
