@@ -121,10 +121,15 @@ __device__ __forceinline__ float score_at(const In* cond, const In* uncond, inde
   return score(to_float(cond[i]), a.guided ? to_float(uncond[i]) : 0.0f, a, &bad);
 }
 
-/// Exact race key of element i (the same float operations as the CPU reference).
-__device__ __forceinline__ float exact_key(float z, std::uint32_t word) {
-  const float x = corl::sampling::word_to_race_uniform<float>(word);
+/// Exact race key from the uniform x (the same float operations as the CPU reference). Not inlined: pass 1 calls it
+/// for the few elements that can still win, and keeping logf / log1pf out of the hot loop keeps it within 64 registers.
+__device__ __noinline__ float exact_key_from_uniform(float z, float x) {
   return corl::sampling::race_key(z, corl::sampling::race_exponential(x));
+}
+
+/// Exact race key of an element from its random word.
+__device__ __forceinline__ float exact_key(float z, std::uint32_t word) {
+  return exact_key_from_uniform(z, corl::sampling::word_to_race_uniform<float>(word));
 }
 
 /// (key, index) order of the race: larger key wins, equal keys go to the smaller index.
@@ -194,6 +199,7 @@ __device__ __forceinline__ unsigned long long fixed_mass(float z, float m) {
   return z == -INFINITY ? 0ull : __float2ull_rn(__expf(z - m) * kMassScale);
 }
 
+template <bool kTruncate>
 struct SharedStorage {
   union {
     typename cub::BlockReduce<RowState, kBlock>::TempStorage row_reduce;
@@ -201,8 +207,8 @@ struct SharedStorage {
     typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
     typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
   } cub;
-  unsigned long long hist_count[kRadixBins];
-  unsigned long long hist_mass[kRadixBins];
+  unsigned long long hist_count[kTruncate ? kRadixBins : 1];
+  unsigned long long hist_mass[kTruncate ? kRadixBins : 1];
   RowState row;
   // radix selection results
   std::uint32_t prefix;
@@ -218,7 +224,7 @@ struct SharedStorage {
 /// {key > K}, s.equal = weight of {key == K}.
 template <class In>
 __device__ void radix_select(const In* cond, const In* uncond, const Args& a, float m, std::uint32_t restrict_min,
-                             bool by_mass, unsigned long long count_target, float fraction, SharedStorage& s) {
+                             bool by_mass, unsigned long long count_target, float fraction, SharedStorage<true>& s) {
   const int tid = threadIdx.x;
   __syncthreads();  // everyone has read the previous selection's results
   if (tid == 0) {
@@ -242,8 +248,11 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, fl
       const std::uint32_t key = corl::sampling::ordered_bits(z);
       if (key < restrict_min || (key & mask) != prefix) continue;
       const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
-      atomicAdd(&s.hist_count[bin], 1ull);
-      if (by_mass) atomicAdd(&s.hist_mass[bin], fixed_mass(z, m));
+      if (by_mass) {
+        atomicAdd(&s.hist_mass[bin], fixed_mass(z, m));
+      } else {
+        atomicAdd(&s.hist_count[bin], 1ull);
+      }
     }
     __syncthreads();
     // Scan bins from the top (largest keys) down: thread t owns bins 2047 - 4t ... 2044 - 4t.
@@ -288,12 +297,74 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, fl
   }
 }
 
-template <class In>
-__global__ void __launch_bounds__(kBlock) sample_rows_kernel(const In* __restrict__ cond_all,
-                                                             const In* __restrict__ uncond_all, Args a,
-                                                             std::int64_t* __restrict__ tokens,
-                                                             float* __restrict__ logps) {
-  __shared__ SharedStorage s;
+/// Folds one group of four scores (indices i0 .. i0 + 3) into a thread's pass-1 state.
+__device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
+                                           index_t g, const Args& a, std::uint32_t stream) {
+  const index_t i0 = g * 4;
+  float z[4];
+  float group_max = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    bool bad = false;
+    z[k] = score(c[k], u[k], a, &bad);
+    if (i0 + k >= a.vocab) {
+      z[k] = -INFINITY;
+      bad = false;
+    }
+    if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
+    if (bad) z[k] = -INFINITY;
+    if (z[k] > group_max) group_max = z[k];
+  }
+  const float old_max = st.max;
+  if (group_max > st.max) {
+    st.sum = (st.max == -INFINITY) ? 0.0f : st.sum * __expf(st.max - group_max);
+    st.max = group_max;
+    c_bound = (st.best_idx < 0) ? INFINITY : __expf(st.max - st.best_key);
+    // the first index of the new running max (indices only grow within a thread)
+    st.argmax = z[0] == group_max ? i0 : (z[1] == group_max ? i0 + 1 : (z[2] == group_max ? i0 + 2 : i0 + 3));
+  }
+  float e[4];
+  float e_max = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    e[k] = (z[k] == -INFINITY) ? 0.0f : __expf(z[k] - st.max);
+    st.sum += e[k];
+    e_max = fmaxf(e_max, e[k]);
+  }
+  if (a.greedy) return;
+  // A group needs its random words only if one of its elements can still win the race.
+  const bool new_max = group_max > old_max;
+  if (!new_max && e_max * c_bound * kFilterMargin < kMinRaceUniform) return;
+  const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if (z[k] == -INFINITY) continue;
+    const float x = corl::sampling::word_to_race_uniform<float>(w.v[k]);
+    // Reject only when certainly losing (NaN from 0 * inf does not reject).
+    if (!(z[k] > old_max) && x >= e[k] * c_bound * kFilterMargin) continue;
+    const float key = exact_key_from_uniform(z[k], x);
+    if (beats(key, i0 + k, st.best_key, st.best_idx)) {
+      st.best_key = key;
+      st.best_idx = i0 + k;
+      st.best_z = z[k];
+      c_bound = __expf(st.max - st.best_key);
+    }
+  }
+}
+
+/// Groups of four loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input
+/// type, guided or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many groups under CFG, which reads two rows).
+template <class In, bool kGuided>
+inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
+
+/// kTruncate = false: plain / CFG / greedy rows, pass 1 only (fewer registers: 2 blocks of 512 threads per SM).
+/// kTruncate = true: top-k / top-p / min-p, pass 1 then the selection passes (1 block per SM).
+/// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
+template <class In, bool kTruncate, bool kGuided>
+__global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
+    sample_rows_kernel(const In* __restrict__ cond_all, const In* __restrict__ uncond_all, Args a,
+                       std::int64_t* __restrict__ tokens, float* __restrict__ logps) {
+  __shared__ SharedStorage<kTruncate> s;
   const index_t row = blockIdx.x;
   const std::uint32_t stream = static_cast<std::uint32_t>(row);
   const In* cond = cond_all + row * a.row_stride;
@@ -301,64 +372,28 @@ __global__ void __launch_bounds__(kBlock) sample_rows_kernel(const In* __restric
   const bool vector_ok = (reinterpret_cast<std::uintptr_t>(cond) % (4 * sizeof(In)) == 0) &&
                          (!a.guided || reinterpret_cast<std::uintptr_t>(uncond) % (4 * sizeof(In)) == 0);
 
-  // ---- pass 1: one read of the row ----
+  // ---- pass 1: one read of the row, kUnroll groups of four loaded before any is folded ----
   RowState st{-INFINITY, 0.0f, std::numeric_limits<index_t>::max(), -INFINITY, -1, -INFINITY,
               std::numeric_limits<index_t>::max()};
   float c_bound = INFINITY;  // exp(m - best_key): an element can win only if x < exp(z - m) * c_bound
   const index_t groups = (a.vocab + 3) / 4;
-  for (index_t g = threadIdx.x; g < groups; g += kBlock) {
-    const index_t i0 = g * 4;
-    float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f}, z[4];
-    load4(cond, i0, a.vocab, vector_ok, c);
-    if (a.guided) load4(uncond, i0, a.vocab, vector_ok, u);
-    float group_max = -INFINITY;
+  constexpr int U = kUnroll<In, kGuided>;
+  for (index_t g0 = threadIdx.x; g0 < groups; g0 += static_cast<index_t>(kBlock) * U) {
+    float c[U][4], u[U][4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      bool bad = false;
-      z[k] = score(c[k], u[k], a, &bad);
-      if (i0 + k >= a.vocab) {
-        z[k] = -INFINITY;
-        bad = false;
+    for (int j = 0; j < U; ++j) {
+      const index_t g = g0 + static_cast<index_t>(j) * kBlock;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) u[j][k] = 0.0f;
+      if (g < groups) {
+        load4(cond, g * 4, a.vocab, vector_ok, c[j]);
+        if constexpr (kGuided) load4(uncond, g * 4, a.vocab, vector_ok, u[j]);
       }
-      if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
-      if (bad) z[k] = -INFINITY;
-      if (z[k] > group_max) group_max = z[k];
     }
-    const float old_max = st.max;
-    if (group_max > st.max) {
-      st.sum = (st.max == -INFINITY) ? 0.0f : st.sum * __expf(st.max - group_max);
-      st.max = group_max;
-      c_bound = (st.best_idx < 0) ? INFINITY : __expf(st.max - st.best_key);
-    }
-    if (group_max > old_max) {  // the first index of the new running max (indices only grow within a thread)
-      st.argmax = z[0] == group_max ? i0 : (z[1] == group_max ? i0 + 1 : (z[2] == group_max ? i0 + 2 : i0 + 3));
-    }
-    float e[4];
-    float e_max = 0.0f;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      e[k] = (z[k] == -INFINITY) ? 0.0f : __expf(z[k] - st.max);
-      st.sum += e[k];
-      e_max = fmaxf(e_max, e[k]);
-    }
-    if (a.greedy) continue;
-    // A group needs its random words only if one of its elements can still win the race.
-    const bool new_max = group_max > old_max;
-    if (!new_max && e_max * c_bound * kFilterMargin < kMinRaceUniform) continue;
-    const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      if (z[k] == -INFINITY) continue;
-      const float x = corl::sampling::word_to_race_uniform<float>(w.v[k]);
-      // Reject only when certainly losing (NaN from 0 * inf does not reject).
-      if (!(z[k] > old_max) && x >= e[k] * c_bound * kFilterMargin) continue;
-      const float key = corl::sampling::race_key(z[k], corl::sampling::race_exponential(x));
-      if (beats(key, i0 + k, st.best_key, st.best_idx)) {
-        st.best_key = key;
-        st.best_idx = i0 + k;
-        st.best_z = z[k];
-        c_bound = __expf(st.max - st.best_key);
-      }
+    for (int j = 0; j < U; ++j) {
+      const index_t g = g0 + static_cast<index_t>(j) * kBlock;
+      if (g < groups) fold_group(st, c_bound, c[j], u[j], g, a, stream);
     }
   }
   const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
@@ -379,6 +414,13 @@ __global__ void __launch_bounds__(kBlock) sample_rows_kernel(const In* __restric
     }
     return;
   }
+  if constexpr (!kTruncate) {
+    if (threadIdx.x == 0) {
+      tokens[row] = r.best_idx;
+      logps[row] = (r.best_z - r.max) - logf(r.sum);
+    }
+    return;
+  } else {
 
   // ---- truncation (extra passes) ----
   float threshold = -INFINITY;
@@ -457,6 +499,7 @@ __global__ void __launch_bounds__(kBlock) sample_rows_kernel(const In* __restric
     tokens[row] = token;
     logps[row] = (token_z - r.max) - logf(kept_mass);
   }
+  }  // kTruncate
 }
 
 }  // namespace sampling_detail
@@ -491,8 +534,18 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   a.log_min_p = a.use_min_p ? static_cast<float>(std::log(params.min_p)) : 0.0f;
   a.seed = key.seed;
   a.offset = key.offset;
-  sampling_detail::sample_rows_kernel<In>
-      <<<static_cast<unsigned int>(rows), sampling_detail::kBlock, 0, stream>>>(cond, uncond, a, tokens, logps);
+  const bool truncate = !a.greedy && ((a.top_k > 0 && a.top_k < vocab) || a.use_top_p || a.use_min_p);
+  const unsigned int grid = static_cast<unsigned int>(rows);
+  constexpr int block = sampling_detail::kBlock;
+  if (truncate && a.guided) {
+    sampling_detail::sample_rows_kernel<In, true, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+  } else if (truncate) {
+    sampling_detail::sample_rows_kernel<In, true, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+  } else if (a.guided) {
+    sampling_detail::sample_rows_kernel<In, false, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+  } else {
+    sampling_detail::sample_rows_kernel<In, false, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+  }
   check_launch("corl::cuda::sample_rows (sample_rows_kernel)");
 }
 
