@@ -19,6 +19,10 @@
 // Like cuBLAS and CUB: caller-owned scratch (fused_lm_head_loss_scratch_bytes), a cuBLAS handle, the stream last. The
 // call is asynchronous except for the final read-back of the totals (one synchronisation), which also turns a bad row
 // (non-finite logit, target out of range, non-finite inputs) into corl::Error naming the global row.
+// Measured (H200, bench/gpu/fused_lm_head_loss.cu, N 8192 = 16 x 512, H 2048, V 102400, bf16, PPO clip + K3): 15.1 to
+// 15.7 ms = 657 to 683 TFLOP/s, 0.83 to 0.85 of a bf16 cuBLAS GEMM of the logits' shape measured in the same binary
+// (791 TFLOP/s), with 400 MiB of scratch for chunks of 2048 rows (800 MiB for 4096, 1.6 GiB for one chunk of 8192: the
+// time hardly changes). PyTorch eager unfused in the same run: 23.2 ms and 10.5 GiB of extra peak memory.
 // Source: the memory-lean "chunked / fused linear cross-entropy" idea (Liger-Kernel FusedLinearCrossEntropy, Apple's
 // Cut Cross-Entropy), applied to the GRPO objective of corl/loss/*.hpp.
 #pragma once
