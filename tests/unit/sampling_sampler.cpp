@@ -365,7 +365,7 @@ TEST_CASE("bad input throws corl::Error naming the function, the row, the array 
                        doctest::Contains("overflows"), corl::Error);
 }
 
-TEST_CASE("determinism: the draw is a pure function of (seed, offset, row); batched rows equal single rows") {
+TEST_CASE("determinism: the draw is a pure function of (seed, offset, row), and batched rows equal single rows") {
   corl::CounterRng rng(11, 0);
   constexpr index_t rows = 16, vocab = 300;
   std::vector<float> cond(rows * vocab), uncond(rows * vocab);
@@ -397,7 +397,7 @@ TEST_CASE("determinism: the draw is a pure function of (seed, offset, row); batc
   CHECK(l3 == l1);
 }
 
-TEST_CASE("float and double references pick the same tokens on random rows; bf16 rows sample like their float values") {
+TEST_CASE("float and double references pick the same tokens on random rows, and bf16 rows sample like their float values") {
   corl::CounterRng rng(21, 0);
   constexpr index_t vocab = 1000;
   int same = 0;
