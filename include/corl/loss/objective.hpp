@@ -13,6 +13,10 @@
 // micro-batch with count_normalizers(), add them (all-reduce across ranks), then evaluate every micro-batch with the
 // total; the micro-batch losses and gradients then sum to the full-batch ones exactly (aggregate.hpp).
 // Loss and metric sums are accumulated in double for both Real = float and Real = double.
+// Exactness: dL/dlogp is the derivative of the loss except where a source defines a stop-gradient (straight-through
+// and bias-corrected KL), and for sequence-level losses combined with per-token advantages or TOKEN-level importance
+// weights: those get the GSPO-token gradient c_bt L'(s_b) s_b, while the derivative would use the sequence mean of
+// c_bt (use sequence-level importance correction with GSPO / GMPO, as verl recommends).
 // Sources: Shao et al. 2024 (GRPO, DeepSeekMath); TRL GRPOTrainer (`beta`, `loss_type`, `epsilon`, `epsilon_high`,
 // `mask_truncated_completions`, `top_entropy_quantile`); verl actor (`loss_agg_mode`, `use_kl_loss`, `kl_loss_coef`,
 // `kl_loss_type`, `entropy_coeff`, `clip_ratio_*`).
@@ -167,15 +171,15 @@ class Objective {
     return z;
   }
 
-  /// The per-sequence weights w_b [B] (what the CUDA loss kernel consumes).
-  template <class Real>
-  void sequence_weights(const BatchView<Real>& v, const Normalizers& z, std::span<Real> out) const {
+  /// The per-sequence weights w_b [B] (what the CUDA loss kernel consumes; Weight may differ from Real, e.g. float).
+  template <class Real, class Weight>
+  void sequence_weights(const BatchView<Real>& v, const Normalizers& z, std::span<Weight> out) const {
     require(static_cast<index_t>(out.size()) == v.batch, "Objective::sequence_weights: out has ", out.size(),
             " elements, expected batch = ", v.batch);
     validate(z, "Objective::sequence_weights");
     check_config(v, "Objective::sequence_weights");
     for (index_t b = 0; b < v.batch; ++b)
-      out[static_cast<std::size_t>(b)] = static_cast<Real>(aggregation.sequence_weight(loss_tokens(v, b), z));
+      out[static_cast<std::size_t>(b)] = static_cast<Weight>(aggregation.sequence_weight(loss_tokens(v, b), z));
   }
 
   /// Loss, gradients and metrics of one micro-batch under the global normalisers `z`.
