@@ -57,7 +57,7 @@ TEST_CASE("zero gradient: only the decoupled weight decay acts") {
   CHECK(v[1] == 0.0f);
 }
 
-TEST_CASE("AdamW class on Eigen buffers minimises a quadratic; float tracks double") {
+TEST_CASE("AdamW class on Eigen buffers minimises a quadratic and float tracks double") {
   Eigen::VectorXf wf = Eigen::VectorXf::Zero(4);
   Eigen::VectorXd wd = Eigen::VectorXd::Zero(4);
   Eigen::VectorXd bias = Eigen::VectorXd::Zero(1);

@@ -25,7 +25,7 @@ TEST_CASE("hand-computed: two image rows, two text rows") {
   CHECK(corl::text_image_matching<double>(t3, neg, 3) == doctest::Approx(-1.0).epsilon(1e-14));
 }
 
-TEST_CASE("scale and row-order invariance; batch by offsets equals per-sample calls; float close to double") {
+TEST_CASE("scale and row-order invariance, batch by offsets equals per-sample calls, float close to double") {
   corl::CounterRng rng(2024, 0);
   const corl::index_t dim = 16;
   const std::vector<corl::index_t> io{0, 5, 6, 19}, to{0, 3, 10, 12};
