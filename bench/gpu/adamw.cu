@@ -70,6 +70,7 @@ void adamw_250m(benchmark::State& state) {
   cudaEventCreate(&stop);
   std::int64_t step = 1;
   for (int w = 0; w < 3; ++w) plan.step(config, step++);
+  double total_seconds = 0.0;
   for (auto _ : state) {
     cudaEventRecord(start);
     plan.step(config, step++);
@@ -78,6 +79,7 @@ void adamw_250m(benchmark::State& state) {
     float ms = 0.0f;
     cudaEventElapsedTime(&ms, start, stop);
     state.SetIterationTime(static_cast<double>(ms) * 1e-3);
+    total_seconds += static_cast<double>(ms) * 1e-3;
   }
   const double bytes_per_step = static_cast<double>(total) * (with_bf16 ? 30.0 : 28.0);
   const double copy_bw = copy_bandwidth();
@@ -85,9 +87,9 @@ void adamw_250m(benchmark::State& state) {
       benchmark::Counter(bytes_per_step * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["params"] = static_cast<double>(total);
   state.counters["copy_bytes_per_second"] = copy_bw;
-  // fraction_of_floor = (bytes / time) / copy bandwidth; computed from the manual time after the run
-  state.counters["fraction_of_floor"] = benchmark::Counter(
-      bytes_per_step * static_cast<double>(state.iterations()) / copy_bw, benchmark::Counter::kIsRate);
+  // fraction_of_floor = achieved bytes per second / copy bandwidth (a plain number; >= 0.9 is the target)
+  state.counters["fraction_of_floor"] =
+      bytes_per_step * static_cast<double>(state.iterations()) / total_seconds / copy_bw;
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   cudaFree(pool);
