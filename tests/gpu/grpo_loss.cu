@@ -8,7 +8,8 @@
 //  * dlogits in bf16 / fp16: the CPU rounds its float result to the storage type too; a ~1e-5 relative difference
 //    before rounding can flip the rounding by one ulp, which is at most 2^-7 of the value (bf16) or 2^-10 (fp16), or
 //    the subnormal spacing 2^-24 for tiny fp16 values. We allow 1.01 such ulp plus the same absolute floor.
-//  * loss and metric sums: relative 1e-4 (a sum of per-token terms each within ~1e-5).
+//  * loss and metric sums: relative 1e-4, or 2e-5 absolute when the sum cancels to near zero (per-token terms differ
+//    by ~1e-6). Clip counts: within one token + 2% (a ratio within ~1e-5 of a bound may land on either side).
 // Every output is poisoned (all-ones bits = NaN) before each run, so a row the kernel forgets to write fails.
 #include "gpu_test_main.cuh"
 
@@ -84,7 +85,11 @@ struct DeviceType<corl::float16> {
   static constexpr double min_ulp = 1.0 / (1 << 24);  // the subnormal spacing: tiny gradients are fp16 subnormals
 };
 
-bool rel_close(double got, double want, double rel) { return std::abs(got - want) <= rel * (std::abs(want) + 1e-6); }
+/// Sums of per-token terms: relative 1e-4, or 2e-5 absolute for sums that cancel to near zero. The per-token values
+/// differ by ~1e-6 (they inherit logp's difference, see above), and the sums are weighted means of them.
+bool rel_close(double got, double want, double rel) {
+  return std::abs(got - want) <= rel * std::abs(want) || std::abs(got - want) <= 2e-5;
+}
 
 struct Case {
   corl::index_t B, T, V;
@@ -206,8 +211,10 @@ void check_case(const Case& c, const Policy& policy, const Kl& kl) {
     const auto logp = d_logp.download<float>(), ent = d_ent.download<float>();
 
     CHECK(got.tokens == want.tokens);
-    CHECK(got.clipped_low + got.clipped_high == doctest::Approx(static_cast<double>(want.clipped_low +
-                                                                                    want.clipped_high)).epsilon(0.02));
+    // a ratio within ~1e-5 of a clip bound may fall on either side: allow one token plus 2%
+    const double clipped_got = static_cast<double>(got.clipped_low + got.clipped_high);
+    const double clipped_want = static_cast<double>(want.clipped_low + want.clipped_high);
+    CHECK(std::abs(clipped_got - clipped_want) <= 1.0 + 0.02 * clipped_want);
     CHECK(rel_close(got.loss, want.loss, 1e-4));
     CHECK(rel_close(got.policy_loss, want.policy_loss, 1e-4));
     CHECK(rel_close(got.kl, want.kl, 1e-4));
