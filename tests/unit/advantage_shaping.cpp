@@ -111,3 +111,19 @@ TEST_CASE("DAPO overlong penalty: 0, linear ramp over the last L_cache tokens, t
   CHECK_THROWS_WITH_AS(p.apply(std::span<double>(r), len_short),
                        "OverlongPenalty::apply: lengths has 1 entries, expected 3 (one per reward)", corl::Error);
 }
+
+TEST_CASE("group index <-> segment offsets (the CUDA kernels' layout)") {
+  const std::vector<corl::index_t> g{0, 0, 0, 2, 2, 3};
+  const auto offsets = corl::group_offsets_from_index(g, 5);
+  CHECK(offsets == std::vector<corl::index_t>{0, 3, 3, 5, 6, 6});  // group 1 and group 4 are empty
+  CHECK(corl::group_index_from_offsets(offsets) == g);
+  const std::vector<corl::index_t> unsorted{0, 1, 0};
+  CHECK_THROWS_WITH_AS(corl::group_offsets_from_index(unsorted, 2),
+                       "group_offsets_from_index: group[2] = 0 < group[1] = 1, expected non-decreasing group ids "
+                       "(contiguous groups)",
+                       corl::Error);
+  const std::vector<corl::index_t> bad{0, 4, 2};
+  CHECK_THROWS_WITH_AS(corl::group_index_from_offsets(bad),
+                       "group_index_from_offsets: offsets[2] = 2 < offsets[1] = 4, expected non-decreasing offsets",
+                       corl::Error);
+}

@@ -177,6 +177,38 @@ AdvantageStats summarize_rewards(const RewardBatch<Real>& batch, const std::vect
   return out;
 }
 
+/// Offsets [num_groups + 1] of a batch whose groups are contiguous and in order (group[i] non-decreasing, ids in
+/// [0, num_groups)), the segmented layout the CUDA kernels take: group g owns sequences offsets[g] .. offsets[g + 1].
+/// Unused ids give empty segments. Throws corl::Error when the layout is not contiguous.
+inline std::vector<index_t> group_offsets_from_index(std::span<const index_t> group, index_t num_groups) {
+  constexpr const char* where = "group_offsets_from_index";
+  require(num_groups >= 1, where, ": num_groups = ", num_groups, ", expected >= 1");
+  std::vector<index_t> offsets(static_cast<std::size_t>(num_groups + 1), 0);
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    require(group[i] >= 0 && group[i] < num_groups, where, ": group[", i, "] = ", group[i],
+            ", expected 0 <= group < num_groups = ", num_groups);
+    require(i == 0 || group[i] >= group[i - 1], where, ": group[", i, "] = ", group[i], " < group[", i - 1, "] = ",
+            group[i - 1], ", expected non-decreasing group ids (contiguous groups)");
+    ++offsets[static_cast<std::size_t>(group[i]) + 1];
+  }
+  for (std::size_t g = 1; g < offsets.size(); ++g) offsets[g] += offsets[g - 1];
+  return offsets;
+}
+
+/// The group id of every sequence from segment offsets (offsets[0] = 0, non-decreasing).
+inline std::vector<index_t> group_index_from_offsets(std::span<const index_t> offsets) {
+  constexpr const char* where = "group_index_from_offsets";
+  require(offsets.size() >= 2, where, ": offsets has ", offsets.size(), " entries, expected num_groups + 1 >= 2");
+  require(offsets[0] == 0, where, ": offsets[0] = ", offsets[0], ", expected 0");
+  std::vector<index_t> group;
+  for (std::size_t g = 0; g + 1 < offsets.size(); ++g) {
+    require(offsets[g + 1] >= offsets[g], where, ": offsets[", g + 1, "] = ", offsets[g + 1], " < offsets[", g,
+            "] = ", offsets[g], ", expected non-decreasing offsets");
+    group.insert(group.end(), static_cast<std::size_t>(offsets[g + 1] - offsets[g]), static_cast<index_t>(g));
+  }
+  return group;
+}
+
 /// Writes advantages[i] = formula(i, r_i, stats of i's group) for valid rewards in non-degenerate groups, and exactly 0
 /// for NaN rewards and zero-std groups (incl. groups of one). `formula` returns double; the result is cast to Real.
 template <class Real, class Formula>
