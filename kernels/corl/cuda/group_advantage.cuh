@@ -13,12 +13,12 @@
 // the result matches the CPU reference (corl/advantage/*.hpp, which also sums in double) to rounding.
 // Measured on an H200 (CUDA-event time of one call, bench/gpu/group_advantage.cu): 128 groups of 8: 9.5 us with the
 // team path (14.4 us with one warp per group); 16 groups of 8: 8.8 us (the launch floor); 1024 x 16: 32 us;
-// 8192 x 16: 195 us. Staging the inputs in shared memory first was tried and gained nothing. NaN rewards are
-// left out and get 0; a zero-std group (all valid rewards equal, incl. a group of one) gets exactly 0 — the same rules
-// as the CPU code. Groups are contiguous segments given by offsets (CUB's segmented layout): group g owns sequences
-// group_offsets[g] .. group_offsets[g + 1] (corl::group_offsets_from_index builds them). The kernel validates the offsets itself (they live on the device): on bad
-// offsets it writes 0 everywhere and sets stats->bad_offsets. One block is the right shape up to ~10^5 sequences; past
-// that a multi-block version would pay off.
+// 8192 x 16: 195 us. Staging the inputs in shared memory first was tried and gained nothing.
+// NaN rewards are left out and get 0; a zero-std group (all valid rewards equal, incl. a group of one) gets exactly 0 —
+// the same rules as the CPU code. Groups are contiguous segments given by offsets (CUB's segmented layout): group g
+// owns sequences group_offsets[g] .. group_offsets[g + 1] (corl::group_offsets_from_index builds them from group ids).
+// The kernel validates the offsets itself (they live on the device): on bad offsets it writes 0 everywhere and sets
+// stats->bad_offsets. One block is the right shape up to ~10^5 sequences; past that a multi-block version would pay off.
 // No scratch memory is needed. Stream last, as in CUB.
 #pragma once
 
