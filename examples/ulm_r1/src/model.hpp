@@ -46,7 +46,7 @@ struct ModelConfig {
   int image_vocab = 25;    ///< image codebook (WorldConfig::codebook_size())
   int image_tokens = 16;   ///< codes per generated image (H x W)
   int d_model = 64;
-  int n_layers = 2;
+  int n_layers = 3;
   int n_heads = 4;
   int d_ff = 176;          ///< SwiGLU hidden size
   int d_code = 32;         ///< understanding code-embedding width (before the aligner)

@@ -43,10 +43,28 @@ ScoreRow t2i_example(const Tokenizer& tok, const UnifiedRow& row);
 ScoreRow qa_example(const Tokenizer& tok, const UnifiedRow& row);
 ScoreRow caption_example(const Tokenizer& tok, const UnifiedRow& row);
 
+/// The trunk's final hidden states for the understanding-format sequence of (image, prompt): columns of the H*W
+/// image codes and of the prompt words (without <bos>, <image>, </image>). What R_TIM compares (CoRL Sec. 3.2):
+/// 0.5 (mean_i max_k cos(image_i, text_k) + mean_k max_i cos(image_i, text_k)).
+template <class Real>
+struct ImageTextHidden {
+  layers::Mat<Real> image;  ///< d_model x (H*W)
+  layers::Mat<Real> text;   ///< d_model x (number of prompt words)
+};
+template <class Real>
+ImageTextHidden<Real> image_text_hidden(const Model<Real>& model, const Tokenizer& tok, const Grid& image,
+                                        std::string_view prompt) {
+  const Sequence seq = understanding_prompt(tok, image, prompt);
+  const layers::Mat<Real> h = model.hidden_states(seq);
+  const corl::index_t cells = static_cast<corl::index_t>(image.size());
+  const corl::index_t words = static_cast<corl::index_t>(seq.size()) - cells - 3;
+  return ImageTextHidden<Real>{h.middleCols(2, cells), h.rightCols(words)};
+}
+
 // ---- training ------------------------------------------------------------------------------------------------------
 
 struct SftOptions {
-  int steps = 600;
+  int steps = 800;
   int batch = 48;                 ///< examples per step
   std::uint64_t seed = 1;         ///< model init, data and batch draws
   int train_rows = 3000;          ///< unified rows generated from the train split

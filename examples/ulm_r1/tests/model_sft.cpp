@@ -59,6 +59,20 @@ TEST_CASE("sequence formats: t2i and understanding prompts, completions") {
   CHECK(mc.image_vocab == world.codebook_size());
 }
 
+TEST_CASE("image_text_hidden: the image and prompt columns of the understanding sequence") {
+  const WorldConfig world;
+  const Tokenizer tok(world);
+  const Model<double> m(model_config_for(world, tok), 3);
+  Grid g = empty_grid(world);
+  g[5] = world.code(1, 2);
+  const auto h = image_text_hidden(m, tok, g, "a green triangle");
+  CHECK(h.image.cols() == world.num_cells());
+  CHECK(h.text.cols() == 3);
+  const auto full = m.hidden_states(understanding_prompt(tok, g, "a green triangle"));
+  CHECK((h.image.col(5) - full.col(2 + 5)).norm() == 0.0);
+  CHECK((h.text.col(2) - full.col(full.cols() - 1)).norm() == 0.0);
+}
+
 TEST_CASE("SFT smoke: the loss decreases; any thread count gives the same bits; a reload scores identically") {
   SftOptions o = tiny_sft();
   o.threads = 1;
