@@ -101,7 +101,9 @@ struct ScoreRow {
   Sequence completion;
 };
 
-/// How logits become the distribution the log-probs are taken under. Must match the sampler's options.
+/// How logits become the distribution the log-probs are taken under. Must match the sampler's options. Truncation
+/// (top-k / top-p / min-p) is not applied here: sample with those off (the CoRL setting, T = 1) when the sampler's
+/// and the trainer's log-probs must agree, or correct for the mismatch (corl/loss/importance_correction.hpp).
 struct ScoreOptions {
   double temperature = 1.0;
   double cfg_weight = 1.0;  ///< image_out completions: u + w (c - u); 1 = conditional only (no second pass)
