@@ -47,6 +47,7 @@
 #include "corl/core/error.hpp"
 #include "corl/sampling/sampler.hpp"
 #include "corl/sampling/sampling_math.hpp"
+#include "corl/sampling/streaming_race.hpp"
 
 namespace corl::cuda {
 
@@ -58,8 +59,6 @@ namespace sampling_detail {
 /// One block per row. 512 threads: 4 blocks of 16 KB-in-flight per SM keep HBM busy for B >= 2 * SMs rows.
 inline constexpr int kBlock = 512;
 inline constexpr int kRadixBins = 2048;  // 11-bit digits: 11 + 11 + 10 = 32
-inline constexpr float kFilterMargin = 1.001f;
-inline constexpr float kMinRaceUniform = 1.1641532e-10f;  // 2^-33, the smallest x word_to_race_uniform<float> returns
 inline constexpr float kMassScale = 1099511627776.0f;     // 2^40: fixed-point scale of probability mass
 
 struct Args {
@@ -141,43 +140,16 @@ __device__ __forceinline__ float exact_key(float z, std::uint32_t word) {
   return exact_key_from_uniform(z, corl::sampling::word_to_race_uniform<float>(word));
 }
 
-/// (key, index) order of the race: larger key wins, equal keys go to the smaller index.
-__device__ __forceinline__ bool beats(float key, index_t idx, float best_key, index_t best_idx) {
-  return best_idx < 0 || key > best_key || (key == best_key && idx < best_idx);
-}
-
-/// Per-thread (then per-block) summary of pass 1.
-struct RowState {
-  float max;            // m
-  float sum;            // sum exp(z - m)
-  index_t argmax;       // first index of m
-  float best_key;       // race winner over the whole row
-  index_t best_idx;     // -1 = none yet
-  float best_z;
-  index_t bad_idx;      // first NaN / +inf index, or max
+/// Per-thread (then per-block) summary of pass 1: the race state (corl/sampling/streaming_race.hpp) and the first
+/// index holding a NaN / +inf (max of index_t when none).
+struct RowState : corl::sampling::RaceState {
+  index_t bad_idx;
 };
 
 struct MergeRowState {
   __device__ RowState operator()(const RowState& a, const RowState& b) const {
     RowState r;
-    r.max = fmaxf(a.max, b.max);
-    const float sa = (a.max == -INFINITY) ? 0.0f : a.sum * __expf(a.max - r.max);
-    const float sb = (b.max == -INFINITY) ? 0.0f : b.sum * __expf(b.max - r.max);
-    r.sum = sa + sb;
-    if (a.max > b.max || (a.max == b.max && a.argmax <= b.argmax)) {
-      r.argmax = a.argmax;
-    } else {
-      r.argmax = b.argmax;
-    }
-    if (beats(b.best_key, b.best_idx, a.best_key, a.best_idx) && b.best_idx >= 0) {
-      r.best_key = b.best_key;
-      r.best_idx = b.best_idx;
-      r.best_z = b.best_z;
-    } else {
-      r.best_key = a.best_key;
-      r.best_idx = a.best_idx;
-      r.best_z = a.best_z;
-    }
+    static_cast<corl::sampling::RaceState&>(r) = corl::sampling::merge_race_states(a, b);
     r.bad_idx = a.bad_idx < b.bad_idx ? a.bad_idx : b.bad_idx;
     return r;
   }
@@ -189,7 +161,7 @@ struct Race {
 };
 struct MergeRace {
   __device__ Race operator()(const Race& a, const Race& b) const {
-    return (b.idx >= 0 && beats(b.key, b.idx, a.key, a.idx)) ? b : a;
+    return corl::sampling::race_beats(b.key, b.idx, a.key, a.idx) ? b : a;
   }
 };
 
@@ -306,12 +278,15 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, fl
   }
 }
 
-/// Folds one group of four scores (indices i0 .. i0 + 3) into a thread's pass-1 state.
+struct OutOfLineExactKey {
+  __device__ float operator()(float z, float x) const { return exact_key_from_uniform(z, x); }
+};
+
+/// Scores one group of four loaded logits (indices 4g .. 4g + 3), records NaN / +inf, and folds it into the state.
 __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
                                            index_t g, const Args& a, std::uint32_t stream) {
   const index_t i0 = g * 4;
   float z[4];
-  float group_max = -INFINITY;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
     bool bad = false;
@@ -322,43 +297,9 @@ __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const f
     }
     if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
     if (bad) z[k] = -INFINITY;
-    if (z[k] > group_max) group_max = z[k];
   }
-  const float old_max = st.max;
-  if (group_max > st.max) {
-    st.sum = (st.max == -INFINITY) ? 0.0f : st.sum * __expf(st.max - group_max);
-    st.max = group_max;
-    c_bound = (st.best_idx < 0) ? INFINITY : __expf(st.max - st.best_key);
-    // the first index of the new running max (indices only grow within a thread)
-    st.argmax = z[0] == group_max ? i0 : (z[1] == group_max ? i0 + 1 : (z[2] == group_max ? i0 + 2 : i0 + 3));
-  }
-  float e[4];
-  float e_max = 0.0f;
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    e[k] = (z[k] == -INFINITY) ? 0.0f : __expf(z[k] - st.max);
-    st.sum += e[k];
-    e_max = fmaxf(e_max, e[k]);
-  }
-  if (a.greedy) return;
-  // A group needs its random words only if one of its elements can still win the race.
-  const bool new_max = group_max > old_max;
-  if (!new_max && e_max * c_bound * kFilterMargin < kMinRaceUniform) return;
-  const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    if (z[k] == -INFINITY) continue;
-    const float x = corl::sampling::word_to_race_uniform<float>(w.v[k]);
-    // Reject only when certainly losing (NaN from 0 * inf does not reject).
-    if (!(z[k] > old_max) && x >= e[k] * c_bound * kFilterMargin) continue;
-    const float key = exact_key_from_uniform(z[k], x);
-    if (beats(key, i0 + k, st.best_key, st.best_idx)) {
-      st.best_key = key;
-      st.best_idx = i0 + k;
-      st.best_z = z[k];
-      c_bound = __expf(st.max - st.best_key);
-    }
-  }
+  const corl::sampling::RaceStream rs{a.seed, a.offset, stream, a.greedy};
+  corl::sampling::fold_race_group(st, c_bound, z, g, rs, OutOfLineExactKey{});
 }
 
 /// Groups of four loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input
@@ -382,8 +323,7 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
                          (!a.guided || reinterpret_cast<std::uintptr_t>(uncond) % (4 * sizeof(In)) == 0);
 
   // ---- pass 1: one read of the row, kUnroll groups of four loaded before any is folded ----
-  RowState st{-INFINITY, 0.0f, std::numeric_limits<index_t>::max(), -INFINITY, -1, -INFINITY,
-              std::numeric_limits<index_t>::max()};
+  RowState st{corl::sampling::empty_race_state(), std::numeric_limits<index_t>::max()};
   float c_bound = INFINITY;  // exp(m - best_key): an element can win only if x < exp(z - m) * c_bound
   const index_t groups = (a.vocab + 3) / 4;
   constexpr int U = kUnroll<In, kGuided>;
@@ -491,7 +431,7 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
       for (int k = 0; k < 4; ++k) {
         if (!(z[k] >= threshold) || z[k] == -INFINITY) continue;
         const float key = exact_key(z[k], w.v[k]);
-        if (beats(key, g * 4 + k, local.key, local.idx)) local = {key, g * 4 + k};
+        if (corl::sampling::race_beats(key, g * 4 + k, local.key, local.idx)) local = {key, g * 4 + k};
       }
     }
     __syncthreads();
