@@ -279,7 +279,7 @@ TEST_CASE("sequence-level loss (GSPO: three launches) matches the CPU reference"
   check_case<corl::bfloat16>({4, 9, 4096, 1.0f, 0.04f, 0.01f, true, true, true, 22}, gspo, corl::K3{});
 }
 
-TEST_CASE("bad input: out-of-range target in an active row throws corl::Error naming the row; host checks") {
+TEST_CASE("bad input: out-of-range target in an active row throws corl::Error naming the row, and host checks") {
   const corl::index_t B = 1, T = 3, V = 64;
   std::vector<float> logits(static_cast<std::size_t>(B * T * V), 0.0f);
   std::vector<std::int32_t> targets{0, 64, 5};

@@ -191,7 +191,7 @@ TEST_CASE("host bf16 / fp16 conversions match __float2bfloat16 / __float2half on
   CHECK(bad_h == 0);
 }
 
-TEST_CASE("log-probs match the CPU reference: fp32, bf16, fp16; odd and even V; temperature; masks; determinism") {
+TEST_CASE("log-probs match the CPU reference: fp32, bf16, fp16, odd and even V, temperature, masks, determinism") {
   check_parity<float>(7, 1001, 1.0f, 1, false);  // odd V: scalar path
   check_parity<float>(9, 4096, 0.7f, 2, true);   // vector path
   check_parity<corl::bfloat16>(11, 1001, 1.3f, 3, true);

@@ -158,7 +158,7 @@ TEST_CASE("finite differences match for a sequence-level loss (GSPO, seq_stat re
   CHECK(max_fd_error(batch, corl::Gspo{0.5, 0.5}, corl::NoKl{}, 1.3, 0.0, 0.0) < 1e-7);
 }
 
-TEST_CASE("masked rows get zero gradient and zero outputs; on-policy without logp_old has ratio 1") {
+TEST_CASE("masked rows get zero gradient and zero outputs, and on-policy without logp_old has ratio 1") {
   RandomBatch batch(2, 3, 5, 1.0, 5);
   auto in = batch.view(batch.logits, 1.0, 0.0, 0.0);
   in.logp_old = {};
