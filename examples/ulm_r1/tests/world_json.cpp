@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "corl/core/error.hpp"
+#include "corl/core/rng.hpp"
 #include "json.hpp"
 #include "world.hpp"
 
@@ -159,4 +160,35 @@ TEST_CASE("world config: JSON round trip, defaults for missing keys, errors name
                        doctest::Contains("shapes[1] is a number"), corl::Error);
   CHECK_THROWS_WITH_AS(world_config_from_json(parse_json("{\"width\": 40}")), doctest::Contains("width = 40"),
                        corl::Error);
+}
+
+TEST_CASE("json: random and mutated inputs either parse or throw corl::Error, and what parses round-trips") {
+  const std::string alphabet = "{}[]:,\"\\ 0123456789-+.eEtrufalsn\n\tu";
+  const std::string seed_doc = R"({"a":[1,-2.5e3,"x\"y",true,null,{"b":false}],"c":"\u00e9"})";
+  corl::CounterRng rng(77, 0);
+  int parsed = 0, rejected = 0;
+  for (int k = 0; k < 3000; ++k) {
+    std::string text;
+    if (k % 2 == 0) {  // random text over JSON's characters
+      const std::uint64_t n = rng.below(24);
+      for (std::uint64_t i = 0; i < n; ++i) text += alphabet[rng.below(alphabet.size())];
+    } else {  // one character of a valid document replaced, inserted or deleted
+      text = seed_doc;
+      const std::size_t at = rng.below(text.size());
+      const std::uint64_t op = rng.below(3);
+      if (op == 0) text[at] = alphabet[rng.below(alphabet.size())];
+      else if (op == 1) text.insert(at, 1, alphabet[rng.below(alphabet.size())]);
+      else text.erase(at, 1);
+    }
+    try {
+      const Json v = parse_json(text, "fuzz");
+      CHECK(parse_json(dump_json(v)) == v);
+      ++parsed;
+    } catch (const corl::Error& e) {
+      CHECK(std::string(e.what()).rfind("fuzz: column ", 0) == 0);
+      ++rejected;
+    }
+  }
+  CHECK(parsed > 50);
+  CHECK(rejected > 1000);
 }
