@@ -6,5 +6,6 @@
 #include "corl/concepts/advantage_estimator.hpp"
 #include "corl/concepts/aggregation.hpp"
 #include "corl/concepts/kl_estimator.hpp"
+#include "corl/concepts/policy.hpp"
 #include "corl/concepts/policy_loss.hpp"
 #include "corl/concepts/reward_function.hpp"

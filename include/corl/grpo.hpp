@@ -36,5 +36,6 @@
 
 #include "corl/sampling/sampler.hpp"
 #include "corl/sampling/sampling_math.hpp"
+#include "corl/sampling/streaming_race.hpp"
 
 #include "corl/optim/adamw.hpp"
