@@ -1,4 +1,4 @@
-// expect: satisfaction of .aggregation<Aggregation>
+// expect: satisfaction of .*aggregation<Aggregation>
 // An aggregation is a per-sequence token weight: a type that only averages a whole tensor does not satisfy
 // corl::aggregation (it has no sequence_weight(n, normalizers)), so the global-normaliser guarantee cannot be broken.
 #include <corl/loss/objective.hpp>

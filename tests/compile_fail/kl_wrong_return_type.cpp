@@ -1,4 +1,4 @@
-// expect: satisfaction of .kl_estimator<Kl>
+// expect: satisfaction of .*kl_estimator<Kl>
 // A KL estimator must return a TokenTerm<Real> (value AND gradient), not just the value: the error names the concept
 // corl::kl_estimator.
 #include <corl/loss/objective.hpp>

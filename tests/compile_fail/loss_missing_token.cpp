@@ -1,4 +1,4 @@
-// expect: satisfaction of .policy_loss<Loss>
+// expect: satisfaction of .*policy_loss<Loss>
 // A policy loss without the per-token function cannot be composed into an Objective: the error names the concept
 // corl::policy_loss and the missing expression `loss.token<Real>(...)`.
 #include <corl/loss/objective.hpp>
