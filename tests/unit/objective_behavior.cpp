@@ -301,3 +301,32 @@ TEST_CASE("sequence_weights exports w_b for the CUDA kernels") {
   CHECK_THROWS_WITH_AS(obj.sequence_weights(b2.view(), z, std::span<float>(wrong)),
                        doctest::Contains("out has 3 elements, expected batch = 2"), corl::Error);
 }
+
+TEST_CASE("per-token advantages replace the sequence advantage token by token") {
+  corl::Batch<double> b(1, 2);
+  b.set_length(0, 2);
+  b.advantages = {100.0};  // ignored when token_advantages is present
+  b.token_advantages = {1.0, 2.0};
+  const corl::Objective<corl::Reinforce> obj;
+  const auto r = obj.evaluate(b.view(), obj.count_normalizers(b.view()));
+  CHECK(r.loss == Approx(-1.5));
+  CHECK(r.grad_logp(0, 0) == Approx(-0.5));
+  CHECK(r.grad_logp(0, 1) == Approx(-1.0));
+}
+
+TEST_CASE("GSPO through the objective: sequence pass then token pass") {
+  // One sequence with log r = 0.1, -0.1, 0.3 (s = e^0.1) and a masked-out fourth token with log r = 5 that must not
+  // enter the statistic; A = 1, eps 0.2 (unclipped), seq-mean-token-mean: loss = -s, dL/dlogp_t = -s / 3.
+  corl::Batch<double> b(1, 4);
+  b.set_length(0, 4);
+  b.mask[3] = 0;
+  b.advantages = {1.0};
+  b.logp = {-1.0, -1.0, -1.0, -1.0};
+  b.logp_old = {-1.1, -0.9, -1.3, -6.0};
+  const corl::Objective obj(corl::Gspo{0.2, 0.2}, corl::NoKl{}, corl::SeqMeanTokenMean{}, corl::ObjectiveConfig{});
+  const auto r = obj.evaluate(b.view(), obj.count_normalizers(b.view()));
+  CHECK(r.loss == Approx(-1.1051709180756477));
+  for (int t = 0; t < 3; ++t) CHECK(r.grad_logp(0, t) == Approx(-1.1051709180756477 / 3));
+  CHECK(r.grad_logp(0, 3) == 0.0);
+  CHECK(r.metrics.ratio_mean() == Approx(1.1051709180756477));
+}
