@@ -34,7 +34,8 @@ void blur(double* map, int height, int width) {
           0.25 * at(map, r, c - 1) + 0.5 * at(map, r, c) + 0.25 * at(map, r, c + 1);
   for (int r = 0; r < height; ++r)
     for (int c = 0; c < width; ++c)
-      map[r * width + c] = 0.25 * at(tmp.data(), r - 1, c) + 0.5 * at(tmp.data(), r, c) + 0.25 * at(tmp.data(), r + 1, c);
+      map[r * width + c] =
+          0.25 * at(tmp.data(), r - 1, c) + 0.5 * at(tmp.data(), r, c) + 0.25 * at(tmp.data(), r + 1, c);
 }
 
 }  // namespace

@@ -54,13 +54,15 @@ Canvas::Canvas(int width, int height, Rgb background) : width_(width), height_(h
 Rgb Canvas::at(int x, int y) const {
   corl::require(x >= 0 && x < width_ && y >= 0 && y < height_, "Canvas::at: (", x, ", ", y, ") outside ", width_, "x",
                 height_);
-  const std::size_t i = (static_cast<std::size_t>(y) * static_cast<std::size_t>(width_) + static_cast<std::size_t>(x)) * 3;
+  const std::size_t i = (static_cast<std::size_t>(y) * static_cast<std::size_t>(width_) + static_cast<std::size_t>(x)) *
+                        3;
   return {pixels_[i], pixels_[i + 1], pixels_[i + 2]};
 }
 
 void Canvas::set(int x, int y, Rgb colour) {
   if (x < 0 || x >= width_ || y < 0 || y >= height_) return;
-  const std::size_t i = (static_cast<std::size_t>(y) * static_cast<std::size_t>(width_) + static_cast<std::size_t>(x)) * 3;
+  const std::size_t i = (static_cast<std::size_t>(y) * static_cast<std::size_t>(width_) + static_cast<std::size_t>(x)) *
+                        3;
   pixels_[i] = colour.r;
   pixels_[i + 1] = colour.g;
   pixels_[i + 2] = colour.b;
@@ -125,7 +127,8 @@ void Canvas::fill_polygon(const std::vector<std::pair<double, double>>& vertices
     ymin = std::min(ymin, v.second);
     ymax = std::max(ymax, v.second);
   }
-  const int y0 = std::max(0, static_cast<int>(std::floor(ymin))), y1 = std::min(height_ - 1, static_cast<int>(std::ceil(ymax)));
+  const int y0 = std::max(0, static_cast<int>(std::floor(ymin)));
+  const int y1 = std::min(height_ - 1, static_cast<int>(std::ceil(ymax)));
   std::vector<double> xs;
   for (int y = y0; y <= y1; ++y) {
     const double py = y + 0.5;

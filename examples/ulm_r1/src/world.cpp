@@ -143,8 +143,9 @@ void WorldConfig::validate() const {
                 " names, expected 2..16");
   corl::require(shapes.size() >= 2 && shapes.size() <= 16, "WorldConfig::validate: shapes has ", shapes.size(),
                 " names, expected 2..16");
-  corl::require(shape_plurals.empty() || shape_plurals.size() == shapes.size(), "WorldConfig::validate: shape_plurals has ",
-                shape_plurals.size(), " names, expected 0 or one per shape (", shapes.size(), ")");
+  corl::require(shape_plurals.empty() || shape_plurals.size() == shapes.size(),
+                "WorldConfig::validate: shape_plurals has ", shape_plurals.size(),
+                " names, expected 0 or one per shape (", shapes.size(), ")");
   std::set<std::string> seen(world_fixed_words().begin(), world_fixed_words().end());
   auto check = [&](const std::string& field, std::size_t i, const std::string& name) {
     corl::require(is_lower_word(name), "WorldConfig::validate: ", field, "[", i, "] = '", name,
@@ -154,7 +155,8 @@ void WorldConfig::validate() const {
   };
   for (std::size_t i = 0; i < colours.size(); ++i) check("colours", i, colours[i]);
   for (std::size_t i = 0; i < shapes.size(); ++i) check("shapes", i, shapes[i]);
-  for (std::size_t i = 0; i < shapes.size(); ++i) check(shape_plurals.empty() ? "plural of shapes" : "shape_plurals", i, plural(static_cast<int>(i)));
+  const std::string plural_field = shape_plurals.empty() ? "plural of shapes" : "shape_plurals";
+  for (std::size_t i = 0; i < shapes.size(); ++i) check(plural_field, i, plural(static_cast<int>(i)));
   corl::require(max_count >= 1 && max_count <= std::min(16, num_cells()), "WorldConfig::validate: max_count = ",
                 max_count, ", expected 1..", std::min(16, num_cells()));
   const int room = num_cells() - std::max(max_count, 2);
@@ -590,7 +592,9 @@ Grid render_reference(const PromptSpec& spec, const WorldConfig& config, corl::C
       if (grid[static_cast<std::size_t>(i)] == 0) cells.push_back(i);
     return cells;
   };
-  auto place = [&](int cell, int colour, int shape) { grid[static_cast<std::size_t>(cell)] = config.code(colour, shape); };
+  auto place = [&](int cell, int colour, int shape) {
+    grid[static_cast<std::size_t>(cell)] = config.code(colour, shape);
+  };
 
   if (spec.category == Category::position) {
     std::vector<std::pair<int, int>> pairs;
@@ -780,7 +784,8 @@ Question make_question(const Grid& grid, const WorldConfig& config, QuestionType
       });
       const std::string phrase = object_phrase(colour, shape, config);
       q.text = "is there " + phrase + " ?";
-      q.reasoning = seen + (present ? " so there is " + phrase + " ." : " so there is no " + bare_phrase(colour, shape, config) + " .");
+      q.reasoning = seen + (present ? " so there is " + phrase + " ."
+                                    : " so there is no " + bare_phrase(colour, shape, config) + " .");
       q.answer = present ? "yes" : "no";
       break;
     }

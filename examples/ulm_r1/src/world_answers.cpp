@@ -23,7 +23,8 @@ std::string normalise_answer(std::string_view answer) {
   std::string s;
   for (const char c : answer) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   s = trim(s);
-  while (!s.empty() && (is_trailing_punct(s.back()) || std::isspace(static_cast<unsigned char>(s.back())))) s.pop_back();
+  while (!s.empty() && (is_trailing_punct(s.back()) || std::isspace(static_cast<unsigned char>(s.back()))))
+    s.pop_back();
   std::vector<std::string> words;
   std::size_t i = 0;
   while (i < s.size()) {
