@@ -1,6 +1,7 @@
 // cli.cpp — see cli.hpp.
 #include "cli.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <iostream>
@@ -15,7 +16,10 @@ namespace ulm {
 int dispatch(std::span<const Subcommand> commands, int argc, char** argv) {
   auto usage = [&](std::ostream& os) {
     os << "usage: ulm_r1 <command> [options]\ncommands:\n";
-    for (const Subcommand& c : commands) os << "  " << c.name << "  " << c.summary << "\n";
+    std::size_t width = 0;
+    for (const Subcommand& c : commands) width = std::max(width, c.name.size());
+    for (const Subcommand& c : commands)
+      os << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary << "\n";
   };
   if (argc < 2) {
     usage(std::cerr);
@@ -141,7 +145,7 @@ int cmd_sft(const std::vector<std::string>& args) {
 
 int cmd_eval(const std::vector<std::string>& args) {
   const Args a("eval", args, {"--ckpt", "--json", "--rows", "--seed", "--cfg"});
-  corl::require(a.has("--ckpt"), "ulm_r1 eval: --ckpt <file.safetensors> is required");
+  corl::require(a.has("--ckpt"), "option --ckpt <file.safetensors> is required");
   const Model<float> model = load_checkpoint<float>(a.get("--ckpt", ""));
   EvalOptions o;
   o.rows = a.get_int("--rows", o.rows);
