@@ -39,10 +39,11 @@ struct TrainConfig {
   // data
   int train_rows = 3000;     ///< unified rows generated from the train split for RL
   // stages
-  TrainStageSettings unified{24, 4, 8, 2e-4, 0.0, 1.0, 1.0, 1.0};
-  TrainStageSettings refined_t2i{12, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
-  TrainStageSettings refined_mc{12, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
-  TrainStageSettings refined_oe{12, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
+  // defaults = configs/default.conf (kept in sync by the test train_config_errors)
+  TrainStageSettings unified{100, 8, 8, 2e-4, 0.0, 1.0, 1.0, 1.0};
+  TrainStageSettings refined_t2i{20, 4, 16, 1e-4, 0.02, 1.0, 1.0, 1.0};
+  TrainStageSettings refined_mc{20, 4, 16, 3e-5, 0.02, 1.0, 1.0, 1.0};
+  TrainStageSettings refined_oe{20, 4, 16, 3e-5, 0.02, 1.0, 1.0, 1.0};
   double qa_merge_alpha = 0.5;  ///< QA policy = (1 - a) MC + a OE
   // rewards
   double reward_cycle = 1.0;

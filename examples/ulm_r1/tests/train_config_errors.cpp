@@ -80,3 +80,16 @@ TEST_CASE("the train command rejects bad arguments before doing any work") {
                        corl::Error);
   CHECK_THROWS_WITH_AS(ulm::cmd_train({"--unified.lr", "-1"}), doctest::Contains("unified.lr = -1"), corl::Error);
 }
+
+
+TEST_CASE("configs/default.conf states exactly the compiled-in defaults") {
+  const std::string path = std::string(__FILE__).substr(0, std::string(__FILE__).rfind("/tests/")) +
+                           "/configs/default.conf";
+  ulm::TrainConfig from_file;
+  ulm::read_train_config_file(from_file, path);
+  const auto a = ulm::train_config_values(from_file), b = ulm::train_config_values(ulm::TrainConfig{});
+  for (const auto& [k, v] : b) {
+    CAPTURE(k);
+    CHECK(a.at(k) == v);
+  }
+}
