@@ -28,7 +28,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <iomanip>
 #include <random>
 #include <string>
 #include <vector>
@@ -218,7 +217,7 @@ void check_parity(corl::index_t rows, corl::index_t vocab, float temperature, un
                       std::abs(ent[i] - ref_ent[i]) <= bound[i].entropy &&
                       std::abs(lse[i] - ref_lse[i]) <= bound[i].lse;  // false for NaN (a row left poisoned)
       if (!ok && bad < 5) {
-        MESSAGE("row " << i << std::setprecision(9) << ": logp " << logp[i] << " vs " << ref_logp[i] << " (bound "
+        MESSAGE("row " << i << ": logp " << logp[i] << " vs " << ref_logp[i] << " (bound "
                        << bound[i].logp << "), entropy " << ent[i] << " vs " << ref_ent[i] << " (bound "
                        << bound[i].entropy << "), lse " << lse[i] << " vs " << ref_lse[i] << " (bound "
                        << bound[i].lse << ")");
