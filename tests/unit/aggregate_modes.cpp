@@ -82,7 +82,7 @@ TEST_CASE("seq-mean-token-sum-norm loss with C = 4 is (-2 + 8) / (2 * 4) = 0.75"
                        doctest::Contains("constant_divisor = 0"), corl::Error);
 }
 
-TEST_CASE("padding and masked-out tokens get zero gradient; an all-masked sequence contributes nothing") {
+TEST_CASE("padding and masked-out tokens get zero gradient, and an all-masked sequence contributes nothing") {
   auto b = two_sequences();
   b.at(b.logp, 0, 3) = -1e30;  // padding may hold anything finite or not
   auto r = run<corl::SeqMeanTokenMean>(b);

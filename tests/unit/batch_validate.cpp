@@ -59,7 +59,7 @@ TEST_CASE("lengths, mask and group out of range") {
   expect_error(b, "group[1] = -3, expected a group index >= 0");
 }
 
-TEST_CASE("NaN / inf at masked-in tokens and in advantages are errors; padding may hold anything") {
+TEST_CASE("NaN / inf at masked-in tokens and in advantages are errors, padding may hold anything") {
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   auto b = good();
   b.at(b.logp, 1, 2) = nan;

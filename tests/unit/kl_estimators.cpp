@@ -111,7 +111,7 @@ TEST_CASE("bias-corrected KL: r k3 with r a stop-gradient weight") {
   CHECK(std::isfinite(big.grad));
 }
 
-TEST_CASE("FixedKlController keeps beta; AdaptiveKlController follows Ziegler et al. 2019") {
+TEST_CASE("FixedKlController keeps beta, AdaptiveKlController follows Ziegler et al. 2019") {
   corl::FixedKlController fixed{0.02};
   fixed.update(100.0, 64);
   CHECK(fixed.value() == 0.02);

@@ -124,7 +124,7 @@ TEST_CASE("Gmpo: geometric mean of log-space clipped ratios") {
   CHECK(t1.flags == corl::kClippedLow);
 }
 
-TEST_CASE("Cispo: gradient -clip(r) A; value the continuous potential") {
+TEST_CASE("Cispo: gradient -clip(r) A, value the continuous potential") {
   const corl::Cispo c{};  // eps_high 0.2, no lower bound
   auto t = tok(c, kLn15, 1.0);
   CHECK(t.grad == Approx(-1.2));

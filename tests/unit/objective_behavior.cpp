@@ -247,7 +247,7 @@ TEST_CASE("stability: |logp - logp_ref| = 50 and |log r| = 50 give finite losses
   check_extreme_all<double>();
 }
 
-TEST_CASE("bad input is a corl::Error naming the function, array and index; never a NaN loss") {
+TEST_CASE("bad input is a corl::Error naming the function, array and index, never a NaN loss") {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   corl::ObjectiveConfig cfg;
   cfg.beta = 0.1;
