@@ -295,7 +295,7 @@ TEST_CASE("fused lm_head: off-policy PPO with K3 KL and GSPO (sequence level) ma
   }
 }
 
-TEST_CASE("fused lm_head: bad rows are reported with their global row; bad arguments throw") {
+TEST_CASE("fused lm_head: bad rows are reported with their global row, bad arguments throw") {
   Cublas cublas;
   Problem p = make_problem(4, 8, 32, 500, 3);
   p.targets[19] = 500;  // out of range, in the third chunk of one sequence

@@ -142,7 +142,7 @@ TEST_CASE("the benchmark shape: 128 groups of 8") {
   check_against_cpu<float>(corl::GroupMeanBatchStd{}, hb, 77);
 }
 
-TEST_CASE("bad offsets: zeros everywhere and the flag set; host-side errors throw") {
+TEST_CASE("bad offsets: zeros everywhere and the flag set, host-side errors throw") {
   const std::vector<float> r{1, 0, 1, 0};
   const std::vector<corl::index_t> bad{0, 3, 2, 4};  // decreasing
   DeviceArray<float> d_r(4), d_a(4);

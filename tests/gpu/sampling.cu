@@ -228,7 +228,7 @@ TEST_CASE("GPU draws follow the exact truncated distribution (chi-square over 20
   }
 }
 
-TEST_CASE("failure codes: NaN row -> kBadLogit, all -inf -> kNoFiniteLogit; check_sampled_tokens names the row") {
+TEST_CASE("failure codes: NaN row -> kBadLogit, all -inf -> kNoFiniteLogit, check_sampled_tokens names the row") {
   const index_t rows = 5, vocab = 300;
   auto cond = random_rows<float>(rows, vocab, 3);
   cond[3 * vocab + 17] = std::numeric_limits<float>::quiet_NaN();

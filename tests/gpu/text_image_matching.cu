@@ -144,7 +144,7 @@ TEST_CASE("R_TIM at the CoRL shape: 16 samples, 576 image rows, 40 text rows, D 
   check_problem<float>(p, 99);
 }
 
-TEST_CASE("status word: a sample with more image rows than max_image_rows; host-side errors") {
+TEST_CASE("status word: a sample with more image rows than max_image_rows, host-side errors") {
   // sample 0: 40 image rows, sample 1: 1; with max_image_rows = 32 the grid covers only 32 rows per sample
   Problem p;
   p.dim = 4;

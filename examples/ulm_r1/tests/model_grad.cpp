@@ -137,7 +137,7 @@ TEST_CASE("backward_logits with dL/dz = w (onehot - softmax) equals backward fro
   CHECK(diff < 1e-12);
 }
 
-TEST_CASE("cross_entropy: value is the mean negative log-prob; gradient matches finite differences") {
+TEST_CASE("cross_entropy: value is the mean negative log-prob, gradient matches finite differences") {
   Model<double> m(tiny_config(), 5);
   const auto rows = mixed_rows();
   std::vector<double> grad(static_cast<std::size_t>(m.num_parameters()), 0.0);
@@ -213,7 +213,7 @@ TEST_CASE("bad input: out-of-range token, empty prompt, wrong dlogp shape, bad c
   CHECK_THROWS_WITH_AS(Model<double>(bad, 1), doctest::Contains("not divisible by n_heads"), corl::Error);
 }
 
-TEST_CASE("hidden_states equal the trunk output used for scoring; the copy is independent") {
+TEST_CASE("hidden_states equal the trunk output used for scoring, the copy is independent") {
   Model<double> m(tiny_config(), 2);
   Sequence seq = text({1, 9, 10, 3});
   const auto h = m.hidden_states(seq);

@@ -119,7 +119,7 @@ TEST_CASE("swiglu and gelu: values and finite differences") {
   }
 }
 
-TEST_CASE("causal attention: first query sees only itself; finite differences of q, k, v") {
+TEST_CASE("causal attention: first query sees only itself, finite differences of q, k, v") {
   M q = random_mat(4, 5, 10), k = random_mat(4, 5, 11), v = random_mat(4, 5, 12);
   M out, p;
   attention_head_forward<double>(q, k, v, 0, out, p);

@@ -70,7 +70,7 @@ void check_teacher_forcing(const Model<Real>& m, const std::vector<Sequence>& pr
 
 }  // namespace
 
-TEST_CASE("same seed gives the same tokens and log-probs; another seed or offset gives others") {
+TEST_CASE("same seed gives the same tokens and log-probs, another seed or offset gives others") {
   const Model<float> m(config(), 4);
   SampleOptions so;
   so.cfg_weight = 3.0;

@@ -73,7 +73,7 @@ TEST_CASE("image_text_hidden: the image and prompt columns of the understanding 
   CHECK((h.text.col(2) - full.col(full.cols() - 1)).norm() == 0.0);
 }
 
-TEST_CASE("SFT smoke: the loss decreases; any thread count gives the same bits; a reload scores identically") {
+TEST_CASE("SFT smoke: the loss decreases, any thread count gives the same bits, a reload scores identically") {
   SftOptions o = tiny_sft();
   o.threads = 1;
   const SftResult a = run_sft(o, nullptr);
