@@ -31,7 +31,7 @@ TEST_CASE("accuracy and format rewards on decoded answers") {
   CHECK(ulm::format_reward("<answer> b </answer>") == 0.0);
 }
 
-TEST_CASE("R_cycle image side is 1 for the reference image itself; R_TIM reads the right positions") {
+TEST_CASE("R_cycle image side is 1 for the reference image itself, R_TIM reads the right positions") {
   const ulm::WorldContext ctx{ulm::WorldConfig{}};
   ulm::ModelConfig base;
   base.d_model = 32;
