@@ -7,7 +7,7 @@
 // (and on fp32 dlogits at V = 65536, ~1.4e-4 relative: p = exp(z - lse) inherits the reference's lse error).
 //
 // Tolerances: worst-case bounds of the kernel's fp32 arithmetic, derived per row and per element, never a blanket
-// relative figure (the formulas: row_error_bound, as in tests/gpu/logprobs.cu):
+// relative figure (the formulas: row_error_bound in tests/common/logprob_bounds.hpp):
 //  * logp / entropy per row: gamma = (n + 3 n / N + 4 log2(threads) + 4) u, u = 2^-24, n = logits one thread folds
 //    (N per 16-byte vector), |d lse| <= gamma + 8 u (|m| + |lse| + 1), |d logp| <= |d lse| + 8 u (|z_t| + |m| +
 //    |logp|), |d entropy| <= gamma (1 + 2 |ln s - H|) + 8 u (|H| + |ln s - H| + E_p[(z - m)^2] + 1).
@@ -26,6 +26,7 @@
 // forgotten temperature (T = 0.7 / 0.8 / 0.9 / 1.2 cases) moves lse by ~10%; a forgotten row leaves the NaN poison
 // (all comparisons are written so that NaN fails); masked rows must be exactly 0.
 #include "gpu_test_main.cuh"
+#include "common/logprob_bounds.hpp"
 
 #include <algorithm>
 #include <cfloat>
@@ -51,6 +52,11 @@
 namespace {
 
 using corl::cuda::check_cuda;
+using corl_test::exact_row;
+using corl_test::kUnitRoundoff;
+using corl_test::row_error_bound;
+using corl_test::RowErrorBound;
+using corl_test::RowExact;
 
 /// scripts/gpu-check sets CORL_GPU_TEST_SMALL=1 when it runs the tests under compute-sanitizer (10-100x slower).
 bool small_shapes_only() { return std::getenv("CORL_GPU_TEST_SMALL") != nullptr; }
@@ -100,51 +106,6 @@ struct DeviceType<corl::float16> {
   static constexpr double half_ulp = 1.0 / 2048;            // 11 significant bits
   static constexpr double half_min_spacing = 1.0 / (1 << 25);  // half the fp16 subnormal spacing 2^-24
 };
-
-constexpr double kUnitRoundoff = 1.0 / (1 << 24);  // u of fp32
-
-/// Exact (long double, two-pass) statistics of one row of z = x / T.
-struct RowExact {
-  double m, z_t, lse, logp, entropy, mean_sq_gap;
-};
-
-template <class Host>
-RowExact exact_row(const Host* row, corl::index_t vocab, std::int32_t target, double temperature) {
-  const long double inv_t = 1.0L / static_cast<long double>(temperature);
-  long double m = -INFINITY;
-  for (corl::index_t v = 0; v < vocab; ++v) m = std::max(m, corl::to_real<long double>(row[v]) * inv_t);
-  long double s = 0, u = 0, q = 0;
-  for (corl::index_t v = 0; v < vocab; ++v) {
-    const long double d = corl::to_real<long double>(row[v]) * inv_t - m;
-    const long double e = std::exp(d);
-    s += e;
-    u += e * d;
-    q += e * d * d;
-  }
-  const long double z_t = corl::to_real<long double>(row[target]) * inv_t;
-  return RowExact{static_cast<double>(m), static_cast<double>(z_t), static_cast<double>(m + std::log(s)),
-                  static_cast<double>(z_t - m - std::log(s)), static_cast<double>(std::log(s) - u / s),
-                  static_cast<double>(q / s)};
-}
-
-/// Worst-case error bounds of the kernel's fp32 lse / logp / entropy for one row (see the header comment).
-struct RowErrorBound {
-  double lse = 0, logp = 0, entropy = 0;
-};
-
-RowErrorBound row_error_bound(corl::index_t vocab, int threads, int per_vector, const RowExact& r) {
-  const double u = kUnitRoundoff;
-  const double n_vec = std::ceil(static_cast<double>((vocab + per_vector - 1) / per_vector) / threads);
-  const double n = n_vec * per_vector;
-  const double gamma = (n + 3 * n_vec + 4 * std::log2(static_cast<double>(threads)) + 4) * u;
-  const double ln_s = r.lse - r.m;
-  RowErrorBound b{};
-  b.lse = gamma + 8 * u * (std::abs(r.m) + std::abs(r.lse) + 1);
-  b.logp = b.lse + 8 * u * (std::abs(r.z_t) + std::abs(r.m) + std::abs(r.logp));
-  b.entropy = gamma * (1 + 2 * std::abs(ln_s - r.entropy)) +
-              8 * u * (std::abs(r.entropy) + std::abs(ln_s - r.entropy) + r.mean_sq_gap + 1);
-  return b;
-}
 
 /// Totals and per-row dL/dlogp composed in double from per-row logp / entropy, by the formulas of
 /// corl/logprob/grpo_from_logits.hpp, so that the effect of a per-row error on every output can be probed.

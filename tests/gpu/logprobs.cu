@@ -8,9 +8,10 @@
 // 3.06461 / lse 21.4126, float reference -25.8917 / 3.06446 / 21.4125, double reference -25.89176 / 3.064609 /
 // 21.41259: the kernel agreed with double to < 1e-6).
 //
-// Tolerance: the worst-case error of the kernel's fp32 arithmetic, per row (row_error_bound below). One thread folds
-// n = ceil(V / (N threads)) N terms (N logits per 16-byte vector, one rescale per vector), then log2(threads) merge
-// levels; each add, ex2 (2 ulp) or rescale costs a few u of relative error in s and in u = sum 2^d d, so
+// Tolerance: the worst-case error of the kernel's fp32 arithmetic, per row (row_error_bound, shared with
+// tests/gpu/grpo_loss.cu in tests/common/logprob_bounds.hpp). One thread folds n = ceil(V / (N threads)) N terms (N
+// logits per 16-byte vector, one rescale per vector), then log2(threads) merge levels; each add, ex2 (2 ulp) or
+// rescale costs a few u of relative error in s and in u = sum 2^d d, so
 //   gamma = (n + 3 n / N + 4 log2(threads) + 4) u                    relative error of s (and of u: 2 gamma + 2 u)
 //   |d lse|     <= gamma + 8 u (|m| + |lse| + 1)                       (scale log2(e) / T rounded, m + log2 s, x ln 2)
 //   |d logp|    <= |d lse| + 8 u (|z_t| + |m| + |logp|)
@@ -21,6 +22,7 @@
 // forgotten temperature (cases with T = 0.7 / 0.9 / 1.3 / 0.6) moves lse by ~10% of ~20; a lost row leaves the NaN
 // poison; a wrong mask leaves a nonzero value where 0 is required (masked rows are compared exactly).
 #include "gpu_test_main.cuh"
+#include "common/logprob_bounds.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -43,6 +45,11 @@
 namespace {
 
 using corl::cuda::check_cuda;
+using corl_test::exact_row;
+using corl_test::kUnitRoundoff;
+using corl_test::row_error_bound;
+using corl_test::RowErrorBound;
+using corl_test::RowExact;
 
 /// scripts/gpu-check sets CORL_GPU_TEST_SMALL=1 when it runs the tests under compute-sanitizer (10-100x slower).
 bool small_shapes_only() { return std::getenv("CORL_GPU_TEST_SMALL") != nullptr; }
@@ -86,52 +93,6 @@ template <>
 struct DeviceType<corl::float16> {
   using type = __half;
 };
-
-constexpr double kUnitRoundoff = 1.0 / (1 << 24);  // u of fp32
-
-/// Worst-case error bounds of the kernel's fp32 lse / logp / entropy for one row (see the header comment).
-struct RowErrorBound {
-  double lse, logp, entropy;
-};
-
-/// Exact (long double, two-pass) statistics of one row of z = x / T, used for the bounds and to vouch for the double
-/// reference.
-struct RowExact {
-  double m, z_t, lse, logp, entropy, mean_sq_gap;
-};
-
-template <class Host>
-RowExact exact_row(const Host* row, corl::index_t vocab, std::int32_t target, double temperature) {
-  const long double inv_t = 1.0L / static_cast<long double>(temperature);
-  long double m = -INFINITY;
-  for (corl::index_t v = 0; v < vocab; ++v) m = std::max(m, corl::to_real<long double>(row[v]) * inv_t);
-  long double s = 0, u = 0, q = 0;
-  for (corl::index_t v = 0; v < vocab; ++v) {
-    const long double d = corl::to_real<long double>(row[v]) * inv_t - m;
-    const long double e = std::exp(d);
-    s += e;
-    u += e * d;
-    q += e * d * d;
-  }
-  const long double z_t = corl::to_real<long double>(row[target]) * inv_t;
-  return RowExact{static_cast<double>(m), static_cast<double>(z_t), static_cast<double>(m + std::log(s)),
-                  static_cast<double>(z_t - m - std::log(s)), static_cast<double>(std::log(s) - u / s),
-                  static_cast<double>(q / s)};
-}
-
-RowErrorBound row_error_bound(corl::index_t vocab, int threads, int per_vector, const RowExact& r) {
-  const double u = kUnitRoundoff;
-  const double n_vec = std::ceil(static_cast<double>((vocab + per_vector - 1) / per_vector) / threads);
-  const double n = n_vec * per_vector;
-  const double gamma = (n + 3 * n_vec + 4 * std::log2(static_cast<double>(threads)) + 4) * u;
-  const double ln_s = r.lse - r.m;
-  RowErrorBound b{};
-  b.lse = gamma + 8 * u * (std::abs(r.m) + std::abs(r.lse) + 1);
-  b.logp = b.lse + 8 * u * (std::abs(r.z_t) + std::abs(r.m) + std::abs(r.logp));
-  b.entropy = gamma * (1 + 2 * std::abs(ln_s - r.entropy)) +
-              8 * u * (std::abs(r.entropy) + std::abs(ln_s - r.entropy) + r.mean_sq_gap + 1);
-  return b;
-}
 
 __global__ void convert_kernel(const float* in, unsigned short* bf, unsigned short* hf, int n) {
   const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);

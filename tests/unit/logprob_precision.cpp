@@ -6,12 +6,13 @@
 // large, each small term loses its low bits). The CUDA kernels split a row over up to 1024 threads (~V / 1024 terms
 // each, one rescale per 16-byte vector) and merge the partial states in a 10-level tree, so their error is bounded by
 //   gamma = (n + 3 n / N + 4 log2(threads) + 4) u,   n = ceil(V / (N threads)) N
-// (the bound the GPU tests use, restated here as kernel_bound()). On the exact inputs that failed on the H200
-// (tests/gpu/logprobs.cu: bf16, 4 x 102400, T = 0.9, seed 5) the float reference is off by ~1e-4 in lse / logp and
-// ~2e-4 in entropy, while the kernel's output agreed with the double reference to < 1e-6 (row 0: kernel logp -25.8918,
-// entropy 3.06461, lse 21.4126; double -25.89176, 3.064609, 21.41259; float -25.89168, 3.064456, 21.41251).
+// (the bound the GPU tests use: row_error_bound() in tests/common/logprob_bounds.hpp, shared with them). On the exact
+// inputs that failed on the H200 (tests/gpu/logprobs.cu: bf16, 4 x 102400, T = 0.9, seed 5) the float reference is
+// off by ~1e-4 in lse / logp and ~2e-4 in entropy, while the kernel's output agreed with the double reference to
+// < 1e-6 (row 0: kernel logp -25.8918, entropy 3.06461, lse 21.4126; double -25.89176, 3.064609, 21.41259; float
+// -25.89168, 3.064456, 21.41251).
 // This file pins those facts on the CPU: the float reference's error is large and below its recursive-sum bound; the
-// kernel's summation order, replayed here in float, stays within kernel_bound() of double while the float reference
+// kernel's summation order, replayed here in float, stays within row_error_bound() of double while the float reference
 // does not; and the double reference agrees with a long double two-pass sum to 1e-9.
 #include <doctest/doctest.h>
 
@@ -26,9 +27,15 @@
 #include "corl/core/half_types.hpp"
 #include "corl/logprob/from_logits.hpp"
 
+#include "common/logprob_bounds.hpp"
+
 namespace {
 
-constexpr double kU = 1.0 / (1 << 24);  // unit roundoff of fp32
+using corl_test::exact_row;
+using corl_test::row_error_bound;
+using corl_test::RowErrorBound;
+using corl_test::RowExact;
+constexpr double kU = corl_test::kUnitRoundoff;  // unit roundoff of fp32
 
 /// Rows as tests/gpu/logprobs.cu generates them (same generator, same order of draws).
 struct Rows {
@@ -47,46 +54,6 @@ Rows make_rows(corl::index_t rows, corl::index_t vocab, unsigned seed, float sig
   for (auto& y : r.targets) y = token(gen);
   r.targets[0] = static_cast<std::int32_t>(vocab - 1);
   return r;
-}
-
-struct Stats {
-  double m = 0, lse = 0, logp = 0, entropy = 0, mean_sq_gap = 0;
-};
-
-/// Two-pass long double statistics of one row of z = x / T.
-Stats exact_stats(const corl::bfloat16* row, corl::index_t vocab, std::int32_t target, double temperature) {
-  const long double inv_t = 1.0L / static_cast<long double>(temperature);
-  long double m = -INFINITY;
-  for (corl::index_t v = 0; v < vocab; ++v) m = std::max(m, corl::to_real<long double>(row[v]) * inv_t);
-  long double s = 0, u = 0, q = 0;
-  for (corl::index_t v = 0; v < vocab; ++v) {
-    const long double d = corl::to_real<long double>(row[v]) * inv_t - m;
-    const long double e = std::exp(d);
-    s += e;
-    u += e * d;
-    q += e * d * d;
-  }
-  const long double z_t = corl::to_real<long double>(row[target]) * inv_t;
-  return Stats{static_cast<double>(m), static_cast<double>(m + std::log(s)), static_cast<double>(z_t - m - std::log(s)),
-               static_cast<double>(std::log(s) - u / s), static_cast<double>(q / s)};
-}
-
-struct Bound {
-  double lse, logp, entropy;
-};
-
-/// The GPU tests' worst-case bound of the kernel's fp32 statistics (tests/gpu/logprobs.cu, row_error_bound).
-Bound kernel_bound(corl::index_t vocab, int threads, int per_vector, const Stats& r, double z_t) {
-  const double n_vec = std::ceil(static_cast<double>((vocab + per_vector - 1) / per_vector) / threads);
-  const double n = n_vec * per_vector;
-  const double gamma = (n + 3 * n_vec + 4 * std::log2(static_cast<double>(threads)) + 4) * kU;
-  const double ln_s = r.lse - r.m;
-  Bound b{};
-  b.lse = gamma + 8 * kU * (std::abs(r.m) + std::abs(r.lse) + 1);
-  b.logp = b.lse + 8 * kU * (std::abs(z_t) + std::abs(r.m) + std::abs(r.logp));
-  b.entropy = gamma * (1 + 2 * std::abs(ln_s - r.entropy)) +
-              8 * kU * (std::abs(r.entropy) + std::abs(ln_s - r.entropy) + r.mean_sq_gap + 1);
-  return b;
 }
 
 /// The kernel's base-2 online state and its merge (corl/cuda/softmax_row.cuh), replayed in float on the host.
@@ -158,7 +125,7 @@ TEST_CASE("float CPU log-prob reference vs double at V = 102400 (the inputs that
   double worst_lse = 0, worst_logp = 0, worst_entropy = 0, kernel_logp_bound = 0;
   for (std::size_t i = 0; i < 4; ++i) {
     const corl::bfloat16* row = in.logits.data() + static_cast<corl::index_t>(i) * vocab;
-    const Stats ex = exact_stats(row, vocab, in.targets[i], static_cast<double>(temperature));
+    RowExact ex = exact_row(row, vocab, in.targets[i], static_cast<double>(temperature));
     // double is exact for this purpose
     CHECK(std::abs(ld[i] - ex.logp) <= 1e-9);
     CHECK(std::abs(ed[i] - ex.entropy) <= 1e-9);
@@ -166,8 +133,9 @@ TEST_CASE("float CPU log-prob reference vs double at V = 102400 (the inputs that
     worst_lse = std::max(worst_lse, std::abs(static_cast<double>(sf[i]) - sd[i]));
     worst_logp = std::max(worst_logp, std::abs(static_cast<double>(lf[i]) - ld[i]));
     worst_entropy = std::max(worst_entropy, std::abs(static_cast<double>(ef[i]) - ed[i]));
-    const double z_t = static_cast<double>(static_cast<float>(row[in.targets[i]])) / static_cast<double>(temperature);
-    kernel_logp_bound = std::max(kernel_logp_bound, kernel_bound(vocab, 1024, 8, ex, z_t).logp);
+    // the bound's z_t as this file has always taken it: the float logit over T (not the long double one)
+    ex.z_t = static_cast<double>(static_cast<float>(row[in.targets[i]])) / static_cast<double>(temperature);
+    kernel_logp_bound = std::max(kernel_logp_bound, row_error_bound(vocab, 1024, 8, ex).logp);
   }
   MESSAGE("float reference - double at V = 102400: lse " << worst_lse << ", logp " << worst_logp << ", entropy "
                                                          << worst_entropy << "; kernel logp bound "
@@ -221,9 +189,9 @@ TEST_CASE("the kernel's summation order in float stays within the GPU tests' bou
     for (std::size_t i = 0; i < in.targets.size(); ++i) {
       const corl::bfloat16* row = in.logits.data() + static_cast<corl::index_t>(i) * sh.vocab;
       const std::int32_t t = in.targets[i];
-      const Stats ex = exact_stats(row, sh.vocab, t, static_cast<double>(sh.temperature));
-      const double z_t = static_cast<double>(static_cast<float>(row[t])) / static_cast<double>(sh.temperature);
-      const Bound b = kernel_bound(sh.vocab, 1024, 8, ex, z_t);  // bf16 rows > 64 KiB: 1024 threads, 8 per vector
+      RowExact ex = exact_row(row, sh.vocab, t, static_cast<double>(sh.temperature));
+      ex.z_t = static_cast<double>(static_cast<float>(row[t])) / static_cast<double>(sh.temperature);  // as above
+      const RowErrorBound b = row_error_bound(sh.vocab, 1024, 8, ex);  // bf16 rows > 64 KiB: 1024 threads, 8 per vector
       const State st = kernel_order_state(row, sh.vocab, scale2, 1024, 8);
       const float log2s = std::log2(st.s);
       const float y_t = static_cast<float>(row[t]) * scale2;
