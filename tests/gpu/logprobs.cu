@@ -23,6 +23,7 @@
 // poison; a wrong mask leaves a nonzero value where 0 is required (masked rows are compared exactly).
 #include "gpu_test_main.cuh"
 #include "common/logprob_bounds.hpp"
+#include "device_array.cuh"
 
 #include <algorithm>
 #include <bit>
@@ -44,40 +45,13 @@
 
 namespace {
 
-using corl::cuda::check_cuda;
+using corl_test::DeviceArray;
 using corl_test::exact_row;
 using corl_test::kUnitRoundoff;
 using corl_test::row_error_bound;
 using corl_test::RowErrorBound;
 using corl_test::RowExact;
-
-/// scripts/gpu-check sets CORL_GPU_TEST_SMALL=1 when it runs the tests under compute-sanitizer (10-100x slower).
-bool small_shapes_only() { return std::getenv("CORL_GPU_TEST_SMALL") != nullptr; }
-
-template <class T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  std::size_t n = 0;
-  explicit DeviceArray(std::size_t count) : n(count) {
-    check_cuda(cudaMalloc(&ptr, sizeof(T) * (count ? count : 1)), "test cudaMalloc");
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() { cudaFree(ptr); }
-  template <class H>
-  void upload(const std::vector<H>& host) {
-    static_assert(sizeof(H) == sizeof(T), "host and device element sizes must match");
-    check_cuda(cudaMemcpy(ptr, host.data(), sizeof(T) * host.size(), cudaMemcpyHostToDevice), "test upload");
-  }
-  template <class H>
-  std::vector<H> download() const {
-    static_assert(sizeof(H) == sizeof(T), "host and device element sizes must match");
-    std::vector<H> host(n);
-    check_cuda(cudaMemcpy(host.data(), ptr, sizeof(T) * n, cudaMemcpyDeviceToHost), "test download");
-    return host;
-  }
-  void poison() { check_cuda(cudaMemset(ptr, 0xff, sizeof(T) * n), "test poison"); }  // all-ones bits = NaN
-};
+using corl_test::small_shapes_only;
 
 template <class Host>
 struct DeviceType;
