@@ -13,24 +13,10 @@
 #include <corl/core/half_types.hpp>
 #include <corl/logprob/from_logits.hpp>
 
-namespace {
+#include "common/test_util.hpp"
 
-template <class T>
-std::span<const T> cview(const std::vector<T>& v) {
-  return {v.data(), v.size()};
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const corl::Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
-}  // namespace
+using corl_test::cview;
+using corl_test::error_of;
 
 TEST_CASE("log-prob, entropy and lse of V = 3 rows match hand values") {
   // Reference values computed in double with Python's math module:

@@ -16,22 +16,12 @@
 #include <corl/loss/kl.hpp>
 #include <corl/loss/ppo_clip.hpp>
 
+#include "common/test_util.hpp"
+
 namespace {
 
-template <class T>
-std::span<const T> cview(const std::vector<T>& v) {
-  return {v.data(), v.size()};
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const corl::Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using corl_test::cview;
+using corl_test::error_of;
 
 /// A random batch in double: B sequences of T tokens over V, every 3rd token masked, logp_old / logp_ref near logp.
 struct RandomBatch {
