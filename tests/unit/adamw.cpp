@@ -1,9 +1,14 @@
 // AdamW CPU reference: a hand-computed first step, agreement with the textbook (bias-corrected m-hat / v-hat) form over
-// many steps, pure weight decay, convergence on a quadratic, the bf16 copy, Eigen buffers, and input errors.
+// many steps, pure weight decay, convergence on a quadratic, the const accessors of the moments, the bf16 copy, Eigen
+// buffers, and input errors.
 #include <doctest/doctest.h>
 
 #include <Eigen/Dense>
 #include <cmath>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include <corl/core/rng.hpp>
@@ -83,6 +88,48 @@ TEST_CASE("AdamW class on Eigen buffers minimises a quadratic and float tracks d
   std::vector<std::span<const double>> wrong{{wd.data(), 4}};
   CHECK_THROWS_WITH_AS(opt_d.step(wrong), "AdamW::step: grads has 1 buffers, expected 2 (one per parameter)",
                        corl::Error);
+}
+
+TEST_CASE("a const AdamW reads the same moments and step count as the mutable one") {
+  std::vector<double> a{1.0, -2.0, 0.5}, b{3.0};
+  corl::AdamW<double> opt({.lr = 0.1, .weight_decay = 0.01});
+  opt.add_parameter(a);
+  opt.add_parameter(b);
+  // the same steps on plain buffers: the moments the optimizer must hold
+  std::vector<double> pa{1.0, -2.0, 0.5}, ma(3, 0.0), va(3, 0.0), pb{3.0}, mb(1, 0.0), vb(1, 0.0);
+  for (std::int64_t t = 1; t <= 3; ++t) {
+    const std::vector<double> ga{0.5 * double(t), -0.25, 1.0}, gb{-2.0};
+    opt.step(std::vector<std::span<const double>>{ga, gb});
+    const auto s = corl::adamw_scalars<double>(opt.config(), t);
+    corl::adamw_update<double>(pa, ga, ma, va, s);
+    corl::adamw_update<double>(pb, gb, mb, vb, s);
+  }
+  const corl::AdamW<double>& view = opt;
+  static_assert(std::is_same_v<decltype(view.first_moment(0)), std::span<const double>>);
+  static_assert(std::is_same_v<decltype(view.second_moment(0)), std::span<const double>>);
+  CHECK(view.steps_taken() == 3);
+  for (std::size_t k = 0; k < 2; ++k) {
+    CAPTURE(k);
+    // the const accessors view the optimizer's own storage, the one the mutable accessors expose
+    CHECK(view.first_moment(k).data() == opt.first_moment(k).data());
+    CHECK(view.second_moment(k).data() == opt.second_moment(k).data());
+    CHECK(view.first_moment(k).size() == opt.first_moment(k).size());
+    CHECK(view.second_moment(k).size() == opt.second_moment(k).size());
+  }
+  const std::span<const double> m0 = view.first_moment(0), v0 = view.second_moment(0);
+  const std::span<const double> m1 = view.first_moment(1), v1 = view.second_moment(1);
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(m0[i] == ma[i]);
+    CHECK(v0[i] == va[i]);
+    CHECK(a[i] == pa[i]);
+  }
+  CHECK(m1[0] == mb[0]);
+  CHECK(v1[0] == vb[0]);
+  CHECK(b[0] == pb[0]);
+  // a write through the mutable accessor (a checkpoint restore) is what the const one reads next
+  opt.first_moment(1)[0] = 42.0;
+  CHECK(view.first_moment(1)[0] == 42.0);
+  CHECK_THROWS_AS(static_cast<void>(view.second_moment(2)), std::out_of_range);
 }
 
 TEST_CASE("bf16 copy is the updated parameter rounded to nearest even") {

@@ -171,8 +171,11 @@ class AdamW {
     config_.lr = lr;
     config_.validate("AdamW::set_lr");
   }
+  /// The moments m and v of parameter k (writable, to restore them from a checkpoint; read-only on a const AdamW).
   std::span<Real> first_moment(std::size_t k) { return m_.at(k); }
   std::span<Real> second_moment(std::size_t k) { return v_.at(k); }
+  std::span<const Real> first_moment(std::size_t k) const { return m_.at(k); }
+  std::span<const Real> second_moment(std::size_t k) const { return v_.at(k); }
   /// Restores the step count (with the moments, through first_moment / second_moment) from a checkpoint.
   void set_steps_taken(std::int64_t steps) {
     require(steps >= 0, "AdamW::set_steps_taken: steps = ", steps, ", expected >= 0");

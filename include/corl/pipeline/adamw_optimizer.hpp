@@ -47,8 +47,7 @@ class StageAdamW {
       append(s, &n, sizeof n);
       return s;
     }
-    auto& self = const_cast<AdamW<Real>&>(adam_);  // first_moment() is non-const in AdamW; we only read
-    const auto m = self.first_moment(0), v = self.second_moment(0);
+    const std::span<const Real> m = adam_.first_moment(0), v = adam_.second_moment(0);
     const std::uint64_t n = m.size();
     append(s, &n, sizeof n);
     append(s, m.data(), n * sizeof(Real));
