@@ -53,13 +53,8 @@
 namespace {
 
 using corl::cuda::check_cuda;
-using corl_test::DeviceArray;
-using corl_test::exact_row;
-using corl_test::kUnitRoundoff;
-using corl_test::row_error_bound;
-using corl_test::RowErrorBound;
-using corl_test::RowExact;
-using corl_test::small_shapes_only;
+// DeviceArray, small_shapes_only (device_array.cuh); RowExact, exact_row, row_error_bound (common/logprob_bounds.hpp)
+using namespace corl_test;
 
 template <class Host>
 struct DeviceType;
