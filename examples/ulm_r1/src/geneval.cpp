@@ -61,15 +61,23 @@ PromptCheck check_prompt(const Grid& grid, const PromptSpec& spec, const WorldCo
         out.reason = na == 0 ? "no " + describe(a, config) : "no " + describe(b, config);
         break;
       }
+      // GenEval (evaluate_images.py) requires EVERY detected instance of the first object to be in the relation
+      // to EVERY instance of the target: one violating pair fails the prompt.
+      out.satisfied = true;
       for (const Placed& pa : objects) {
         if (pa.shape != a.shape) continue;
         for (const Placed& pb : objects) {
-          if (pb.shape != b.shape) continue;
-          if (relation_holds(spec.relation, pa.row, pa.col, pb.row, pb.col)) out.satisfied = true;
+          if (pb.shape != b.shape || relation_holds(spec.relation, pa.row, pa.col, pb.row, pb.col)) continue;
+          if (out.satisfied)
+            out.reason = "the " + describe(a, config) + " at (" + std::to_string(pa.row) + ", " +
+                         std::to_string(pa.col) + ") is not " + std::string(relation_name(spec.relation)) + " the " +
+                         describe(b, config) + " at (" + std::to_string(pb.row) + ", " + std::to_string(pb.col) + ")";
+          out.satisfied = false;
         }
       }
-      out.reason = std::string(out.satisfied ? "some" : "no") + " " + describe(a, config) + " is " +
-                   std::string(relation_name(spec.relation)) + " a " + describe(b, config);
+      if (out.satisfied)
+        out.reason = "every " + describe(a, config) + " is " + std::string(relation_name(spec.relation)) +
+                     " every " + describe(b, config);
       break;
     }
   }

@@ -6,8 +6,9 @@
 //   two_objects         >= 1 of each of the two shapes
 //   counting            exactly `count` objects of the shape (GenEval also excludes count + 1)
 //   colours             >= 1 object of the shape in the colour
-//   position            some instance pair (a of shape 0, b of shape 1) with a <relation> b; on the grid left_of is a
-//                       strictly smaller column, above a strictly smaller row (GenEval compares box centres)
+//   position            EVERY instance a of shape 0 is <relation> EVERY instance b of shape 1 (GenEval breaks on the
+//                       first violating pair); on the grid left_of is a strictly smaller column, above a strictly
+//                       smaller row (GenEval compares box centres)
 //   colour_attribution  >= 1 object of shape 0 in colour 0 and >= 1 of shape 1 in colour 1
 // Extra objects are allowed except where the count is the point (counting), as in GenEval. The score of a run is the
 // accuracy per category and, overall, the mean of the category accuracies (GenEval's "overall score").

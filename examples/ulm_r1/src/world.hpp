@@ -7,7 +7,7 @@
 //   two_objects         "a circle and a square"          >= 1 of each
 //   counting            "three stars"                    exactly 3 stars (GenEval: exact count)
 //   colours             "a blue square"                  >= 1 blue square
-//   position            "a circle left of a square"      some (circle, square) pair in that relation
+//   position            "a circle left of a square"      every circle left of every square (as GenEval)
 //   colour_attribution  "a red circle and a blue star"   >= 1 red circle and >= 1 blue star
 // Every prompt has a machine-readable PromptSpec (checked by geneval.hpp), a reference grid rendering it, and a
 // question about that reference image. Unified rows are the paper's unified data (CoRL, arXiv 2505.17534, Sec. 3):

@@ -59,16 +59,22 @@ TEST_CASE("geneval: colours and colour attribution bind colour to shape") {
         "no green circle; no blue star");
 }
 
-TEST_CASE("geneval: position holds for some instance pair") {
+TEST_CASE("geneval: position must hold for every instance pair, as in GenEval") {
   CHECK(ok("a circle left of a square"));
   CHECK_FALSE(ok("a circle right of a square"));
   CHECK_FALSE(ok("a circle above a square"));  // same row: neither above nor below
   CHECK_FALSE(ok("a circle below a square"));
   CHECK(ok("a star below a circle"));
   CHECK_FALSE(ok("a star above a circle"));
-  CHECK(ok("a square right of a star"));     // star at column 1
-  CHECK_FALSE(ok("a square left of a star"));  // no star right of column 3
-  CHECK(ok("a star left of a square"));
+  CHECK_FALSE(ok("a square right of a star"));  // right of the star at column 1, not of the one at column 3
+  CHECK_FALSE(ok("a square left of a star"));   // no star right of column 3
+  CHECK_FALSE(ok("a star left of a square"));   // the star at (3, 3) shares the square's column
+  CHECK(ok("a circle above a star"));           // row 0 above rows 2 and 3
+  CHECK(ok("a star right of a circle"));        // columns 1 and 3 right of column 0
+  CHECK(check_prompt(hand_grid(), parse_prompt("a star left of a square", WorldConfig{}), WorldConfig{}).reason ==
+        "the star at (3, 3) is not left of the square at (0, 3)");
+  CHECK(check_prompt(hand_grid(), parse_prompt("a star below a circle", WorldConfig{}), WorldConfig{}).reason ==
+        "every star is below every circle");
   CHECK_FALSE(ok("a triangle left of a square"));  // absent object
   const WorldConfig config;
   CHECK(check_prompt(hand_grid(), parse_prompt("a triangle left of a square", config), config).reason ==
