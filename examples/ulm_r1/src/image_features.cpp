@@ -9,10 +9,10 @@
 namespace ulm {
 
 void DistanceWeights::validate() const {
-  const double w[] = {joint, colour, shape, count, spatial};
-  const char* names[] = {"joint", "colour", "shape", "count", "spatial"};
+  const double w[] = {joint, colour, shape, count, layout, spatial};
+  const char* names[] = {"joint", "colour", "shape", "count", "layout", "spatial"};
   double sum = 0.0;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 6; ++i) {
     corl::require(std::isfinite(w[i]) && w[i] >= 0.0, "DistanceWeights::validate: ", names[i], " = ", w[i],
                   ", expected a finite value >= 0");
     sum += w[i];
@@ -64,6 +64,26 @@ GridFeatures grid_features(const Grid& grid, const WorldConfig& config) {
     f.colour_maps[static_cast<std::size_t>(p.colour * N + cell)] = 1.0;
     f.shape_maps[static_cast<std::size_t>(p.shape * N + cell)] = 1.0;
   }
+  // layout: for each ordered pair of different shapes, the share of instance pairs in each of the four relations
+  f.layout.assign(static_cast<std::size_t>(S * S * 4), 0.0);
+  const std::vector<Placed> objects = objects_in(grid, config);
+  for (int s1 = 0; s1 < S; ++s1)
+    for (int s2 = 0; s2 < S; ++s2) {
+      if (s1 == s2 || f.shape[static_cast<std::size_t>(s1)] == 0.0 || f.shape[static_cast<std::size_t>(s2)] == 0.0)
+        continue;
+      const double pairs = f.shape[static_cast<std::size_t>(s1)] * f.shape[static_cast<std::size_t>(s2)];
+      double* rel = f.layout.data() + (s1 * S + s2) * 4;
+      for (const Placed& a : objects) {
+        if (a.shape != s1) continue;
+        for (const Placed& b : objects) {
+          if (b.shape != s2) continue;
+          rel[0] += (a.col < b.col) / pairs;  // left of
+          rel[1] += (a.col > b.col) / pairs;  // right of
+          rel[2] += (a.row < b.row) / pairs;  // above
+          rel[3] += (a.row > b.row) / pairs;  // below
+        }
+      }
+    }
   blur(f.occupancy_map.data(), H, W);
   for (int c = 0; c < C; ++c) blur(f.colour_maps.data() + c * N, H, W);
   for (int s = 0; s < S; ++s) blur(f.shape_maps.data() + s * N, H, W);
@@ -91,7 +111,8 @@ double feature_distance(const GridFeatures& a, const GridFeatures& b, const Dist
   const double d = weights.joint * normalised_l1(a.joint, b.joint) +
                    weights.colour * normalised_l1(a.colour, b.colour) +
                    weights.shape * normalised_l1(a.shape, b.shape) +
-                   weights.count * std::fabs(a.count - b.count) / max_count + weights.spatial * spatial;
+                   weights.count * std::fabs(a.count - b.count) / max_count +
+                   weights.layout * normalised_l1(a.layout, b.layout) + weights.spatial * spatial;
   return std::clamp(d, 0.0, 1.0);
 }
 
