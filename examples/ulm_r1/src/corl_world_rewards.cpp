@@ -6,6 +6,7 @@
 #include "corl/reward/format.hpp"
 #include "corl/reward/text_similarity.hpp"
 #include "image_features.hpp"
+#include "scene_tuples.hpp"
 #include "sft.hpp"
 
 namespace ulm {
@@ -41,7 +42,7 @@ double cycle_reward(const UlmPolicy& policy, const WorldContext& ctx, const Unif
                     int caption_max_tokens, CycleParts* parts) {
   const double image_side = grid_similarity(row.image, generated, ctx.world);
   const std::string cap = policy_caption(policy, ctx, generated, caption_max_tokens);
-  const double text_side = 0.5 * (corl::token_f1(cap, row.prompt) + corl::soft_jaccard(cap, row.prompt));
+  const double text_side = caption_prompt_similarity(cap, row.prompt, ctx.world);
   if (parts) *parts = CycleParts{image_side, text_side, cap};
   return image_side + text_side;
 }

@@ -7,7 +7,9 @@
 //   R_cycle = image side + text side
 //     image side  1 - grid_distance(reference image, generated image)           (image_features.hpp, LPIPS stand-in)
 //     text side   the POLICY captions its generated image (greedy, "describe the image ."), and the caption is
-//                 compared with the prompt: 0.5 (token F1 + soft Jaccard)        (corl/reward/text_similarity.hpp)
+//                 compared with the prompt by a SPICE-like scene-tuple F2 (objects, colours, counts, relations;
+//                 scene_tuples.hpp). The paper uses SPICE; a bag-of-words F1 (corl/reward/text_similarity.hpp) scored
+//                 "two red circles , a blue circle" against "three circles" near 0 and penalised every extra word.
 //   R_TIM   = (1 + TIM) / 2 on the policy's hidden states of "<bos> <image> {generated codes} </image> {prompt}":
 //             image rows = the code positions, text rows = the prompt-word positions (corl/reward/tim_reward.hpp)
 //   R_acc   = corl::AccuracyReward (multiple choice by option letter with the option texts, open-ended normalised)

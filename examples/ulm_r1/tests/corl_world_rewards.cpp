@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "corl_world_rewards.hpp"
+#include "scene_tuples.hpp"
 #include "sft.hpp"
 
 namespace {
@@ -50,6 +51,7 @@ TEST_CASE("R_cycle image side is 1 for the reference image itself, R_TIM reads t
   CHECK(parts.image_side == doctest::Approx(1.0));
   CHECK(parts.text_side >= 0.0);
   CHECK(parts.text_side <= 1.0);
+  CHECK(parts.text_side == ulm::caption_prompt_similarity(parts.caption, row.prompt, ctx.world));
   CHECK(r == doctest::Approx(parts.image_side + parts.text_side));
   const auto in = ulm::tim_inputs(policy, ctx, row.prompt, row.image);
   CHECK(static_cast<int>(in.image_rows.size()) == ctx.world.num_cells());
