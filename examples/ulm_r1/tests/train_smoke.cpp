@@ -53,7 +53,7 @@ TEST_CASE("refined T2I stage on the bundled model: mean reward rises") {
   cfg.group_size = 8;
   cfg.rows_per_step = 4;
   cfg.steps = 24;
-  cfg.learning_rate = 3e-2;
+  cfg.learning_rate = 1e-2;  // measured: 0.12 -> 0.28 over the 24 steps (3e-2 overshoots with the current distance)
   cfg.beta = 0.0;
   // the image side of R_cycle alone: similarity of the generated grid to the row's reference grid
   const ulm::WorldContext* ctx = &s.ctx;
