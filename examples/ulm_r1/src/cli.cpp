@@ -144,13 +144,19 @@ int cmd_sft(const std::vector<std::string>& args) {
 }
 
 int cmd_eval(const std::vector<std::string>& args) {
-  const Args a("eval", args, {"--ckpt", "--json", "--rows", "--seed", "--cfg"});
+  const Args a("eval", args, {"--ckpt", "--json", "--rows", "--seed", "--cfg", "--split"});
   corl::require(a.has("--ckpt"), "option --ckpt <file.safetensors> is required");
   const Model<float> model = load_checkpoint<float>(a.get("--ckpt", ""));
   EvalOptions o;
   o.rows = a.get_int("--rows", o.rows);
   o.seed = a.get_u64("--seed", o.seed);
   o.cfg_weight = a.get_double("--cfg", o.cfg_weight);
+  if (a.has("--split")) {
+    const std::string split = a.get("--split", "");
+    corl::require(split == "train" || split == "test", "ulm_r1 eval: --split ", split,
+                  ": expected test (held-out prompt specs, the default) or train (the training prompt specs)");
+    o.split = split == "train" ? Split::train : Split::test;
+  }
   const EvalResult e = evaluate(model, o);
   std::cout << e.table();
   const std::string json = dump_json(e.to_json());

@@ -54,7 +54,7 @@ EvalResult evaluate(const Model<float>& model, const EvalOptions& o) {
   GeneratorOptions gen;
   gen.seed = o.seed;
   gen.rows = o.rows;
-  gen.split = Split::test;
+  gen.split = o.split;
   const std::vector<UnifiedRow> rows = generate_rows(o.world, gen);
   EvalResult result;
   for (std::size_t begin = 0; begin < rows.size(); begin += static_cast<std::size_t>(o.batch)) {
@@ -75,11 +75,12 @@ EvalResult evaluate(const Model<float>& model, const EvalOptions& o) {
     txt.max_new_tokens = o.max_answer_tokens;
     txt.seed = o.seed + 1;
     txt.offset = static_cast<std::uint64_t>(begin) * 1024;
-    const auto answers = model.sample(qa, Modality::text, 1, txt);
+    const auto answers = o.qa ? model.sample(qa, Modality::text, 1, txt) : std::vector<Sample<float>>{};
     for (std::size_t i = begin; i < end; ++i) {
       const UnifiedRow& row = rows[i];
       const Grid grid(images[i - begin].tokens.begin(), images[i - begin].tokens.end());
       result.geneval.add(row.category, satisfies(grid, row.spec, o.world));
+      if (!o.qa) continue;
       const std::string text = tok.decode(answers[i - begin].tokens, true);
       const bool ok = completion_correct(text, row);
       if (row.question_type == QuestionType::multiple_choice) {

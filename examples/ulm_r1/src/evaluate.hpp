@@ -5,6 +5,10 @@
 //                  world_answers.hpp's completion_correct, reported separately for multiple choice (mc) and
 //                  open-ended (oe).
 // JSON: {"geneval": {"overall": x, "<category>": x, ...}, "qa": {"mc": x, "oe": x}}.
+// The test split holds out whole prompt specs (world.hpp: split_specs), so world-GenEval on it measures generalisation
+// to unseen compositions. `split = train` evaluates fresh rows of the TRAINING prompt specs instead (new reference
+// images, questions and sampling draws, same prompt texts as training): the in-distribution view, reported next to the
+// held-out one because a policy can improve on the prompts it was trained on while losing held-out compositions.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +29,8 @@ struct EvalOptions {
   double text_temperature = 0.0; ///< 0 = greedy
   int max_answer_tokens = 64;
   int batch = 64;                ///< prompts per sampling call
+  Split split = Split::test;     ///< test: held-out prompt specs (the metric); train: the training specs
+  bool qa = true;                ///< also score the QA questions (false: world-GenEval only)
   WorldConfig world = {};
 };
 

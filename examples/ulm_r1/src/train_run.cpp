@@ -170,11 +170,15 @@ struct Runner {
     eo.seed = cfg.eval_seed;
     eo.cfg_weight = cfg.cfg_weight;
     const auto t0 = Clock::now();
-    EvalRecord rec{name, evaluate(model, eo), 0.0};
+    EvalRecord rec{name, evaluate(model, eo), 0.0, {}};
+    EvalOptions in_dist = eo;
+    in_dist.split = Split::train;
+    in_dist.qa = false;
+    rec.train_prompts = evaluate(model, in_dist).geneval;
     rec.wall_seconds = seconds_since(t0);
     std::ostringstream os;
     os << "eval " << name << ": geneval overall " << std::fixed << std::setprecision(3) << rec.result.geneval.overall()
-       << "  qa mc " << rec.result.mc() << " oe " << rec.result.oe() << " all " << rec.qa_accuracy() << "  ("
+       << " (train prompts " << rec.train_prompts.overall() << ")  qa mc " << rec.result.mc() << " oe " << rec.result.oe() << " all " << rec.qa_accuracy() << "  ("
        << format_duration(rec.wall_seconds) << ")";
     progress.message(os.str());
     result.evals.push_back(std::move(rec));

@@ -41,8 +41,9 @@ struct StageRecord {
 
 struct EvalRecord {
   std::string name;  ///< "sft", "unified", "refined_t2i", "qa_merged", "corl", "refined_only", ...
-  EvalResult result;
+  EvalResult result;  ///< the held-out evaluation (test split): the metric
   double wall_seconds = 0;
+  GenEvalTally train_prompts;  ///< world-GenEval on fresh rows of the training prompt specs (in-distribution view)
   double qa_accuracy() const;  ///< (mc_correct + oe_correct) / (mc_total + oe_total)
 };
 

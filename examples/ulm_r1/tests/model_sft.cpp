@@ -2,6 +2,8 @@
 // formats, the evaluation JSON shape, and the command-line argument parser.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstring>
 
@@ -128,6 +130,21 @@ TEST_CASE("evaluation: JSON has exactly geneval{overall, 6 categories} and qa{mc
   CHECK(qa.at("mc").as_number() == doctest::Approx(res.mc()));
   CHECK(qa.at("oe").as_number() == doctest::Approx(res.oe()));
   CHECK(res.table().find("overall") != std::string::npos);
+  // The in-distribution view: the same number of prompts from the training specs, GenEval only.
+  EvalOptions train_prompts = e;
+  train_prompts.split = Split::train;
+  train_prompts.qa = false;
+  const EvalResult tr = evaluate(r.model, train_prompts);
+  CHECK(tr.geneval.total() == 12);
+  CHECK(tr.mc_total + tr.oe_total == 0);
+  const SpecSplit specs = split_specs(e.world);
+  GeneratorOptions gen;
+  gen.rows = 12;
+  gen.seed = e.seed;
+  gen.split = Split::train;
+  for (const UnifiedRow& row : generate_rows(e.world, gen))
+    CHECK(std::any_of(specs.train.begin(), specs.train.end(),
+                      [&](const PromptSpec& s) { return s.key() == row.spec.key(); }));
 }
 
 TEST_CASE("command-line arguments: values, flags and errors name the option") {
