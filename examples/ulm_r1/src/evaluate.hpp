@@ -5,6 +5,9 @@
 //                  world_answers.hpp's completion_correct, reported separately for multiple choice (mc) and
 //                  open-ended (oe).
 // JSON: {"geneval": {"overall": x, "<category>": x, ...}, "qa": {"mc": x, "oe": x}}.
+// Size: 960 rows by default (GenEval samples 4 images per prompt for the same reason). With 240 rows the standard error
+// of the overall score was about 0.03 and of QA accuracy about 0.03: the same SFT checkpoint scored QA 0.542 on 240
+// rows and 0.466 on 1920, which is as large as the +0.05 effect the trainer is judged by.
 // The test split holds out whole prompt specs (world.hpp: split_specs), so world-GenEval on it measures generalisation
 // to unseen compositions. `split = train` evaluates fresh rows of the TRAINING prompt specs instead (new reference
 // images, questions and sampling draws, same prompt texts as training): the in-distribution view, reported next to the
@@ -22,7 +25,7 @@
 namespace ulm {
 
 struct EvalOptions {
-  int rows = 240;                ///< test rows (categories cycle, so 40 per category)
+  int rows = 960;                ///< test rows (categories cycle, so 160 per category: see below)
   std::uint64_t seed = 7;        ///< test data and sampling
   double cfg_weight = 5.0;
   double image_temperature = 1.0;

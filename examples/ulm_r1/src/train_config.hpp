@@ -56,7 +56,7 @@ struct TrainConfig {
   double cfg_weight = 5.0;
   int max_answer_tokens = 48;
   // evaluation
-  int eval_rows = 240;
+  int eval_rows = 960;
   std::uint64_t eval_seed = 7;
   int sheet_prompts = 12;       ///< prompts in the before/after image sheet
   bool ablation = false;
