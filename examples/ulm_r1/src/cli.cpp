@@ -151,12 +151,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   o.rows = a.get_int("--rows", o.rows);
   o.seed = a.get_u64("--seed", o.seed);
   o.cfg_weight = a.get_double("--cfg", o.cfg_weight);
-  if (a.has("--split")) {
-    const std::string split = a.get("--split", "");
-    corl::require(split == "train" || split == "test", "ulm_r1 eval: --split ", split,
-                  ": expected test (held-out prompt specs, the default) or train (the training prompt specs)");
-    o.split = split == "train" ? Split::train : Split::test;
-  }
+  if (a.has("--split")) o.split = split_from_name(a.get("--split", ""));
   const EvalResult e = evaluate(model, o);
   std::cout << e.table();
   const std::string json = dump_json(e.to_json());

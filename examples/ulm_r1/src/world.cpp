@@ -355,6 +355,12 @@ QuestionKind question_kind_from_name(std::string_view name) {
 
 std::string_view split_name(Split split) { return split == Split::train ? "train" : "test"; }
 
+Split split_from_name(std::string_view name) {
+  for (const Split s : {Split::train, Split::test})
+    if (split_name(s) == name) return s;
+  corl::fail("split_from_name: '", name, "', expected train or test");
+}
+
 // ---- prompt specs ----------------------------------------------------------------------------------------------
 
 void PromptSpec::validate(const WorldConfig& config) const {
@@ -935,9 +941,7 @@ UnifiedRow row_from_json(const Json& json, const WorldConfig& config) {
   };
   UnifiedRow row;
   row.id = text("id");
-  const std::string& split = text("split");
-  corl::require(split == "train" || split == "test", "row_from_json: split = '", split, "', expected train or test");
-  row.split = split == "train" ? Split::train : Split::test;
+  row.split = split_from_name(text("split"));
   row.category = category_from_name(text("category"));
   row.prompt = text("prompt");
   row.spec = spec_from_json(field("spec"), config);

@@ -190,6 +190,7 @@ Question make_question(const Grid& grid, const WorldConfig& config, QuestionType
 
 enum class Split { train, test };
 std::string_view split_name(Split split);  ///< "train", "test"
+Split split_from_name(std::string_view name);  ///< inverse of split_name; throws naming the name
 
 struct SplitOptions {
   std::uint64_t seed = 20250523;
