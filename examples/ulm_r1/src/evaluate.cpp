@@ -11,10 +11,15 @@
 
 namespace ulm {
 
-Json EvalResult::to_json() const {
+Json geneval_accuracies_json(const GenEvalTally& tally) {
   Json g = Json::object();
-  g.set("overall", geneval.overall());
-  for (Category c : kAllCategories) g.set(category_name(c), geneval.accuracy(c));
+  g.set("overall", tally.overall());
+  for (Category c : kAllCategories) g.set(category_name(c), tally.accuracy(c));
+  return g;
+}
+
+Json EvalResult::to_json() const {
+  const Json g = geneval_accuracies_json(geneval);
   Json qa = Json::object();
   qa.set("mc", mc());
   qa.set("oe", oe());
@@ -62,7 +67,7 @@ EvalResult evaluate(const Model<float>& model, const EvalOptions& o) {
     std::vector<Sequence> t2i, qa;
     for (std::size_t i = begin; i < end; ++i) {
       t2i.push_back(t2i_prompt(tok, rows[i].prompt));
-      qa.push_back(understanding_prompt(tok, rows[i].image, rows[i].question));
+      if (o.qa) qa.push_back(understanding_prompt(tok, rows[i].image, rows[i].question));
     }
     SampleOptions img;
     img.temperature = o.image_temperature;

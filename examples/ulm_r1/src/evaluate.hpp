@@ -50,4 +50,7 @@ struct EvalResult {
 
 EvalResult evaluate(const Model<float>& model, const EvalOptions& options);
 
+/// {"overall": x, "single_object": x, ...}: a tally's accuracies, the "geneval" part of EvalResult::to_json.
+Json geneval_accuracies_json(const GenEvalTally& tally);
+
 }  // namespace ulm

@@ -54,7 +54,8 @@ GridFeatures grid_features(const Grid& grid, const WorldConfig& config) {
   f.occupancy_map.assign(static_cast<std::size_t>(N), 0.0);
   f.colour_maps.assign(static_cast<std::size_t>(C * N), 0.0);
   f.shape_maps.assign(static_cast<std::size_t>(S * N), 0.0);
-  for (const Placed& p : objects_in(grid, config)) {
+  const std::vector<Placed> objects = objects_in(grid, config);
+  for (const Placed& p : objects) {
     const int cell = p.row * W + p.col;
     f.joint[static_cast<std::size_t>(p.colour * S + p.shape)] += 1.0;
     f.colour[static_cast<std::size_t>(p.colour)] += 1.0;
@@ -64,25 +65,17 @@ GridFeatures grid_features(const Grid& grid, const WorldConfig& config) {
     f.colour_maps[static_cast<std::size_t>(p.colour * N + cell)] = 1.0;
     f.shape_maps[static_cast<std::size_t>(p.shape * N + cell)] = 1.0;
   }
-  // layout: for each ordered pair of different shapes, the share of instance pairs in each of the four relations
+  // layout: for each ordered pair of different shapes, the share of its instance pairs in each relation, in the order
+  // left_of, right_of, above, below (relation_holds: the same rule geneval.hpp checks)
+  constexpr Relation kRelations[] = {Relation::left_of, Relation::right_of, Relation::above, Relation::below};
   f.layout.assign(static_cast<std::size_t>(S * S * 4), 0.0);
-  const std::vector<Placed> objects = objects_in(grid, config);
-  for (int s1 = 0; s1 < S; ++s1)
-    for (int s2 = 0; s2 < S; ++s2) {
-      if (s1 == s2 || f.shape[static_cast<std::size_t>(s1)] == 0.0 || f.shape[static_cast<std::size_t>(s2)] == 0.0)
-        continue;
-      const double pairs = f.shape[static_cast<std::size_t>(s1)] * f.shape[static_cast<std::size_t>(s2)];
-      double* rel = f.layout.data() + (s1 * S + s2) * 4;
-      for (const Placed& a : objects) {
-        if (a.shape != s1) continue;
-        for (const Placed& b : objects) {
-          if (b.shape != s2) continue;
-          rel[0] += (a.col < b.col) / pairs;  // left of
-          rel[1] += (a.col > b.col) / pairs;  // right of
-          rel[2] += (a.row < b.row) / pairs;  // above
-          rel[3] += (a.row > b.row) / pairs;  // below
-        }
-      }
+  for (const Placed& a : objects)
+    for (const Placed& b : objects) {
+      if (a.shape == b.shape) continue;
+      const double pairs = f.shape[static_cast<std::size_t>(a.shape)] * f.shape[static_cast<std::size_t>(b.shape)];
+      for (int r = 0; r < 4; ++r)
+        if (relation_holds(kRelations[r], a.row, a.col, b.row, b.col))
+          f.layout[static_cast<std::size_t>((a.shape * S + b.shape) * 4 + r)] += 1.0 / pairs;
     }
   blur(f.occupancy_map.data(), H, W);
   for (int c = 0; c < C; ++c) blur(f.colour_maps.data() + c * N, H, W);

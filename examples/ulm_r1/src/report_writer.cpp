@@ -4,6 +4,8 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "corl/core/error.hpp"
 #include "corl_world_rewards.hpp"
@@ -35,6 +37,23 @@ std::vector<std::pair<std::string, std::string>> paradigm_rows(const TrainResult
   return rows;
 }
 
+/// The header of a per-category world-GenEval table: "| first | GenEval overall | <categories> | <extra> |" and the
+/// separator line.
+void geneval_table_header(std::ostringstream& md, const std::string& first, const std::vector<std::string>& extra) {
+  md << "| " << first << (first.empty() ? "" : " ") << "| GenEval overall |";
+  for (Category c : kAllCategories) md << " " << category_name(c) << " |";
+  for (const std::string& x : extra) md << " " << x << " |";
+  md << "\n|---|---|";
+  for (std::size_t i = 0; i < kAllCategories.size() + extra.size(); ++i) md << "---|";
+  md << "\n";
+}
+
+/// "| label | overall | <category accuracies> |" of one tally; callers append their extra cells and the newline.
+void geneval_cells(std::ostringstream& md, const std::string& label, const GenEvalTally& tally) {
+  md << "| " << label << " | " << f3(tally.overall()) << " |";
+  for (Category c : kAllCategories) md << " " << f3(tally.accuracy(c)) << " |";
+}
+
 }  // namespace
 
 void write_report_json(const std::string& path, const TrainConfig& config, const TrainResult& result) {
@@ -52,10 +71,7 @@ void write_report_json(const std::string& path, const TrainConfig& config, const
   Json evals = Json::object();
   for (const auto& e : result.evals) {
     Json x = e.result.to_json();
-    Json tp = Json::object();
-    tp.set("overall", e.train_prompts.overall());
-    for (Category c : kAllCategories) tp.set(category_name(c), e.train_prompts.accuracy(c));
-    x.set("geneval_train_prompts", tp);
+    x.set("geneval_train_prompts", geneval_accuracies_json(e.train_prompts));
     x.set("qa_all", e.qa_accuracy());
     x.set("seconds", e.wall_seconds);
     evals.set(e.name, x);
@@ -110,14 +126,9 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
      << (config.sft_ckpt.empty() ? "SFT " + std::to_string(result.sft_steps) + " steps, " + f3(result.sft_seconds) + " s"
                                  : "SFT loaded from " + config.sft_ckpt)
      << ").\n\n## Held-out evaluation (test split)\n\n";
-  md << "| model | GenEval overall |";
-  for (Category c : kAllCategories) md << " " << category_name(c) << " |";
-  md << " QA mc | QA oe | QA all | eval s |\n|---|---|";
-  for (std::size_t i = 0; i < kAllCategories.size(); ++i) md << "---|";
-  md << "---|---|---|---|\n";
+  geneval_table_header(md, "model", {"QA mc", "QA oe", "QA all", "eval s"});
   for (const auto& e : result.evals) {
-    md << "| " << e.name << " | " << f3(e.result.geneval.overall()) << " |";
-    for (Category c : kAllCategories) md << " " << f3(e.result.geneval.accuracy(c)) << " |";
+    geneval_cells(md, e.name, e.result.geneval);
     md << " " << f3(e.result.mc()) << " | " << f3(e.result.oe()) << " | " << f3(e.qa_accuracy()) << " | "
        << f3(e.wall_seconds) << " |\n";
   }
@@ -129,14 +140,10 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
   }
   md << "\n## In-distribution view: world-GenEval on the training prompt specs\n\nFresh rows and sampling draws of the "
         "prompt specs RL trained on (the table above holds those specs out). Not the target metric: it shows how much "
-        "of a change is specific to the trained prompts.\n\n| model | GenEval overall |";
-  for (Category c : kAllCategories) md << " " << category_name(c) << " |";
-  md << "\n|---|---|";
-  for (std::size_t i = 0; i < kAllCategories.size(); ++i) md << "---|";
-  md << "\n";
+        "of a change is specific to the trained prompts.\n\n";
+  geneval_table_header(md, "model", {});
   for (const auto& e : result.evals) {
-    md << "| " << e.name << " | " << f3(e.train_prompts.overall()) << " |";
-    for (Category c : kAllCategories) md << " " << f3(e.train_prompts.accuracy(c)) << " |";
+    geneval_cells(md, e.name, e.train_prompts);
     md << "\n";
   }
   md << "\n## Stages\n\n| run | stage | steps | seconds | reward first | reward last | last parts (cycle img / cycle txt / "
@@ -153,15 +160,11 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
     md << " |\n";
   }
   if (config.ablation) {
-    md << "\n## Paradigm table (paper Table: baseline / unified only / refined only / CoRL)\n\n| | GenEval overall |";
-    for (Category c : kAllCategories) md << " " << category_name(c) << " |";
-    md << " QA mc | QA oe |\n|---|---|";
-    for (std::size_t i = 0; i < kAllCategories.size(); ++i) md << "---|";
-    md << "---|---|\n";
+    md << "\n## Paradigm table (paper Table: baseline / unified only / refined only / CoRL)\n\n";
+    geneval_table_header(md, "", {"QA mc", "QA oe"});
     for (const auto& [label, name] : paradigm_rows(result)) {
       const auto& e = *find_eval(result, name);
-      md << "| " << label << " | " << f3(e.result.geneval.overall()) << " |";
-      for (Category c : kAllCategories) md << " " << f3(e.result.geneval.accuracy(c)) << " |";
+      geneval_cells(md, label, e.result.geneval);
       md << " " << f3(e.result.mc()) << " | " << f3(e.result.oe()) << " |\n";
     }
     md << "\n## Reward ablation (GenEval overall)\n\n| T2I reward | GenEval overall |\n|---|---|\n";

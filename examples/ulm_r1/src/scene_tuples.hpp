@@ -25,7 +25,8 @@
 namespace ulm {
 
 struct SceneTuples {
-  std::set<std::string> tuples;  ///< "object circle", "attribute circle red", "count circle 3", "relation circle left of square"
+  /// e.g. "object circle", "attribute circle red", "count circle 3", "relation circle left of square"
+  std::set<std::string> tuples;
 };
 
 /// Parses `text` (the world's words separated by spaces). `complete`: the text describes everything in its image,

@@ -178,8 +178,8 @@ struct Runner {
     rec.wall_seconds = seconds_since(t0);
     std::ostringstream os;
     os << "eval " << name << ": geneval overall " << std::fixed << std::setprecision(3) << rec.result.geneval.overall()
-       << " (train prompts " << rec.train_prompts.overall() << ")  qa mc " << rec.result.mc() << " oe " << rec.result.oe() << " all " << rec.qa_accuracy() << "  ("
-       << format_duration(rec.wall_seconds) << ")";
+       << " (train prompts " << rec.train_prompts.overall() << ")  qa mc " << rec.result.mc() << " oe "
+       << rec.result.oe() << " all " << rec.qa_accuracy() << "  (" << format_duration(rec.wall_seconds) << ")";
     progress.message(os.str());
     result.evals.push_back(std::move(rec));
   }
