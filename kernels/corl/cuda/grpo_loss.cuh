@@ -152,6 +152,20 @@ __device__ __forceinline__ void grpo_skip_row(const GrpoKernelParams<Logit>& p, 
   if (p.entropy_out) p.entropy_out[row] = 0.0f;
 }
 
+/// The end of a row, for every thread of the block: thread 0 has set `row_ok` and, when it is 1, `coefs` (both in shared
+/// memory). A skipped row gets dlogits = 0; otherwise pass 2 writes dlogits from `src` (the row or its shared copy).
+template <class Logit, bool kVec>
+__device__ __forceinline__ void grpo_row_backward(const int& row_ok, const SoftmaxBackwardCoefs& coefs,
+                                                  const Logit* src, Logit* grad_ptr, int vocab, float scale2) {
+  __syncthreads();
+  if (!row_ok) {
+    zero_row<Logit, kVec>(grad_ptr, vocab);
+    return;
+  }
+  const SoftmaxBackwardCoefs c = coefs;
+  softmax_backward_pass<Logit, kVec>(src, grad_ptr, vocab, scale2, c);
+}
+
 /// Token-level losses: pass 1 (row -> shared memory when kRowInSmem), term, pass 2. One block per row.
 template <class Logit, class Policy, class Kl, bool kVec, bool kRowInSmem>
 __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<Logit> p, Policy policy, Kl kl) {
@@ -194,13 +208,7 @@ __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<
     if (!ok) grpo_skip_row(p, row);
     row_ok = ok ? 1 : 0;
   }
-  __syncthreads();
-  if (!row_ok) {
-    zero_row<Logit, kVec>(grad_ptr, p.vocab);
-    return;
-  }
-  const SoftmaxBackwardCoefs c = coefs_shared;
-  softmax_backward_pass<Logit, kVec>(kRowInSmem ? smem_row : row_ptr, grad_ptr, p.vocab, p.scale2, c);
+  grpo_row_backward<Logit, kVec>(row_ok, coefs_shared, kRowInSmem ? smem_row : row_ptr, grad_ptr, p.vocab, p.scale2);
 }
 
 /// Sequence-level losses, last launch: the term from the forward's statistics and seq_stat, then the backward pass.
@@ -224,14 +232,8 @@ __global__ void __launch_bounds__(1024) grpo_loss_backward_kernel(GrpoKernelPara
     if (!ok) grpo_skip_row(p, row);
     row_ok = ok ? 1 : 0;
   }
-  __syncthreads();
-  if (!row_ok) {
-    zero_row<Logit, kVec>(grad_ptr, p.vocab);
-    return;
-  }
-  const SoftmaxBackwardCoefs c = coefs_shared;
-  softmax_backward_pass<Logit, kVec>(p.logits + row * static_cast<long long>(p.vocab), grad_ptr, p.vocab, p.scale2,
-                                     c);
+  grpo_row_backward<Logit, kVec>(row_ok, coefs_shared, p.logits + row * static_cast<long long>(p.vocab), grad_ptr,
+                                 p.vocab, p.scale2);
 }
 
 /// Sequence-level losses, middle launch: seq_stat[b] = masked mean over t of policy.seq_stat_term (fixed order).

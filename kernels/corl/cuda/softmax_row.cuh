@@ -153,6 +153,22 @@ inline bool rows_vectorizable(const void* ptr, long long vocab) {
 /// what one SM needs to cover DRAM latency at its share of the bandwidth (Little's law: ~32 GB/s x ~1.5 us).
 inline constexpr int kLoadBatch = 4;
 
+/// Block-strided walk over the 16-byte vectors src[0..nvec): thread i visits i, i + blockDim.x, ...; kLoadBatch loads
+/// are issued before any of them is used (memory-level parallelism). Calls visit(raw, k) for vector k.
+template <class Visit>
+__device__ __forceinline__ void for_each_vector_batched(const uint4* src, int nvec, Visit&& visit) {
+  const int stride = static_cast<int>(blockDim.x);
+  int k = static_cast<int>(threadIdx.x);
+  for (; k + (kLoadBatch - 1) * stride < nvec; k += kLoadBatch * stride) {
+    uint4 raw[kLoadBatch];
+#pragma unroll
+    for (int j = 0; j < kLoadBatch; ++j) raw[j] = src[k + j * stride];
+#pragma unroll
+    for (int j = 0; j < kLoadBatch; ++j) visit(raw[j], k + j * stride);
+  }
+  for (; k < nvec; k += stride) visit(src[k], k);
+}
+
 /// Pass 1 over one row: every thread folds its share into `st`; optionally copies the raw row into shared memory.
 /// No per-element finiteness test: a NaN or +-inf y makes the state non-finite (NaN propagates through d = y - m,
 /// +inf makes y - m = NaN, -inf gives u += 0 * -inf = NaN), which softmax_state_finite() detects once per row.
@@ -162,27 +178,14 @@ __device__ __forceinline__ void softmax_row_pass(const Logit* row, int vocab, fl
   using Tr = LogitTraits<Logit>;
   if constexpr (kVec) {
     constexpr int N = Tr::kPerVector;
-    const int nvec = vocab / N;
-    const int stride = static_cast<int>(blockDim.x);
-    const uint4* src = reinterpret_cast<const uint4*>(row);
-    auto fold = [&](const uint4& raw, int k) {
+    for_each_vector_batched(reinterpret_cast<const uint4*>(row), vocab / N, [&](const uint4& raw, int k) {
       if constexpr (kStoreRow) reinterpret_cast<uint4*>(smem_row)[k] = raw;
       float y[N];
       Tr::unpack(raw, y);
 #pragma unroll
       for (int j = 0; j < N; ++j) y[j] *= scale2;
       softmax_accumulate<N>(st, y);
-    };
-    // kBatch independent 16-byte loads in flight per thread before any of them is used (memory-level parallelism)
-    int k = static_cast<int>(threadIdx.x);
-    for (; k + (kLoadBatch - 1) * stride < nvec; k += kLoadBatch * stride) {
-      uint4 raw[kLoadBatch];
-#pragma unroll
-      for (int j = 0; j < kLoadBatch; ++j) raw[j] = src[k + j * stride];
-#pragma unroll
-      for (int j = 0; j < kLoadBatch; ++j) fold(raw[j], k + j * stride);
-    }
-    for (; k < nvec; k += stride) fold(src[k], k);
+    });
   } else {
     for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
       const Logit raw = row[k];
@@ -221,26 +224,14 @@ __device__ __forceinline__ void softmax_backward_pass(const Logit* row, Logit* g
   using Tr = LogitTraits<Logit>;
   if constexpr (kVec) {
     constexpr int N = Tr::kPerVector;
-    const int nvec = vocab / N;
-    const int stride = static_cast<int>(blockDim.x);
-    const uint4* src = reinterpret_cast<const uint4*>(row);
     uint4* dst = reinterpret_cast<uint4*>(grad_row);
-    auto emit = [&](const uint4& raw, int k) {
+    for_each_vector_batched(reinterpret_cast<const uint4*>(row), vocab / N, [&](const uint4& raw, int k) {
       float y[N];
       Tr::unpack(raw, y);
 #pragma unroll
       for (int j = 0; j < N; ++j) y[j] = softmax_backward_element(c, y[j] * scale2, k * N + j);
       dst[k] = Tr::pack(y);
-    };
-    int k = static_cast<int>(threadIdx.x);
-    for (; k + (kLoadBatch - 1) * stride < nvec; k += kLoadBatch * stride) {
-      uint4 raw[kLoadBatch];
-#pragma unroll
-      for (int j = 0; j < kLoadBatch; ++j) raw[j] = src[k + j * stride];
-#pragma unroll
-      for (int j = 0; j < kLoadBatch; ++j) emit(raw[j], k + j * stride);
-    }
-    for (; k < nvec; k += stride) emit(src[k], k);
+    });
   } else {
     for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
       grad_row[k] = Tr::from_float(softmax_backward_element(c, Tr::to_float(row[k]) * scale2, k));
