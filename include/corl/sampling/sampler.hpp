@@ -265,6 +265,24 @@ void check_rows(const LogitRows<In>& rows, const char* where, const char* name) 
           ", expected >= vocab = ", rows.vocab);
   require(rows.rows == 0 || rows.data != nullptr, where, ": ", name, ".data is null");
 }
+
+/// The argument checks of the batch functions: cond (and uncond when given, same shape), one token and one log-prob
+/// per row, valid params. Returns whether guidance is on (uncond.data != nullptr).
+template <class In>
+bool check_batch(const LogitRows<In>& cond, const LogitRows<In>& uncond, std::size_t n_tokens, std::size_t n_logps,
+                 const SamplingParams& params, const char* where) {
+  check_rows(cond, where, "cond");
+  const bool guided = uncond.data != nullptr;
+  if (guided) {
+    check_rows(uncond, where, "uncond");
+    require(uncond.rows == cond.rows && uncond.vocab == cond.vocab, where, ": uncond is ", uncond.rows, "x",
+            uncond.vocab, ", expected the shape of cond ", cond.rows, "x", cond.vocab);
+  }
+  require(static_cast<index_t>(n_tokens) == cond.rows && static_cast<index_t>(n_logps) == cond.rows, where,
+          ": tokens has ", n_tokens, " and logps ", n_logps, " entries, expected ", cond.rows, " (rows)");
+  validate_params(params, where);
+  return guided;
+}
 }  // namespace detail
 
 /// Samples every row of `cond` (rows are independent; row r uses RNG stream r). `uncond.data == nullptr` = no
@@ -273,16 +291,7 @@ template <class Real, class In>
 void sample_rows(LogitRows<In> cond, LogitRows<In> uncond, const SamplingParams& params, RngKey key,
                  std::span<index_t> tokens, std::span<Real> logps) {
   constexpr const char* where = "corl::sampling::sample_rows";
-  detail::check_rows(cond, where, "cond");
-  const bool guided = uncond.data != nullptr;
-  if (guided) {
-    detail::check_rows(uncond, where, "uncond");
-    require(uncond.rows == cond.rows && uncond.vocab == cond.vocab, where, ": uncond is ", uncond.rows, "x",
-            uncond.vocab, ", expected the shape of cond ", cond.rows, "x", cond.vocab);
-  }
-  require(static_cast<index_t>(tokens.size()) == cond.rows && static_cast<index_t>(logps.size()) == cond.rows, where,
-          ": tokens has ", tokens.size(), " and logps ", logps.size(), " entries, expected ", cond.rows, " (rows)");
-  validate_params(params, where);
+  const bool guided = detail::check_batch(cond, uncond, tokens.size(), logps.size(), params, where);
   for (index_t r = 0; r < cond.rows; ++r) {
     const auto s = detail::sample_row_in<Real, In>(cond.row(r), guided ? uncond.row(r) : std::span<const In>{}, params,
                                                    key, static_cast<std::uint32_t>(r), where);
@@ -296,16 +305,7 @@ template <class Real, class In>
 void sampling_logprobs(LogitRows<In> cond, LogitRows<In> uncond, std::span<const index_t> tokens,
                        const SamplingParams& params, std::span<Real> logps) {
   constexpr const char* where = "corl::sampling::sampling_logprobs";
-  detail::check_rows(cond, where, "cond");
-  const bool guided = uncond.data != nullptr;
-  if (guided) {
-    detail::check_rows(uncond, where, "uncond");
-    require(uncond.rows == cond.rows && uncond.vocab == cond.vocab, where, ": uncond is ", uncond.rows, "x",
-            uncond.vocab, ", expected the shape of cond ", cond.rows, "x", cond.vocab);
-  }
-  require(static_cast<index_t>(tokens.size()) == cond.rows && static_cast<index_t>(logps.size()) == cond.rows, where,
-          ": tokens has ", tokens.size(), " and logps ", logps.size(), " entries, expected ", cond.rows, " (rows)");
-  validate_params(params, where);
+  const bool guided = detail::check_batch(cond, uncond, tokens.size(), logps.size(), params, where);
   for (index_t r = 0; r < cond.rows; ++r) {
     const index_t t = tokens[static_cast<std::size_t>(r)];
     require(t >= 0 && t < cond.vocab, where, ": tokens[", r, "] = ", t, ", expected in [0, ", cond.vocab, ")");
