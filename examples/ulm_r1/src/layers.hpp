@@ -36,6 +36,10 @@ template <class Real>
 using VecMap = Eigen::Map<Vec<Real>>;
 template <class Real>
 using ConstVecMap = Eigen::Map<const Vec<Real>>;
+/// A read-only view of a matrix or of a block of one (e.g. one head's rows of Q, or the filled part of a KV cache)
+/// without a copy.
+template <class Real>
+using ConstMatRef = Eigen::Ref<const Mat<Real>>;
 
 // ---- RMSNorm -------------------------------------------------------------------------------------------------------
 
@@ -168,8 +172,8 @@ Real gelu_grad(Real x) {
 /// One head, one sequence: q (hd x nq), k, v (hd x nk), query i sits at key position offset + i and sees keys
 /// 0..offset+i. Returns the output (hd x nq) and the probabilities p (nk x nq, zero above the diagonal).
 template <class Real>
-void attention_head_forward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, corl::index_t offset,
-                            Mat<Real>& out, Mat<Real>& p) {
+void attention_head_forward(const ConstMatRef<Real>& q, const ConstMatRef<Real>& k, const ConstMatRef<Real>& v,
+                            corl::index_t offset, Mat<Real>& out, Mat<Real>& p) {
   const corl::index_t nq = q.cols(), nk = k.cols();
   const Real scale = Real(1) / std::sqrt(static_cast<Real>(q.rows()));
   p.noalias() = (k.transpose() * q) * scale;
@@ -189,8 +193,9 @@ void attention_head_forward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Re
 
 /// Backward of attention_head_forward with offset 0: accumulates into dq, dk, dv (same shapes as q, k, v).
 template <class Real>
-void attention_head_backward(const Mat<Real>& q, const Mat<Real>& k, const Mat<Real>& v, const Mat<Real>& p,
-                             const Mat<Real>& dout, Mat<Real>& dq, Mat<Real>& dk, Mat<Real>& dv) {
+void attention_head_backward(const ConstMatRef<Real>& q, const ConstMatRef<Real>& k, const ConstMatRef<Real>& v,
+                             const Mat<Real>& p, const ConstMatRef<Real>& dout, Mat<Real>& dq, Mat<Real>& dk,
+                             Mat<Real>& dv) {
   const Real scale = Real(1) / std::sqrt(static_cast<Real>(q.rows()));
   dv.noalias() = dout * p.transpose();
   Mat<Real> dp = v.transpose() * dout;  // nk x nq

@@ -361,17 +361,14 @@ Mat<Real> trunk_forward(const ModelConfig& c, const Index& ix, const Real* P, co
       } else {
         corl::require(s.offset == 0, "ulm::Model: a segment with offset ", s.offset, " needs a KV cache");
       }
+      // keys and values: the cache's filled columns, or the segment's own columns (views, no copies)
+      const Mat<Real>& k_src = rc ? rc->k[static_cast<std::size_t>(l)] : k;
+      const Mat<Real>& v_src = rc ? rc->v[static_cast<std::size_t>(l)] : v;
+      const index_t k_first = rc ? 0 : s.start, k_count = rc ? s.offset + s.len : s.len;
       for (int h = 0; h < c.n_heads; ++h) {
-        const Mat<Real> qh = q.block(h * hd, s.start, hd, s.len);
-        Mat<Real> kh, vh;
-        if (rc) {
-          kh = rc->k[static_cast<std::size_t>(l)].block(h * hd, 0, hd, s.offset + s.len);
-          vh = rc->v[static_cast<std::size_t>(l)].block(h * hd, 0, hd, s.offset + s.len);
-        } else {
-          kh = k.block(h * hd, s.start, hd, s.len);
-          vh = v.block(h * hd, s.start, hd, s.len);
-        }
-        layers::attention_head_forward<Real>(qh, kh, vh, s.offset, out, p);
+        layers::attention_head_forward<Real>(q.block(h * hd, s.start, hd, s.len),
+                                             k_src.block(h * hd, k_first, hd, k_count),
+                                             v_src.block(h * hd, k_first, hd, k_count), s.offset, out, p);
         attn.block(h * hd, s.start, hd, s.len) = out;
         if (tape) tape->layers[static_cast<std::size_t>(l)].p.push_back(p);
       }
@@ -449,11 +446,10 @@ void trunk_backward(const ModelConfig& c, const Index& ix, const Real* P, const 
     std::size_t pi = 0;
     for (const Segment& s : T.segments) {
       for (int h = 0; h < c.n_heads; ++h, ++pi) {
-        const Mat<Real> qh = A.q.block(h * hd, s.start, hd, s.len);
-        const Mat<Real> kh = A.k.block(h * hd, s.start, hd, s.len);
-        const Mat<Real> vh = A.v.block(h * hd, s.start, hd, s.len);
-        const Mat<Real> doh = dattn.block(h * hd, s.start, hd, s.len);
-        layers::attention_head_backward<Real>(qh, kh, vh, A.p[pi], doh, dqh, dkh, dvh);
+        layers::attention_head_backward<Real>(A.q.block(h * hd, s.start, hd, s.len),
+                                              A.k.block(h * hd, s.start, hd, s.len),
+                                              A.v.block(h * hd, s.start, hd, s.len), A.p[pi],
+                                              dattn.block(h * hd, s.start, hd, s.len), dqh, dkh, dvh);
         dq.block(h * hd, s.start, hd, s.len) = dqh;
         dk.block(h * hd, s.start, hd, s.len) = dkh;
         dv.block(h * hd, s.start, hd, s.len) = dvh;
