@@ -9,6 +9,8 @@
 
 #include <corl/cuda/adamw.cuh>
 
+#include "bench_main.cuh"
+
 namespace {
 
 double copy_bandwidth() {  // bytes read + written per second by a 2 GiB device-to-device copy (best of 10)
@@ -100,4 +102,7 @@ void adamw_250m(benchmark::State& state) {
 
 BENCHMARK(adamw_250m)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  if (corl_bench::skip_without_device()) return 0;
+  return corl_bench::run_benchmarks(argc, argv);
+}

@@ -8,6 +8,8 @@
 
 #include <corl/cuda/check.cuh>
 
+#include "bench_main.cuh"
+
 namespace {
 
 void BM_CopyD2D(benchmark::State& state) {
@@ -44,12 +46,6 @@ void BM_CopyD2D(benchmark::State& state) {
 BENCHMARK(BM_CopyD2D)->Arg(64)->Arg(512)->Arg(2048)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
-  if (!corl::cuda::device_available()) {
-    std::printf("skipped: no CUDA device present\n");
-    return 0;
-  }
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  if (corl_bench::skip_without_device()) return 0;
+  return corl_bench::run_benchmarks(argc, argv);
 }

@@ -17,6 +17,8 @@
 #include <corl/loss/kl.hpp>
 #include <corl/loss/ppo_clip.hpp>
 
+#include "bench_main.cuh"
+
 namespace {
 
 constexpr std::int64_t kSeqs = 16, kSeqLen = 512, kTokens = kSeqs * kSeqLen, kHidden = 2048, kVocab = 102400;
@@ -163,10 +165,7 @@ void bench_fused(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!corl::cuda::device_available()) {
-    std::printf("skipped: no CUDA device present\n");
-    return 0;
-  }
+  if (corl_bench::skip_without_device()) return 0;
   corl::cuda::check_cublas(cublasCreate(&g_handle), "cublasCreate");
   {
     Buffers b;

@@ -10,6 +10,8 @@
 #include <corl/core/rng.hpp>
 #include <corl/cuda/group_advantage.cuh>
 
+#include "bench_main.cuh"
+
 namespace {
 
 template <class Real>
@@ -78,4 +80,7 @@ BENCHMARK(batch_std_f32)->Args({128, 8})->Args({1024, 16})->UseManualTime()->Uni
     ->MinTime(0.2);
 BENCHMARK(rloo_f64)->Args({128, 8})->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  if (corl_bench::skip_without_device()) return 0;
+  return corl_bench::run_benchmarks(argc, argv);
+}

@@ -22,6 +22,8 @@
 
 #include "copy_floor.cuh"
 
+#include "bench_main.cuh"
+
 namespace {
 
 using corl::cuda::check_cuda;
@@ -206,18 +208,12 @@ BENCHMARK(BM_GrpoLossGspoBf16)
 BENCHMARK(BM_LogprobsForwardBf16)->Args({32, 512, 102400})->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
-  if (!corl::cuda::device_available()) {
-    std::printf("skipped: no CUDA device present\n");
-    return 0;
-  }
+  if (corl_bench::skip_without_device()) return 0;
   const corl_bench::CopyFloor floor = corl_bench::measure_copy_floor();
   g_copy_bytes_per_second = floor.best_bytes_per_second;
   std::printf("copy floor: best %.3f TB/s, median %.3f TB/s (read + write, %zu MiB each way)\n",
               floor.best_bytes_per_second * 1e-12, floor.median_bytes_per_second * 1e-12, floor.bytes >> 20);
   benchmark::AddCustomContext("copy_TBps_best", std::to_string(floor.best_bytes_per_second * 1e-12));
   benchmark::AddCustomContext("copy_TBps_median", std::to_string(floor.median_bytes_per_second * 1e-12));
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return corl_bench::run_benchmarks(argc, argv);
 }

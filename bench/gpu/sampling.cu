@@ -14,6 +14,8 @@
 #include <corl/cuda/check.cuh>
 #include <corl/cuda/sampling.cuh>
 
+#include "bench_main.cuh"
+
 namespace {
 
 double g_copy_bytes_per_s = 0.0;
@@ -124,15 +126,9 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!corl::cuda::device_available()) {
-    std::printf("skipped: no CUDA device present\n");
-    return 0;
-  }
+  if (corl_bench::skip_without_device()) return 0;
   g_copy_bytes_per_s = measure_copy_bandwidth();
   std::printf("device-to-device copy bandwidth (read + write): %.3f TB/s\n", g_copy_bytes_per_s * 1e-12);
   register_all();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return corl_bench::run_benchmarks(argc, argv);
 }

@@ -8,6 +8,8 @@
 
 #include <corl/cuda/text_image_matching.cuh>
 
+#include "bench_main.cuh"
+
 namespace {
 
 template <class T>
@@ -75,4 +77,7 @@ void tim_bf16(benchmark::State& s) { bench_tim<__nv_bfloat16>(s); }
 BENCHMARK(tim_f32)->Arg(128)->Arg(256)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.3);
 BENCHMARK(tim_bf16)->Arg(128)->Arg(256)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.3);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  if (corl_bench::skip_without_device()) return 0;
+  return corl_bench::run_benchmarks(argc, argv);
+}
