@@ -74,45 +74,33 @@ void rmsnorm_backward(const Mat<Real>& x, const ConstVecMap<Real>& w, const Vec<
 // ---- rotary positions ----------------------------------------------------------------------------------------------
 
 /// cos and sin of the rotary angles pos * theta^(-2i/h) for positions 0..positions-1 and i < h/2, computed in double
-/// and rounded to Real once. One table per thread (the trainer's workers run the model concurrently); it grows when a
-/// longer sequence arrives and is rebuilt when theta or the head size change.
+/// and rounded to Real once (a Model builds its table for max_seq positions when it is constructed).
 template <class Real>
 struct RopeTable {
-  double theta = 0;
-  corl::index_t head_dim = 0, positions = 0;
-  std::vector<Real> cos, sin;  ///< [pos * (head_dim / 2) + i]
-};
-template <class Real>
-const RopeTable<Real>& rope_table(double theta, corl::index_t head_dim, corl::index_t positions) {
-  thread_local RopeTable<Real> t;
-  if (t.theta != theta || t.head_dim != head_dim || t.positions < positions) {
-    const corl::index_t half = head_dim / 2, n = std::max<corl::index_t>(positions, 2 * t.positions);
-    t.theta = theta;
-    t.head_dim = head_dim;
-    t.positions = n;
-    t.cos.resize(static_cast<std::size_t>(n * half));
-    t.sin.resize(static_cast<std::size_t>(n * half));
+  RopeTable() = default;
+  RopeTable(double theta, corl::index_t head_dim, corl::index_t num_positions)
+      : half(head_dim / 2), positions(num_positions) {
+    cos.resize(static_cast<std::size_t>(positions * half));
+    sin.resize(static_cast<std::size_t>(positions * half));
     for (corl::index_t i = 0; i < half; ++i) {
       const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-      for (corl::index_t p = 0; p < n; ++p) {
+      for (corl::index_t p = 0; p < positions; ++p) {
         const double angle = static_cast<double>(p) * freq;
-        t.cos[static_cast<std::size_t>(p * half + i)] = static_cast<Real>(std::cos(angle));
-        t.sin[static_cast<std::size_t>(p * half + i)] = static_cast<Real>(std::sin(angle));
+        cos[static_cast<std::size_t>(p * half + i)] = static_cast<Real>(std::cos(angle));
+        sin[static_cast<std::size_t>(p * half + i)] = static_cast<Real>(std::sin(angle));
       }
     }
   }
-  return t;
-}
+  corl::index_t half = 0, positions = 0;
+  std::vector<Real> cos, sin;  ///< [pos * half + i]
+};
 
-/// Rotates every head (rows [h*hd, (h+1)*hd)) of column j by position pos[j]; inverse = true rotates by -angle (the
-/// backward of the rotation, which is orthogonal).
+/// Rotates every head (rows [h*hd, (h+1)*hd)) of column j by position pos[j] (< table.positions, for head size
+/// 2 table.half); inverse = true rotates by -angle (the backward of the rotation, which is orthogonal).
 template <class Real>
-void rope_apply(Mat<Real>& x, corl::index_t head_dim, const std::vector<corl::index_t>& pos, double theta,
-                bool inverse) {
+void rope_apply(Mat<Real>& x, corl::index_t head_dim, const std::vector<corl::index_t>& pos,
+                const RopeTable<Real>& table, bool inverse) {
   const corl::index_t half = head_dim / 2, heads = x.rows() / head_dim;
-  corl::index_t max_pos = 0;
-  for (const corl::index_t p : pos) max_pos = std::max(max_pos, p);
-  const RopeTable<Real>& table = rope_table<Real>(theta, head_dim, max_pos + 1);
   for (corl::index_t j = 0; j < x.cols(); ++j) {
     const std::size_t row = static_cast<std::size_t>(pos[static_cast<std::size_t>(j)] * half);
     for (corl::index_t i = 0; i < half; ++i) {
@@ -128,6 +116,14 @@ void rope_apply(Mat<Real>& x, corl::index_t head_dim, const std::vector<corl::in
       }
     }
   }
+}
+
+/// The same for a one-off call: builds the table for the positions in `pos`.
+template <class Real>
+void rope_apply(Mat<Real>& x, corl::index_t head_dim, const std::vector<corl::index_t>& pos, double theta,
+                bool inverse) {
+  const corl::index_t max_pos = pos.empty() ? 0 : *std::max_element(pos.begin(), pos.end());
+  rope_apply<Real>(x, head_dim, pos, RopeTable<Real>(theta, head_dim, max_pos + 1), inverse);
 }
 
 // ---- activations ---------------------------------------------------------------------------------------------------

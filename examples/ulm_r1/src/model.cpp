@@ -322,7 +322,8 @@ Mat<Real> embed(const ModelConfig& c, const Index& ix, const Real* P, const std:
 /// and values are appended to its cache and attention also covers the cached positions. With a tape (teacher
 /// forcing, all offsets 0) every activation the backward needs is kept.
 template <class Real>
-Mat<Real> trunk_forward(const ModelConfig& c, const Index& ix, const Real* P, const std::vector<Token>& tokens,
+Mat<Real> trunk_forward(const ModelConfig& c, const Index& ix, const Real* P, const layers::RopeTable<Real>& rope,
+                        const std::vector<Token>& tokens,
                         const std::vector<Segment>& segs, std::vector<RowCache<Real>>* caches,
                         TrunkTape<Real>* tape) {
   const index_t d = c.d_model, hd = c.head_dim(), n = static_cast<index_t>(tokens.size());
@@ -348,8 +349,8 @@ Mat<Real> trunk_forward(const ModelConfig& c, const Index& ix, const Real* P, co
     q.noalias() = cw(P, L.q, d, d) * h1;
     k.noalias() = cw(P, L.k, d, d) * h1;
     v.noalias() = cw(P, L.v, d, d) * h1;
-    layers::rope_apply<Real>(q, hd, pos, c.rope_theta, false);
-    layers::rope_apply<Real>(k, hd, pos, c.rope_theta, false);
+    layers::rope_apply<Real>(q, hd, pos, rope, false);
+    layers::rope_apply<Real>(k, hd, pos, rope, false);
     if (tape) tape->layers[static_cast<std::size_t>(l)].p.clear();
     for (const Segment& s : segs) {
       RowCache<Real>* rc = (caches && s.cache >= 0) ? &(*caches)[static_cast<std::size_t>(s.cache)] : nullptr;
@@ -416,7 +417,8 @@ Mat<Real> trunk_forward(const ModelConfig& c, const Index& ix, const Real* P, co
 
 /// Backward of trunk_forward (teacher forcing): dhf (d x N) -> parameter gradients.
 template <class Real>
-void trunk_backward(const ModelConfig& c, const Index& ix, const Real* P, const TrunkTape<Real>& T,
+void trunk_backward(const ModelConfig& c, const Index& ix, const Real* P, const layers::RopeTable<Real>& rope,
+                    const TrunkTape<Real>& T,
                     const Mat<Real>& dhf, Real* G) {
   const index_t d = c.d_model, hd = c.head_dim(), f = c.d_ff;
   Mat<Real> dx;
@@ -455,8 +457,8 @@ void trunk_backward(const ModelConfig& c, const Index& ix, const Real* P, const 
         dv.block(h * hd, s.start, hd, s.len) = dvh;
       }
     }
-    layers::rope_apply<Real>(dq, hd, T.pos, c.rope_theta, true);
-    layers::rope_apply<Real>(dk, hd, T.pos, c.rope_theta, true);
+    layers::rope_apply<Real>(dq, hd, T.pos, rope, true);
+    layers::rope_apply<Real>(dk, hd, T.pos, rope, true);
     mw(G, L.q, d, d).noalias() += dq * A.h1.transpose();
     mw(G, L.k, d, d).noalias() += dk * A.h1.transpose();
     mw(G, L.v, d, d).noalias() += dv * A.h1.transpose();
@@ -542,7 +544,10 @@ void TapeDeleter<Real>::operator()(Tape<Real>* t) const {
 // ---- Model ---------------------------------------------------------------------------------------------------------
 
 template <class Real>
-Model<Real>::Model(const ModelConfig& config, std::uint64_t seed) : config_(config), layout_(param_layout(config)) {
+Model<Real>::Model(const ModelConfig& config, std::uint64_t seed)
+    : config_(config),
+      layout_(param_layout(config)),
+      rope_(config.rope_theta, config.head_dim(), config.max_seq) {
   params_.assign(static_cast<std::size_t>(layout_.back().offset + layout_.back().size), Real(0));
   corl::CounterRng rng(seed, 0x6d6f64u);
   for (const ParamInfo& p : layout_) {
@@ -619,7 +624,7 @@ Scored<Real> Model<Real>::score(const std::vector<ScoreRow>& rows, const ScoreOp
     pend.push_back(pd);
   }
   check_tokens<Real>(c, tokens, "ulm::Model::score");
-  const Mat<Real> hf = trunk_forward<Real>(c, ix, P, tokens, segs, nullptr, &T.trunk);
+  const Mat<Real> hf = trunk_forward<Real>(c, ix, P, rope_, tokens, segs, nullptr, &T.trunk);
 
   // target columns: completion token t is predicted by the hidden state at (prompt length + t - 1)
   for (std::size_t r = 0; r < rows.size(); ++r) {
@@ -708,7 +713,7 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
     const Mat<Real> dh = cw(P, ix.g0w, d, d).transpose() * dz1;
     for (std::size_t i = 0; i < T.image_cols.size(); ++i) dhf.col(T.image_cols[i]) += dh.col(static_cast<index_t>(i));
   }
-  trunk_backward<Real>(c, ix, P, T.trunk, dhf, G);
+  trunk_backward<Real>(c, ix, P, rope_, T.trunk, dhf, G);
 }
 
 template <class Real>
@@ -765,7 +770,7 @@ Mat<Real> Model<Real>::hidden_states(const Sequence& sequence) const {
   check_tokens<Real>(config_, sequence, "ulm::Model::hidden_states");
   const Index ix = make_index(layout_, config_.n_layers);
   std::vector<Segment> segs{Segment{0, static_cast<index_t>(sequence.size()), 0, -1}};
-  return trunk_forward<Real>(config_, ix, params_.data(), sequence, segs, nullptr, nullptr);
+  return trunk_forward<Real>(config_, ix, params_.data(), rope_, sequence, segs, nullptr, nullptr);
 }
 
 template <class Real>
@@ -805,7 +810,7 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
     }
   }
   check_tokens<Real>(c, tokens, "ulm::Model::sample");
-  Mat<Real> hf = trunk_forward<Real>(c, ix, P, tokens, segs, &caches, nullptr);
+  Mat<Real> hf = trunk_forward<Real>(c, ix, P, rope_, tokens, segs, &caches, nullptr);
   std::vector<index_t> last(segs.size());
   for (std::size_t i = 0; i < segs.size(); ++i) last[i] = segs[i].start + segs[i].len - 1;
   Mat<Real> h = gather_cols(hf, last);
@@ -856,7 +861,7 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
     if (image)
       for (auto& o : out) o.finished = true;
     if (tokens.empty()) break;
-    h = trunk_forward<Real>(c, ix, P, tokens, segs, &caches, nullptr);
+    h = trunk_forward<Real>(c, ix, P, rope_, tokens, segs, &caches, nullptr);
   }
   return out;
 }

@@ -189,6 +189,7 @@ class Model {
   ModelConfig config_;
   std::vector<ParamInfo> layout_;
   std::vector<Real> params_;
+  layers::RopeTable<Real> rope_;  ///< rotary cos/sin for positions 0..max_seq-1 (after layout_: config validated)
 };
 
 /// Global L2 norm of a gradient; scales it so the norm is at most max_norm (no-op for max_norm <= 0). Returns the
