@@ -2,8 +2,6 @@
 // memory-bound kernels (grpo_loss, logprobs, sampling, adamw) are compared with. CUDA-event timing of each copy.
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
-
 #include <cuda_runtime.h>
 
 #include <corl/cuda/check.cuh>
