@@ -5,12 +5,17 @@
 // State of a stretch of the row: m = max z, sum = sum exp(z - m) (online: rescaled when m grows), the first index of
 // m, and the race winner (key, index, z) with key_i = z_i - log(E_i) (sampling_math.hpp). Elements come in groups of
 // four consecutive indices sharing one Philox call. The filter: E_i >= x_i, so an element with
-// x_i >= exp(z_i - best_key) * (1 + 1e-3) cannot beat the current winner; since exp(z_i - best_key) =
-// exp(z_i - m) * exp(m - best_key) and exp(z_i - m) is needed for the sum anyway, most elements cost one exp and a
-// compare, and a group whose four elements all fail skips its Philox call. Elements that set a new running max are
-// always evaluated, so exp(m - best_key) stays below ~17 (E <= 16.6 for float uniforms). The margin covers the
-// rounding of exp (device: __expf) and of the key for |z| < 4096; the exact comparison is always made on the exact key,
-// so the winner is the exhaustive argmax of the keys (ties: the smaller index), the same as sample_row's.
+// x_i >= exp(z_i - B) * (1 + 1e-3) cannot beat a key B that some element of the row certainly has. B is the larger of
+// the state's own winner key and `known_key`, a key the caller learnt elsewhere (the GPU kernel passes the best key of
+// the warp, refreshed after every round of loads: with 32 lanes sharing one bound, an element passes the filter about
+// 32 times less often, and a warp runs the exact key, which diverges, about 32 times less often than with per-lane
+// bounds). Since exp(z_i - B) = exp(z_i - m) * exp(m - B) and exp(z_i - m) is needed for the sum anyway, most elements
+// cost one exp and a compare, and a group whose four elements cannot win even with the smallest uniform skips its
+// Philox call. The filter is used only while c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide
+// an element that could win; above that (no B yet, or a new max far above B) every element gets its exact key. The
+// margin covers the rounding of exp (device: __expf) and of the key for |z| < 4096; the exact comparison is always made
+// on the exact key, so the winner is the exhaustive argmax of the keys (ties: the smaller index), the same as
+// sample_row's, whatever the split of the row and whatever valid B the caller passes.
 // Source: Gumbel-max (Maddison et al. 2014); online softmax (Milakov & Gimelshein 2018).
 #pragma once
 
@@ -34,6 +39,7 @@ CORL_HD float stream_exp(float x) {
 }
 
 inline constexpr float kRaceFilterMargin = 1.001f;
+inline constexpr float kMaxRaceFilterBound = 1099511627776.0f;  // 2^40: above it, c = exp(m - B) is not used
 inline constexpr float kMinRaceUniformFloat = 1.1641532e-10f;  // 2^-33: the smallest x word_to_race_uniform<float> gives
 
 /// The mergeable pass-1 state of a stretch of a row.
@@ -64,21 +70,31 @@ struct RaceStream {
   bool greedy;  ///< only max / argmax are needed
 };
 
+/// The filter's factor c = exp(m - B), B = the larger of the state's winner key and `known_key` (-inf: none);
+/// +inf while there is no B.
+CORL_HD float race_filter_bound(const RaceState& st, float known_key) {
+  const float own = st.best_idx < 0 ? -std::numeric_limits<float>::infinity() : st.best_key;
+  const float b = own > known_key ? own : known_key;
+  return b == -std::numeric_limits<float>::infinity() ? std::numeric_limits<float>::infinity()
+                                                      : stream_exp(st.max - b);
+}
+
 /// Folds the four scores of group g (indices 4g .. 4g + 3; -inf for masked, invalid or out-of-row entries) into `st`.
-/// Groups must reach one state in increasing g. `c_bound` = exp(m - best_key) belongs to the state (start: +inf).
-/// `exact_key(z, x)` returns race_key(z, race_exponential(x)) (the device passes an out-of-line function).
+/// Groups must reach one state in increasing g. `c_bound` = race_filter_bound(st, known_key) belongs to the state
+/// (start: +inf) and must be recomputed by the caller when it changes `known_key`, a key some element of the row
+/// certainly has (-inf when none is known). `exact_key(z, x)` returns race_key(z, race_exponential(x)) (the device
+/// passes an out-of-line function).
 template <class ExactKey>
 CORL_HD void fold_race_group(RaceState& st, float& c_bound, const float (&z)[4], index_t g, const RaceStream& rs,
-                             ExactKey exact_key) {
+                             ExactKey exact_key, float known_key = -std::numeric_limits<float>::infinity()) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index_t i0 = g * 4;
   float group_max = neg_inf;
   for (int k = 0; k < 4; ++k) group_max = z[k] > group_max ? z[k] : group_max;
-  const float old_max = st.max;
-  if (group_max > old_max) {
-    st.sum = (old_max == neg_inf) ? 0.0f : st.sum * stream_exp(old_max - group_max);
+  if (group_max > st.max) {
+    st.sum = (st.max == neg_inf) ? 0.0f : st.sum * stream_exp(st.max - group_max);
     st.max = group_max;
-    c_bound = (st.best_idx < 0) ? std::numeric_limits<float>::infinity() : stream_exp(st.max - st.best_key);
+    c_bound = race_filter_bound(st, known_key);
     st.argmax = z[0] == group_max ? i0 : (z[1] == group_max ? i0 + 1 : (z[2] == group_max ? i0 + 2 : i0 + 3));
   }
   float e[4];
@@ -88,21 +104,21 @@ CORL_HD void fold_race_group(RaceState& st, float& c_bound, const float (&z)[4],
     st.sum += e[k];
     e_max = e[k] > e_max ? e[k] : e_max;
   }
-  if (rs.greedy) return;
-  const bool new_max = group_max > old_max;
-  // Skip the random words when no element of the group can win (NaN from 0 * inf does not skip).
-  if (!new_max && e_max * c_bound * kRaceFilterMargin < kMinRaceUniformFloat) return;
+  if (rs.greedy || group_max == neg_inf) return;
+  const bool filter = c_bound <= kMaxRaceFilterBound;
+  // Skip the random words when no element of the group can win even with the smallest uniform.
+  if (filter && e_max * c_bound * kRaceFilterMargin < kMinRaceUniformFloat) return;
   const Philox4x32 w = random_words(rs.seed, rs.offset, rs.row, static_cast<std::uint32_t>(g));
   for (int k = 0; k < 4; ++k) {
     if (z[k] == neg_inf) continue;
     const float x = word_to_race_uniform<float>(w.v[k]);
-    if (!(z[k] > old_max) && x >= e[k] * c_bound * kRaceFilterMargin) continue;  // certainly losing
+    if (filter && x >= e[k] * c_bound * kRaceFilterMargin) continue;  // certainly losing
     const float key = exact_key(z[k], x);
     if (race_beats(key, i0 + k, st.best_key, st.best_idx)) {
       st.best_key = key;
       st.best_idx = i0 + k;
       st.best_z = z[k];
-      c_bound = stream_exp(st.max - st.best_key);
+      c_bound = race_filter_bound(st, known_key);
     }
   }
 }

@@ -6,28 +6,34 @@
 // Design: one thread block per row. Pass 1 reads the row once (cond and, under CFG, uncond) and computes, per thread
 // and then block-reduced, the running max m, the normaliser sum exp(z - m) (online rescaling, as in online softmax),
 // the argmax, and the exponential-race winner argmax z_i - log(E_i) over the whole row. The race needs E_i only for
-// elements that can still win: since E_i >= x_i, an element with x_i >= exp(z_i - best_key) (checked with a 1e-3
-// margin) loses for sure, so most elements cost one __expf and a compare, and a Philox call is skipped for a group of
-// four when none of them can win. Without truncation (the common case: text at T = 1, images under CFG) that single
-// read is all: token = race winner, logp = z - m - log(sum). With truncation the thresholds are exact values of z found
-// by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more passes per criterion; the
-// row is re-read, normally from L2) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so the
-// sums are order-independent and the result is deterministic. The race winner of the whole row is also the winner of
-// the kept set whenever it is kept (the kept set is a subset): one more pass is needed only when it is not.
+// elements that can still win: since E_i >= x_i, an element with x_i >= exp(z_i - B) (checked with a 1e-3 margin)
+// loses for sure, where B is the best key of the WARP so far (the lanes share it with a shuffle after every round of
+// loads, so the exact key, whose logf / log1pf diverge within the warp, runs rarely), so most elements cost one Philox
+// quarter, one __expf and a compare; a group of four skips its Philox call when none could win even with the smallest
+// uniform (peaked rows). Without truncation (the common case: text at T = 1, images under CFG) that single read is
+// all: token = race winner, logp = z - m - log(sum). With truncation the thresholds are exact values of z found by an
+// MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more passes per criterion, vector
+// loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass held in 2^-40 fixed point
+// (top-p), so the sums are order-independent and the result is deterministic. The race winner of the whole row is
+// also the winner of the kept set whenever it is kept (the kept set is a subset): one more pass is needed only when it
+// is not.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
-// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.24 TB/s, kernel of commit b308aa2 = one kernel for
-// all modes, 124 registers, 1 block per SM): plain fp32 V = 102400 242 us (9.8x the one-read floor of 24.7 us), bf16
-// 244 us, V = 16384 53 us; CFG 5 fp32 V = 102400 248 us (5.0x its two-row floor); top-k 50 1.0 ms; top-p 0.9 fp32
-// 1.34 ms, bf16 1.10 ms (PyTorch's sort-based top-p in the same run: 2.90 ms / 2.88 ms; at V = 16384 0.58 ms vs our
-// 0.19 ms). The floor is far: one block per row gives each SM at most two rows, so pass 1 was latency-bound with one
-// load in flight per thread. The current kernel (untruncated rows: 64 registers, 2 blocks per SM, 32 bytes of loads in
-// flight per thread) has not been timed yet. Known next steps: split a row over several blocks for small batches;
-// warp-aggregated histogram updates (the first radix digit of logits falls into a handful of bins, so the shared-memory
-// atomics of the top-k / top-p passes contend).
+// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.23-4.27 TB/s; docs/kernels.md section 6 has the
+// full table). Before the warp-shared filter (run 1 of 2026-11-26): plain fp32 V = 102400 155 us (6.3x the one-read
+// floor of 24.6 us), bf16 186 us (15x), V = 16384 40-42 us; top-p 0.9 fp32 1.09 ms. With it (runs 2-4): plain fp32
+// 118-121 us (4.9x), bf16 125-127 us (10x), V = 16384 33-38 us; CFG 5 fp32 V = 102400 142-145 us (2.9x its two-row
+// floor); top-k 50 0.73-0.87 ms; top-p 0.9 0.81-0.88 ms, 3.3-3.8x faster than PyTorch's sort-based top-p in the same
+// run (2.9 ms at V = 102400, 0.58 ms at 16384). The target (<= 2x the floor) is missed: Nsight Compute on the plain fp32
+// V = 102400 launch shows DRAM at 20% and issue slots 66% busy, i.e. ~95 instructions per logit. The exhaustive race
+// draws a Philox quarter and tests the filter for EVERY logit (the benchmark's logits span ~12 nats, so no group of
+// four can be skipped), and the score / bounds / NaN bookkeeping around it costs as much again. Next steps: a race over
+// groups (one exponential per group of 32 keyed by the group's mass, then a race inside the one winning group), which
+// needs one random word per 32 logits but changes which token a seed gives (the CPU sampler must change with it);
+// for the truncated modes a single-pass pivot scheme instead of the 3-pass radix selection.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -81,32 +87,69 @@ __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 
-/// Loads four consecutive logits starting at i0 (-inf beyond the row). One 16-byte (fp32) or 8-byte (16-bit) load
-/// when `vector_ok` (row and stride aligned) and the group is complete.
+/// Four consecutive logits as loaded: one 16-byte (fp32) or 8-byte (16-bit) word group, kept packed in registers
+/// until the group is folded (2 registers instead of 4 for 16-bit inputs).
 template <class In>
-__device__ __forceinline__ void load4(const In* row, index_t i0, index_t vocab, bool vector_ok, float out[4]) {
+struct Raw4 {
+  std::uint32_t w[sizeof(In)];  // 4 words for fp32, 2 for 16-bit types
+};
+
+/// Loads the four logits starting at i0 (-inf beyond the row): one vector load when `vector_ok` (row and stride
+/// aligned) and the group is complete, else element by element.
+template <class In>
+__device__ __forceinline__ Raw4<In> load4_raw(const In* row, index_t i0, index_t vocab, bool vector_ok) {
+  Raw4<In> r;
   if (vector_ok && i0 + 3 < vocab) {
     if constexpr (sizeof(In) == 4) {
-      const float4 v = *reinterpret_cast<const float4*>(row + i0);
-      out[0] = v.x;
-      out[1] = v.y;
-      out[2] = v.z;
-      out[3] = v.w;
+      const uint4 v = *reinterpret_cast<const uint4*>(row + i0);
+      r.w[0] = v.x;
+      r.w[1] = v.y;
+      r.w[2] = v.z;
+      r.w[3] = v.w;
     } else {
       const uint2 v = *reinterpret_cast<const uint2*>(row + i0);
-      const std::uint32_t words[2] = {v.x, v.y};
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const unsigned short bits = static_cast<unsigned short>(words[k >> 1] >> (16 * (k & 1)));
-        In h;
-        memcpy(&h, &bits, sizeof(h));
-        out[k] = to_float(h);
-      }
+      r.w[0] = v.x;
+      r.w[1] = v.y;
     }
-    return;
+    return r;
   }
 #pragma unroll
-  for (int k = 0; k < 4; ++k) out[k] = (i0 + k < vocab) ? to_float(row[i0 + k]) : -INFINITY;
+  for (int k = 0; k < 4; ++k) {
+    In h;
+    if (i0 + k < vocab) {
+      h = row[i0 + k];
+    } else {
+      h = static_cast<In>(-INFINITY);
+    }
+    if constexpr (sizeof(In) == 4) {
+      memcpy(&r.w[k], &h, 4);
+    } else {
+      unsigned short bits;
+      memcpy(&bits, &h, 2);
+      if (k % 2 == 0) {
+        r.w[k / 2] = bits;
+      } else {
+        r.w[k / 2] |= static_cast<std::uint32_t>(bits) << 16;
+      }
+    }
+  }
+  return r;
+}
+
+/// The four logits of a loaded group as floats.
+template <class In>
+__device__ __forceinline__ void unpack4(const Raw4<In>& r, float out[4]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (sizeof(In) == 4) {
+      out[k] = __uint_as_float(r.w[k]);
+    } else {
+      const unsigned short bits = static_cast<unsigned short>(r.w[k >> 1] >> (16 * (k & 1)));
+      In h;
+      memcpy(&h, &bits, sizeof(h));
+      out[k] = to_float(h);
+    }
+  }
 }
 
 /// Guided, tempered score; sets *bad when an input is NaN / +inf or the result overflows.
@@ -127,6 +170,21 @@ template <class In>
 __device__ __forceinline__ float score_at(const In* cond, const In* uncond, index_t i, const Args& a) {
   bool bad = false;
   return score(to_float(cond[i]), a.guided ? to_float(uncond[i]) : 0.0f, a, &bad);
+}
+
+/// Scores of group g (elements 4g .. 4g + 3; -inf beyond the row), loaded as vectors when `vector_ok`: the extra
+/// passes of truncation read 16 (fp32) or 8 (16-bit) bytes per load instead of one element.
+template <class In>
+__device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t g, const Args& a, bool vector_ok,
+                                       float z[4]) {
+  float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  unpack4(load4_raw(cond, g * 4, a.vocab, vector_ok), c);
+  if (a.guided) unpack4(load4_raw(uncond, g * 4, a.vocab, vector_ok), u);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    bool bad = false;
+    z[k] = g * 4 + k < a.vocab ? score(c[k], u[k], a, &bad) : -INFINITY;
+  }
 }
 
 /// Exact race key from the uniform x (the same float operations as the CPU reference). Not inlined: pass 1 calls it
@@ -204,8 +262,9 @@ struct SharedStorage {
 /// by_mass: target = ceil(fraction * total mass of the candidates). Leaves s.prefix = K, s.above = weight of
 /// {key > K}, s.equal = weight of {key == K}.
 template <class In>
-__device__ void radix_select(const In* cond, const In* uncond, const Args& a, float m, std::uint32_t restrict_min,
-                             bool by_mass, unsigned long long count_target, float fraction, SharedStorage<true>& s) {
+__device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
+                             std::uint32_t restrict_min, bool by_mass, unsigned long long count_target, float fraction,
+                             SharedStorage<true>& s) {
   const int tid = threadIdx.x;
   __syncthreads();  // everyone has read the previous selection's results
   if (tid == 0) {
@@ -223,16 +282,22 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, fl
     }
     __syncthreads();
     const std::uint32_t prefix = s.prefix;
-    for (index_t i = tid; i < a.vocab; i += kBlock) {
-      const float z = score_at(cond, uncond, i, a);
-      if (by_mass && z == -INFINITY) continue;
-      const std::uint32_t key = corl::sampling::ordered_bits(z);
-      if (key < restrict_min || (key & mask) != prefix) continue;
-      const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
-      if (by_mass) {
-        atomicAdd(&s.hist_mass[bin], fixed_mass(z, m));
-      } else {
-        atomicAdd(&s.hist_count[bin], 1ull);
+    const index_t groups = (a.vocab + 3) / 4;
+    for (index_t g = tid; g < groups; g += kBlock) {
+      float zs[4];
+      score4(cond, uncond, g, a, vector_ok, zs);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float z = zs[k];
+        if (g * 4 + k >= a.vocab || (by_mass && z == -INFINITY)) continue;
+        const std::uint32_t key = corl::sampling::ordered_bits(z);
+        if (key < restrict_min || (key & mask) != prefix) continue;
+        const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
+        if (by_mass) {
+          atomicAdd(&s.hist_mass[bin], fixed_mass(z, m));
+        } else {
+          atomicAdd(&s.hist_count[bin], 1ull);
+        }
       }
     }
     __syncthreads();
@@ -284,7 +349,7 @@ struct OutOfLineExactKey {
 
 /// Scores one group of four loaded logits (indices 4g .. 4g + 3), records NaN / +inf, and folds it into the state.
 __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
-                                           index_t g, const Args& a, std::uint32_t stream) {
+                                           index_t g, const Args& a, std::uint32_t stream, float known_key) {
   const index_t i0 = g * 4;
   float z[4];
 #pragma unroll
@@ -299,11 +364,20 @@ __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const f
     if (bad) z[k] = -INFINITY;
   }
   const corl::sampling::RaceStream rs{a.seed, a.offset, stream, a.greedy};
-  corl::sampling::fold_race_group(st, c_bound, z, g, rs, OutOfLineExactKey{});
+  corl::sampling::fold_race_group(st, c_bound, z, g, rs, OutOfLineExactKey{}, known_key);
+}
+
+/// The best race key of the warp (-inf when no lane has a winner yet): a key some element of the row certainly has.
+__device__ __forceinline__ float warp_best_key(const RowState& st) {
+  float k = st.best_idx < 0 ? -INFINITY : st.best_key;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) k = fmaxf(k, __shfl_xor_sync(0xffffffffu, k, off));
+  return k;
 }
 
 /// Groups of four loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input
-/// type, guided or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many groups under CFG, which reads two rows).
+/// type, guided or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many groups under CFG, which reads two rows), held
+/// packed (8 registers).
 template <class In, bool kGuided>
 inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 
@@ -323,26 +397,41 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
                          (!a.guided || reinterpret_cast<std::uintptr_t>(uncond) % (4 * sizeof(In)) == 0);
 
   // ---- pass 1: one read of the row, kUnroll groups of four loaded before any is folded ----
+  // The loop runs the same number of rounds on every lane of a warp (from the warp's first group), so that the lanes
+  // can share their best race key after each round: the filter of every lane then uses the warp's best key.
   RowState st{corl::sampling::empty_race_state(), std::numeric_limits<index_t>::max()};
-  float c_bound = INFINITY;  // exp(m - best_key): an element can win only if x < exp(z - m) * c_bound
+  float c_bound = INFINITY;     // race_filter_bound(st, known_key)
+  float known_key = -INFINITY;  // the best key of the warp after the previous round
   const index_t groups = (a.vocab + 3) / 4;
   constexpr int U = kUnroll<In, kGuided>;
-  for (index_t g0 = threadIdx.x; g0 < groups; g0 += static_cast<index_t>(kBlock) * U) {
-    float c[U][4], u[U][4];
+  const index_t lane = threadIdx.x % 32;
+  for (index_t base = threadIdx.x - lane; base < groups; base += static_cast<index_t>(kBlock) * U) {
+    const index_t g0 = base + lane;
+    Raw4<In> rc[U], ru[kGuided ? U : 1];
 #pragma unroll
     for (int j = 0; j < U; ++j) {
       const index_t g = g0 + static_cast<index_t>(j) * kBlock;
-#pragma unroll
-      for (int k = 0; k < 4; ++k) u[j][k] = 0.0f;
       if (g < groups) {
-        load4(cond, g * 4, a.vocab, vector_ok, c[j]);
-        if constexpr (kGuided) load4(uncond, g * 4, a.vocab, vector_ok, u[j]);
+        rc[j] = load4_raw(cond, g * 4, a.vocab, vector_ok);
+        if constexpr (kGuided) ru[j] = load4_raw(uncond, g * 4, a.vocab, vector_ok);
       }
     }
 #pragma unroll
     for (int j = 0; j < U; ++j) {
       const index_t g = g0 + static_cast<index_t>(j) * kBlock;
-      if (g < groups) fold_group(st, c_bound, c[j], u[j], g, a, stream);
+      if (g < groups) {
+        float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        unpack4(rc[j], c);
+        if constexpr (kGuided) unpack4(ru[j], u);
+        fold_group(st, c_bound, c, u, g, a, stream, known_key);
+      }
+    }
+    if (!a.greedy) {
+      const float warp_key = warp_best_key(st);
+      if (warp_key > known_key) {
+        known_key = warp_key;
+        c_bound = corl::sampling::race_filter_bound(st, known_key);
+      }
     }
   }
   const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
@@ -378,13 +467,13 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
   unsigned long long kept_fixed = 0;
   std::uint32_t restrict_min = 0;
   if (a.top_k > 0 && a.top_k < a.vocab) {
-    radix_select(cond, uncond, a, r.max, 0u, false, static_cast<unsigned long long>(a.top_k), 0.0f, s);
+    radix_select(cond, uncond, a, vector_ok, r.max, 0u, false, static_cast<unsigned long long>(a.top_k), 0.0f, s);
     restrict_min = s.prefix;
     threshold = corl::sampling::from_ordered_bits(s.prefix);
     truncated = threshold != -INFINITY;
   }
   if (a.use_top_p) {
-    radix_select(cond, uncond, a, r.max, restrict_min, true, 0ull, a.top_p, s);
+    radix_select(cond, uncond, a, vector_ok, r.max, restrict_min, true, 0ull, a.top_p, s);
     threshold = corl::sampling::from_ordered_bits(s.prefix);
     kept_fixed = s.above.mass + s.equal.mass;
     truncated = true;
@@ -400,9 +489,12 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
   }
   if (truncated && !mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
     unsigned long long local = 0;
-    for (index_t i = threadIdx.x; i < a.vocab; i += kBlock) {
-      const float z = score_at(cond, uncond, i, a);
-      if (z >= threshold) local += fixed_mass(z, r.max);
+    for (index_t g = threadIdx.x; g < groups; g += kBlock) {
+      float zs[4];
+      score4(cond, uncond, g, a, vector_ok, zs);
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (zs[k] >= threshold) local += fixed_mass(zs[k], r.max);
     }
     __syncthreads();
     const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
@@ -420,11 +512,9 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
     for (index_t g = threadIdx.x; g < groups; g += kBlock) {
       bool any = false;
       float z[4];
+      score4(cond, uncond, g, a, vector_ok, z);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        z[k] = (g * 4 + k < a.vocab) ? score_at(cond, uncond, g * 4 + k, a) : -INFINITY;
-        any = any || (z[k] >= threshold && z[k] != -INFINITY);
-      }
+      for (int k = 0; k < 4; ++k) any = any || (z[k] >= threshold && z[k] != -INFINITY);
       if (!any) continue;
       const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
 #pragma unroll
