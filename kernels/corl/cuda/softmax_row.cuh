@@ -41,30 +41,41 @@ __device__ __forceinline__ SoftmaxState shfl_xor(SoftmaxState v, int offset) {
                       __shfl_xor_sync(0xffffffffu, v.u, offset)};
 }
 
+/// 2^x in one MUFU.EX2 instruction (ex2.approx.ftz: relative error ~2^-22; results under 2^-126 flush to 0, which
+/// no sum or gradient here can notice: such a term is 2^-126 of the row's largest). exp2f proper adds a range fix-up of
+/// three instructions per element for those denormal results, which made up a tenth of the fused loss's instructions.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
+
 /// Merge of two states (associative up to rounding; corl always merges in a fixed order).
 struct SoftmaxMerge {
   __device__ __forceinline__ SoftmaxState operator()(SoftmaxState a, SoftmaxState b) const {
     const float m = fmaxf(a.m, b.m);
-    const float ea = exp2f(a.m - m), eb = exp2f(b.m - m);
+    const float ea = fast_exp2(a.m - m), eb = fast_exp2(b.m - m);
     // u relative to the new max: u' = e (u - (m - m_old) s)
     return SoftmaxState{m, a.s * ea + b.s * eb, ea * (a.u - (m - a.m) * a.s) + eb * (b.u - (m - b.m) * b.s)};
   }
 };
 
-/// Folds n values y[0..n) (already scaled to base 2) into the state: one rescale per chunk, one ex2 per value.
+/// Folds n raw values x[0..n) into the state, y = x * scale2 (scale2 = log2(e) / T > 0): one rescale per chunk, one
+/// ex2 per value. The chunk max is taken on x and scaled once (rounding is monotone, so max(x) * scale2 rounds to the
+/// max of the rounded y), and y - m is one fma, x * scale2 - m, rounded once.
 template <int N>
-__device__ __forceinline__ void softmax_accumulate(SoftmaxState& st, const float (&y)[N]) {
-  float chunk_max = y[0];
+__device__ __forceinline__ void softmax_accumulate(SoftmaxState& st, const float (&x)[N], float scale2) {
+  float chunk_max = x[0];
 #pragma unroll
-  for (int j = 1; j < N; ++j) chunk_max = fmaxf(chunk_max, y[j]);
-  const float m = fmaxf(st.m, chunk_max);
-  const float a = exp2f(st.m - m);
+  for (int j = 1; j < N; ++j) chunk_max = fmaxf(chunk_max, x[j]);
+  const float m = fmaxf(st.m, chunk_max * scale2);
+  const float a = fast_exp2(st.m - m);
   st.u = a * (st.u - (m - st.m) * st.s);
   st.s *= a;
 #pragma unroll
   for (int j = 0; j < N; ++j) {
-    const float d = y[j] - m;
-    const float e = exp2f(d);
+    const float d = fmaf(x[j], scale2, -m);
+    const float e = fast_exp2(d);
     st.s += e;
     st.u = fmaf(e, d, st.u);
   }
@@ -180,18 +191,16 @@ __device__ __forceinline__ void softmax_row_pass(const Logit* row, int vocab, fl
     constexpr int N = Tr::kPerVector;
     for_each_vector_batched(reinterpret_cast<const uint4*>(row), vocab / N, [&](const uint4& raw, int k) {
       if constexpr (kStoreRow) reinterpret_cast<uint4*>(smem_row)[k] = raw;
-      float y[N];
-      Tr::unpack(raw, y);
-#pragma unroll
-      for (int j = 0; j < N; ++j) y[j] *= scale2;
-      softmax_accumulate<N>(st, y);
+      float x[N];
+      Tr::unpack(raw, x);
+      softmax_accumulate<N>(st, x, scale2);
     });
   } else {
     for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
       const Logit raw = row[k];
       if constexpr (kStoreRow) smem_row[k] = raw;
-      float y[1] = {Tr::to_float(raw) * scale2};
-      softmax_accumulate<1>(st, y);
+      const float x[1] = {Tr::to_float(raw)};
+      softmax_accumulate<1>(st, x, scale2);
     }
   }
 }
@@ -208,33 +217,53 @@ struct SoftmaxBackwardCoefs {
   int target;
 };
 
-__device__ __forceinline__ float softmax_backward_element(const SoftmaxBackwardCoefs& c, float y, int v) {
-  const float d = y - c.lse2;
-  const float p = exp2f(d);
-  float dz = p * fmaf(c.b, d, c.a);
-  if (v == c.target) dz += c.g;
-  return dz * c.inv_t;
+/// The same constants with 1 / T folded in, as pass 2 uses them: dx_v = p_v (a' + b' d_v) + g' [v == t] with
+/// d_v = x_v * scale2 - lse2 (one fma), a' = a / T, b' = b / T, g' = g / T.
+struct SoftmaxBackwardScaled {
+  float lse2, a, b, g, scale2;
+  int target;
+};
+
+__device__ __forceinline__ SoftmaxBackwardScaled scaled_coefs(const SoftmaxBackwardCoefs& c, float scale2) {
+  return SoftmaxBackwardScaled{c.lse2, c.a * c.inv_t, c.b * c.inv_t, c.g * c.inv_t, scale2, c.target};
+}
+
+/// dx of one element from its raw logit x, without the target's +g' (added by the caller for that one element).
+__device__ __forceinline__ float softmax_backward_element(const SoftmaxBackwardScaled& c, float x) {
+  const float d = fmaf(x, c.scale2, -c.lse2);
+  return fast_exp2(d) * fmaf(c.b, d, c.a);
 }
 
 /// Pass 2 over one row: writes dlogits from the logits (global row or its shared-memory copy). Each element is read
-/// before it is written by the same thread, so `grad_row` may alias `row`.
+/// before it is written by the same thread, so `grad_row` may alias `row`. Per element: unpack, fma, ex2, fma, mul and
+/// the packing; the target's +g' is one test per vector.
 template <class Logit, bool kVec>
 __device__ __forceinline__ void softmax_backward_pass(const Logit* row, Logit* grad_row, int vocab, float scale2,
-                                                      const SoftmaxBackwardCoefs& c) {
+                                                      const SoftmaxBackwardCoefs& coefs) {
   using Tr = LogitTraits<Logit>;
+  const SoftmaxBackwardScaled c = scaled_coefs(coefs, scale2);
   if constexpr (kVec) {
     constexpr int N = Tr::kPerVector;
+    const int target_vec = c.target >= 0 ? c.target / N : -1;  // a target outside [0, vocab) matches no vector
+    const int target_lane = c.target >= 0 ? c.target % N : 0;
     uint4* dst = reinterpret_cast<uint4*>(grad_row);
     for_each_vector_batched(reinterpret_cast<const uint4*>(row), vocab / N, [&](const uint4& raw, int k) {
       float y[N];
       Tr::unpack(raw, y);
 #pragma unroll
-      for (int j = 0; j < N; ++j) y[j] = softmax_backward_element(c, y[j] * scale2, k * N + j);
+      for (int j = 0; j < N; ++j) y[j] = softmax_backward_element(c, y[j]);
+      if (k == target_vec) {
+#pragma unroll
+        for (int j = 0; j < N; ++j)
+          if (j == target_lane) y[j] += c.g;
+      }
       dst[k] = Tr::pack(y);
     });
   } else {
     for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
-      grad_row[k] = Tr::from_float(softmax_backward_element(c, Tr::to_float(row[k]) * scale2, k));
+      float dx = softmax_backward_element(c, Tr::to_float(row[k]));
+      if (k == c.target) dx += c.g;
+      grad_row[k] = Tr::from_float(dx);
     }
   }
 }
