@@ -159,6 +159,19 @@ void BM_GrpoLossFusedBf16(benchmark::State& state) {
   });
 }
 
+// Other row layouts, timed in the same run as the default (which splits a V = 102400 bf16 row over a cluster of four
+// blocks of 256 threads, four blocks per SM): GrpoLossArgs::max_row_split = range(3), 1 = one block per row (the
+// layout before clusters), 2 = two blocks of 512 threads, two per SM.
+void BM_GrpoLossFusedBf16MaxSplit(benchmark::State& state) {
+  Problem p(state.range(0), state.range(1), state.range(2));
+  auto a = p.args();
+  a.max_row_split = static_cast<int>(state.range(3));
+  const double bytes = 2.0 * static_cast<double>(p.rows) * static_cast<double>(p.V) * 2.0;  // read + write, bf16
+  time_loop(state, p, bytes, [&] {
+    corl::cuda::grpo_loss_from_logits(a, corl::PpoClip{0.2, 0.28}, corl::K3{}, p.scratch, p.scratch_bytes);
+  });
+}
+
 void BM_GrpoLossFusedBf16InPlace(benchmark::State& state) {
   Problem p(state.range(0), state.range(1), state.range(2));
   auto a = p.args();
@@ -197,6 +210,11 @@ void BM_LogprobsForwardBf16(benchmark::State& state) {
 BENCHMARK(BM_GrpoLossFusedBf16)
     ->Args({32, 512, 102400})
     ->Args({32, 576, 16384})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GrpoLossFusedBf16MaxSplit)
+    ->Args({32, 512, 102400, 1})
+    ->Args({32, 512, 102400, 2})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GrpoLossFusedBf16InPlace)->Args({32, 512, 102400})->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -54,11 +54,15 @@ struct RowErrorBound {
 };
 
 /// The bounds of one row of `vocab` logits reduced by `threads` threads reading `per_vector` logits per vector.
-inline RowErrorBound row_error_bound(corl::index_t vocab, int threads, int per_vector, const RowExact& r) {
+inline RowErrorBound row_error_bound(corl::index_t vocab, int threads, int per_vector, const RowExact& r,
+                                     int parts = 1) {
   const double u = kUnitRoundoff;
-  const double n_vec = std::ceil(static_cast<double>((vocab + per_vector - 1) / per_vector) / threads);
+  // a row split over `parts` blocks: each folds a chunk of ceil(vectors / parts) vectors, and the parts' states are
+  // merged one after the other (parts - 1 more merges)
+  const double chunk = std::ceil(static_cast<double>((vocab + per_vector - 1) / per_vector) / parts);
+  const double n_vec = std::ceil(chunk / threads);
   const double n = n_vec * per_vector;
-  const double gamma = (n + 3 * n_vec + 4 * std::log2(static_cast<double>(threads)) + 4) * u;
+  const double gamma = (n + 3 * n_vec + 4 * (std::log2(static_cast<double>(threads)) + (parts - 1)) + 4) * u;
   const double ln_s = r.lse - r.m;
   RowErrorBound b{};
   b.lse = gamma + 8 * u * (std::abs(r.m) + std::abs(r.lse) + 1);

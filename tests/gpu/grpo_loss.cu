@@ -137,17 +137,20 @@ struct Case {
   float temperature, kl_coef, entropy_coef;
   bool mask, old, in_place;
   unsigned seed;
+  int max_row_split = 8;  // GrpoLossArgs::max_row_split (1: one block per row, the layout before clusters)
 };
 
 template <class Host, class Policy, class Kl>
 void check_case(const Case& c, const Policy& policy, const Kl& kl) {
   using Device = typename DeviceType<Host>::type;
-  if (small_shapes_only() && c.V > 16384) return;  // under compute-sanitizer (scripts/gpu-check)
+  // under compute-sanitizer (scripts/gpu-check): small cases only, but including a row split over a cluster
+  if (small_shapes_only() && c.B * c.T * c.V > 400000) return;
   CAPTURE(c.B);
   CAPTURE(c.T);
   CAPTURE(c.V);
   CAPTURE(c.seed);
   CAPTURE(c.in_place);
+  CAPTURE(c.max_row_split);
   const corl::index_t rows = c.B * c.T;
   std::mt19937 gen(c.seed);
   std::normal_distribution<float> normal(0.0f, 3.0f);
@@ -218,11 +221,19 @@ void check_case(const Case& c, const Policy& policy, const Kl& kl) {
   CHECK(std::abs(base.ratio_sum - want.ratio_sum) <= 1e-12 * (1 + std::abs(want.ratio_sum)));
   CHECK(base.clipped == want.clipped_low + want.clipped_high);
 
-  // per-row bounds of the kernel's softmax statistics (its block size and vector width fix its summation order)
-  const int threads = corl::cuda::row_block_threads(c.V * static_cast<corl::index_t>(sizeof(Host)));
+  // per-row bounds of the kernel's softmax statistics (its layout and vector width fix its summation order)
   const int per_vector = c.V % corl::cuda::LogitTraits<Device>::kPerVector == 0
                              ? corl::cuda::LogitTraits<Device>::kPerVector
                              : 1;
+  int threads = corl::cuda::row_block_threads(c.V * static_cast<corl::index_t>(sizeof(Host)));
+  int parts = 1;
+  if constexpr (!static_cast<bool>(Policy::sequence_level)) {
+    const auto layout = corl::cuda::grpo_loss_row_layout<Device>(c.V, per_vector > 1, c.max_row_split);
+    threads = layout.threads;
+    parts = layout.parts;
+    MESSAGE("V " << c.V << ": " << parts << " block(s) per row of " << threads << " threads, "
+                 << layout.smem_bytes << " B of shared memory each");
+  }
   const double u = kUnitRoundoff;
   std::vector<RowErrorBound> bound(targets.size());
   std::vector<RowExact> exact(targets.size());
@@ -232,7 +243,7 @@ void check_case(const Case& c, const Policy& policy, const Kl& kl) {
                          static_cast<double>(c.temperature));
     CHECK(std::abs(ref_logp[i] - exact[i].logp) <= 1e-9 * (1 + std::abs(exact[i].logp)));
     CHECK(std::abs(ref_ent[i] - exact[i].entropy) <= 1e-9 * (1 + std::abs(exact[i].entropy)));
-    bound[i] = row_error_bound(c.V, threads, per_vector, exact[i]);
+    bound[i] = row_error_bound(c.V, threads, per_vector, exact[i], parts);
   }
 
   // totals: move each row's logp by +-(its bound + the rounding of logp - logp_old) and add up the largest changes
@@ -327,6 +338,7 @@ void check_case(const Case& c, const Policy& policy, const Kl& kl) {
   a.logp_out = d_logp.ptr;
   a.entropy_out = d_ent.ptr;
   a.result = d_result.ptr;
+  a.max_row_split = c.max_row_split;
 
   std::vector<Host> first_grad;
   corl::GrpoLossTotals first{};
@@ -398,17 +410,31 @@ TEST_CASE("fused PPO-clip + K3 + entropy matches the CPU reference: bf16, odd T,
   check_case<corl::bfloat16>({3, 7, 4096, 0.8f, 0.04f, 0.01f, true, true, false, 1}, ppo, corl::K3{});
   check_case<corl::bfloat16>({2, 5, 1001, 1.0f, 0.04f, 0.0f, true, true, false, 2}, ppo, corl::K3{});  // odd V
   check_case<corl::bfloat16>({2, 3, 16384, 1.0f, 0.0f, 0.0f, false, false, false, 3}, ppo, corl::NoKl{});
-  check_case<corl::bfloat16>({2, 3, 102400, 0.9f, 0.04f, 0.001f, true, true, false, 4}, ppo, corl::K3{});  // smem row
-  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, false, 5}, ppo, corl::K3{});  // L2 path
+  check_case<corl::bfloat16>({2, 3, 102400, 0.9f, 0.04f, 0.001f, true, true, false, 4}, ppo, corl::K3{});  // cluster
+  check_case<corl::bfloat16>({2, 3, 102400, 0.9f, 0.04f, 0.001f, true, true, false, 4, 1}, ppo,
+                             corl::K3{});  // the same inputs, one block per row, row in shared memory
+  check_case<corl::bfloat16>({2, 3, 102400, 0.9f, 0.04f, 0.001f, true, true, false, 4, 2}, ppo,
+                             corl::K3{});  // the same inputs, two blocks of 512 threads per row
+  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, false, 9, 3}, ppo,
+                             corl::K3{});  // three uneven chunks of 512 threads
+  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, false, 5}, ppo, corl::K3{});  // cluster
+  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, false, 5, 1}, ppo,
+                             corl::K3{});  // one block per row: the L2 path
   check_case<corl::bfloat16>({3, 7, 4096, 0.8f, 0.04f, 0.01f, true, true, true, 6}, ppo, corl::K3{});     // in place
-  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, true, 7}, ppo, corl::K3{});   // L2 in place
+  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, true, 7}, ppo, corl::K3{});   // in place
+  check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, true, 7, 1}, ppo, corl::K3{});  // L2
+  check_case<corl::bfloat16>({2, 4, 60008, 1.1f, 0.04f, 0.01f, true, true, false, 8}, ppo,
+                             corl::K3{});  // 120016 B: just over two rows per SM, uneven chunks
 }
 
 TEST_CASE("fused loss matches the CPU reference in fp32 and fp16") {
   const corl::PpoClip ppo{};
   check_case<float>({3, 5, 999, 0.7f, 0.1f, 0.01f, true, true, false, 11}, ppo, corl::K3{});
   check_case<float>({2, 9, 32000, 1.0f, 0.1f, 0.0f, true, true, true, 12}, ppo, corl::K2{});
-  check_case<float>({1, 2, 65536, 1.0f, 0.0f, 0.0f, false, true, false, 13}, ppo, corl::NoKl{});  // 256 KiB: L2
+  check_case<float>({1, 2, 65536, 1.0f, 0.0f, 0.0f, false, true, false, 13}, ppo, corl::NoKl{});  // 256 KiB: 3 parts
+  check_case<float>({1, 2, 65536, 1.0f, 0.0f, 0.0f, false, true, false, 13, 1}, ppo, corl::NoKl{});  // L2
+  check_case<float>({1, 3, 102400, 0.9f, 0.04f, 0.01f, true, true, true, 16}, ppo, corl::K3{});  // 4 parts, in place
+  check_case<float>({1, 2, 250000, 1.0f, 0.04f, 0.0f, false, true, false, 17}, ppo, corl::K3{});  // 1 MB: L2
   check_case<corl::float16>({2, 7, 1003, 1.2f, 0.04f, 0.01f, true, true, false, 14}, ppo, corl::K3{});
   check_case<corl::float16>({3, 4, 8192, 1.0f, 0.04f, 0.0f, true, false, true, 15}, ppo, corl::K3{});
 }

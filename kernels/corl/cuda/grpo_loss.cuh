@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include "corl/concepts/kl_estimator.hpp"
@@ -65,6 +66,9 @@ struct GrpoLossArgs {
   float* entropy_out = nullptr;           ///< [rows] output or nullptr
   GrpoLossResult* result = nullptr;       ///< device output (required)
   bool synchronous_check = true;          ///< synchronise and throw corl::Error on bad input rows
+  /// Most thread blocks (a cluster, sm_90+) one row may be split over so that two rows' worth of blocks fit per SM
+  /// in shared memory (token-level losses; see grpo_loss_row_layout). 1 = one block per row, at most 8.
+  int max_row_split = 8;
 };
 
 /// Per-row partial sums, reduced in a fixed order by grpo_loss_reduce_kernel.
@@ -114,10 +118,11 @@ struct GrpoKernelParams {
 };
 
 /// Thread 0 of a row: the token term, the row's partial sums and outputs; returns false when the row's inputs are bad.
+/// `writer` = false (the other blocks of a row split over a cluster): the same coefficients, no outputs or reports.
 template <class Logit, class Policy, class Kl>
 __device__ __forceinline__ bool grpo_row_term(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl,
                                               long long row, float logp, float entropy, float lse2,
-                                              SoftmaxBackwardCoefs& coefs) {
+                                              SoftmaxBackwardCoefs& coefs, bool writer = true) {
   const long long b = row / p.seq_len;
   const float adv = p.advantages[b], w = p.token_weight[b];
   const float old = p.logp_old ? p.logp_old[row] : logp;
@@ -125,7 +130,7 @@ __device__ __forceinline__ bool grpo_row_term(const GrpoKernelParams<Logit>& p, 
   const bool with_kl = kUsesRef && p.logp_ref != nullptr;
   const float ref = with_kl ? p.logp_ref[row] : 0.0f;
   if (!isfinite(adv) || !isfinite(w) || !isfinite(old) || !isfinite(ref)) {
-    report_row_error(p.error_word, row, kRowNonFiniteInput);
+    if (writer) report_row_error(p.error_word, row, kRowNonFiniteInput);
     return false;
   }
   const float seq_stat = p.seq_stat ? p.seq_stat[b] : 0.0f;
@@ -136,10 +141,13 @@ __device__ __forceinline__ bool grpo_row_term(const GrpoKernelParams<Logit>& p, 
     g += p.kl_coef * k.grad;
     kl_value = k.value;
   }
-  p.partials[row] = GrpoRowPartials{w * (pol.value + p.kl_coef * kl_value - p.entropy_coef * entropy), w * pol.value,
-                                    w * kl_value, entropy, pol.ratio, static_cast<unsigned>(pol.flags) | 0x100u};
-  if (p.logp_out) p.logp_out[row] = logp;
-  if (p.entropy_out) p.entropy_out[row] = entropy;
+  if (writer) {
+    p.partials[row] = GrpoRowPartials{w * (pol.value + p.kl_coef * kl_value - p.entropy_coef * entropy),
+                                      w * pol.value, w * kl_value, entropy, pol.ratio,
+                                      static_cast<unsigned>(pol.flags) | 0x100u};
+    if (p.logp_out) p.logp_out[row] = logp;
+    if (p.entropy_out) p.entropy_out[row] = entropy;
+  }
   const float gw = w * g, h = -w * p.entropy_coef;
   coefs = SoftmaxBackwardCoefs{lse2, -gw - h * entropy, -h * kLn2, gw, p.inv_t, p.targets[row]};
   return true;
@@ -209,6 +217,82 @@ __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<
     row_ok = ok ? 1 : 0;
   }
   grpo_row_backward<Logit, kVec>(row_ok, coefs_shared, kRowInSmem ? smem_row : row_ptr, grad_ptr, p.vocab, p.scale2);
+}
+
+/// Token-level losses, a row too large for two rows per SM in shared memory: the row is split over a thread-block
+/// cluster of `parts` blocks (cluster dims (parts, 1, 1), blocks row * parts .. row * parts + parts - 1), each holding
+/// one contiguous chunk of 16-byte vectors in its shared memory, so that two blocks fit per SM and one block's
+/// loads overlap the other's writes (one block per SM leaves the SM idle between its read and write phases). Each
+/// block folds its chunk; the blocks' states are merged through distributed shared memory in rank order (the same
+/// merge, bit for bit, in every block); every block evaluates the token term (block 0 alone writes the row's outputs
+/// and error reports) and writes dlogits for its chunk. Needs sm_90 (clusters) and vectorizable rows.
+template <class Logit, class Policy, class Kl>
+__global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParams<Logit> p, Policy policy, Kl kl,
+                                                                 int chunk_vectors) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  extern __shared__ uint4 smem_raw[];
+  __shared__ SoftmaxState slots[33];
+  __shared__ SoftmaxState block_state;
+  __shared__ SoftmaxBackwardCoefs coefs_shared;
+  __shared__ int row_ok;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int parts = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
+  constexpr int N = LogitTraits<Logit>::kPerVector;
+  const long long row = blockIdx.x / parts;
+  const int nvec = p.vocab / N;
+  const int begin = rank * chunk_vectors;
+  const int count = begin < nvec ? min(chunk_vectors, nvec - begin) : 0;
+  const Logit* row_ptr = p.logits + row * static_cast<long long>(p.vocab);
+  const Logit* chunk_ptr = row_ptr + static_cast<long long>(begin) * N;
+  Logit* grad_chunk = p.dlogits + row * static_cast<long long>(p.vocab) + static_cast<long long>(begin) * N;
+  Logit* smem_chunk = reinterpret_cast<Logit*>(smem_raw);
+  const int target = p.targets[row];
+  const bool active = p.mask == nullptr || p.mask[row] != 0;
+  const bool target_ok = target >= 0 && target < p.vocab;
+  if (!active || !target_ok) {  // uniform over the cluster: no block touches another's shared memory
+    if (threadIdx.x == 0 && rank == 0) {
+      if (active) report_row_error(p.error_word, row, kRowTargetOutOfRange);
+      grpo_skip_row(p, row);
+    }
+    zero_row<Logit, true>(grad_chunk, count * N);
+    return;
+  }
+  SoftmaxState st = empty_softmax_state();
+  softmax_row_pass<Logit, true, true>(chunk_ptr, count * N, p.scale2, st, smem_chunk);
+  st = block_allreduce(st, SoftmaxMerge{}, empty_softmax_state(), slots);
+  if (threadIdx.x == 0) block_state = st;
+  cluster.sync();  // every block's state is visible to the cluster
+  if (threadIdx.x == 0) {
+    SoftmaxState total = *cluster.map_shared_rank(&block_state, 0);
+    for (int r = 1; r < parts; ++r) total = SoftmaxMerge{}(total, *cluster.map_shared_rank(&block_state, r));
+    const bool writer = rank == 0;
+    bool ok = softmax_state_finite(total);
+    if (!ok) {
+      if (writer) report_row_error(p.error_word, row, kRowNonFiniteLogit);
+    } else {
+      const float log2s = log2f(total.s);
+      const float y_t = LogitTraits<Logit>::to_float(row_ptr[target]) * p.scale2;
+      const float logp = ((y_t - total.m) - log2s) * kLn2;
+      const float entropy = (log2s - total.u / total.s) * kLn2;
+      SoftmaxBackwardCoefs c{};
+      ok = grpo_row_term(p, policy, kl, row, logp, entropy, total.m + log2s, c, writer);
+      c.target -= begin * N;  // the backward pass indexes the chunk from 0
+      coefs_shared = c;
+    }
+    if (!ok && writer) grpo_skip_row(p, row);
+    row_ok = ok ? 1 : 0;
+  }
+  grpo_row_backward<Logit, true>(row_ok, coefs_shared, smem_chunk, grad_chunk, count * N, p.scale2);
+  cluster.sync();  // no block leaves while another may still read its state
+#else
+  (void)p;
+  (void)policy;
+  (void)kl;
+  (void)chunk_vectors;
+  __trap();  // the launcher uses this kernel only on sm_90 and newer
+#endif
 }
 
 /// Sequence-level losses, last launch: the term from the forward's statistics and seq_stat, then the backward pass.
@@ -311,22 +395,108 @@ inline std::size_t grpo_loss_max_smem_row_bytes() {
   return optin > kStaticReserve ? static_cast<std::size_t>(optin - kStaticReserve) : 0;
 }
 
+/// How the fused token-level kernel covers one row on the current device.
+struct GrpoRowLayout {
+  int parts = 1;              ///< thread blocks per row (> 1: a cluster of that many blocks, each with one chunk)
+  int threads = 0;            ///< threads per block
+  int chunk_vectors = 0;      ///< 16-byte vectors per block (parts > 1)
+  std::size_t smem_bytes = 0; ///< dynamic shared memory per block (0: the row is read twice, the second time from L2)
+};
+
+/// The layout grpo_loss_from_logits uses for token-level losses: rows that fit twice per SM in shared memory get one
+/// block each; larger vectorizable rows are split over a cluster of 2..max_split blocks (sm_90+) whose chunks fit
+/// four times per SM (256 threads), or else twice (512 threads), so that several blocks share an SM and one block's
+/// loads overlap another's writes; else one block per row with the row in shared memory if it fits, else read twice
+/// (the second read from L2).
+template <class Logit>
+GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_split) {
+  const std::size_t row_bytes = static_cast<std::size_t>(vocab) * sizeof(Logit);
+  const std::size_t max_row = grpo_loss_max_smem_row_bytes();
+  int device = 0, major = 0, per_sm = 0;
+  check_cuda(cudaGetDevice(&device), "grpo_loss_row_layout: cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+             "grpo_loss_row_layout: cudaDeviceGetAttribute");
+  check_cuda(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device),
+             "grpo_loss_row_layout: cudaDeviceGetAttribute");
+  // two blocks per SM: each gets half the SM's shared memory, less its static part and the driver's 1 KiB
+  constexpr std::size_t kPerBlockReserve = 2048;
+  const std::size_t half = per_sm / 2 > static_cast<int>(kPerBlockReserve) ? per_sm / 2 - kPerBlockReserve : 0;
+  GrpoRowLayout l;
+  if (row_bytes <= half) {
+    // rows over 64 KiB: 512 threads, so that registers too allow two blocks per SM
+    l.threads = row_bytes > 65536 ? 512 : row_block_threads(static_cast<long long>(row_bytes));
+    l.smem_bytes = row_bytes;
+    return l;
+  }
+  if (vectorizable && major >= 9 && max_split > 1) {
+    // Prefer chunks that fit four per SM (256 threads each: the layout of a 32 KiB bf16 row, which runs closest to the
+    // floor), else two per SM (512 threads each), with at most max_split (<= 8) blocks per row.
+    const std::size_t nvec = row_bytes / 16;
+    const int limit = max_split < 8 ? max_split : 8;
+    for (const int per_block_sm : {4, 2}) {
+      const std::size_t budget = per_sm / per_block_sm > static_cast<int>(kPerBlockReserve)
+                                     ? per_sm / per_block_sm - kPerBlockReserve
+                                     : 0;
+      const std::size_t budget_vectors = budget / 16;
+      if (budget_vectors == 0) continue;
+      const std::size_t parts = (nvec + budget_vectors - 1) / budget_vectors;
+      if (parts < 2 || parts > static_cast<std::size_t>(limit)) continue;
+      l.parts = static_cast<int>(parts);
+      l.chunk_vectors = static_cast<int>((nvec + parts - 1) / parts);
+      l.smem_bytes = static_cast<std::size_t>(l.chunk_vectors) * 16;
+      l.threads = per_block_sm == 4 ? 256 : 512;  // registers: at most 64 a thread either way
+      return l;
+    }
+  }
+  l.threads = row_block_threads(static_cast<long long>(row_bytes));
+  l.smem_bytes = row_bytes <= max_row ? row_bytes : 0;
+  return l;
+}
+
 namespace detail {
 template <class Logit, class Policy, class Kl, bool kVec>
 void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl, long long rows,
-                       int threads, std::size_t row_bytes, cudaStream_t stream) {
-  if (row_bytes <= grpo_loss_max_smem_row_bytes()) {
+                       const GrpoRowLayout& l, cudaStream_t stream) {
+  if (l.parts > 1) {
+    if constexpr (kVec) {
+      auto kernel = grpo_loss_cluster_kernel<Logit, Policy, Kl>;
+      if (l.smem_bytes > 48 * 1024)
+        check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(l.smem_bytes)),
+                   "grpo_loss_cluster_kernel: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100),
+                 "grpo_loss_cluster_kernel: cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(static_cast<unsigned>(rows * l.parts), 1, 1);
+      cfg.blockDim = dim3(static_cast<unsigned>(l.threads), 1, 1);
+      cfg.dynamicSmemBytes = l.smem_bytes;
+      cfg.stream = stream;
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = static_cast<unsigned>(l.parts);
+      attr[0].val.clusterDim.y = 1;
+      attr[0].val.clusterDim.z = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      check_cuda(cudaLaunchKernelEx(&cfg, kernel, p, policy, kl, l.chunk_vectors),
+                 "grpo_loss_cluster_kernel: cudaLaunchKernelEx");
+      check_launch("grpo_loss_cluster_kernel");
+      return;
+    }
+  }
+  if (l.smem_bytes > 0) {
     auto kernel = grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, true>;
-    if (row_bytes > 48 * 1024)
-      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes)),
+    if (l.smem_bytes > 48 * 1024)
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(l.smem_bytes)),
                  "grpo_loss_fused_kernel: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
     // all of the unified L1 / shared storage as shared memory: the rows ARE the working set (6 bf16 rows of V = 16384
     // per SM instead of the 3 a default carveout may give)
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100),
                "grpo_loss_fused_kernel: cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
-    kernel<<<static_cast<unsigned>(rows), threads, row_bytes, stream>>>(p, policy, kl);
+    kernel<<<static_cast<unsigned>(rows), l.threads, l.smem_bytes, stream>>>(p, policy, kl);
   } else {
-    grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, false><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+    grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, false><<<static_cast<unsigned>(rows), l.threads, 0, stream>>>(
         p, policy, kl);
   }
   check_launch("grpo_loss_fused_kernel");
@@ -360,6 +530,8 @@ void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, c
           " but logp_ref is null, expected kl_coef == 0 without reference log-probs");
   require(a.temperature > 0.0f && a.temperature < INFINITY, where, ": temperature = ", a.temperature,
           ", expected a finite value > 0");
+  require(a.max_row_split >= 1 && a.max_row_split <= 8, where, ": max_row_split = ", a.max_row_split,
+          ", expected in [1, 8]");
   require(std::isfinite(a.kl_coef) && std::isfinite(a.entropy_coef), where, ": kl_coef = ", a.kl_coef, ", entropy_coef = ",
           a.entropy_coef, ", expected finite");
   const std::size_t need = grpo_loss_scratch_bytes(rows, a.sequences);
@@ -382,10 +554,11 @@ void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, c
   const int threads = row_block_threads(static_cast<long long>(row_bytes));
   const bool vec = rows_vectorizable<Logit>(a.logits, a.vocab) && rows_vectorizable<Logit>(a.dlogits, a.vocab);
   if constexpr (!static_cast<bool>(Policy::sequence_level)) {
+    const GrpoRowLayout layout = grpo_loss_row_layout<Logit>(a.vocab, vec, a.max_row_split);
     if (vec)
-      detail::launch_grpo_fused<Logit, Policy, Kl, true>(p, policy, kl, rows, threads, row_bytes, stream);
+      detail::launch_grpo_fused<Logit, Policy, Kl, true>(p, policy, kl, rows, layout, stream);
     else
-      detail::launch_grpo_fused<Logit, Policy, Kl, false>(p, policy, kl, rows, threads, row_bytes, stream);
+      detail::launch_grpo_fused<Logit, Policy, Kl, false>(p, policy, kl, rows, layout, stream);
   } else {
     float* s_logp = stats;
     float* s_entropy = stats + rows;
