@@ -1,7 +1,8 @@
 // Group advantages on the GPU: one launch for 128 groups of 8 (the GRPO / CoRL batch shape) and larger batches.
 // Manual time = CUDA-event time of one launch (the whole call is launch-latency bound; target <= 10 us for 128 x 8;
 // a PyTorch eager version takes ~60 us in several launches). Counter latency_us: host wall-clock of launch +
-// cudaStreamSynchronize, i.e. what a training loop waits for.
+// cudaStreamSynchronize, i.e. what a training loop waits for; back_to_back_us: device time per launch of 50 launches
+// issued back to back (no host latency in it).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -53,6 +54,17 @@ void bench_group_advantage(benchmark::State& state, corl::cuda::GroupAdvantageKi
     cudaEventElapsedTime(&ms, start, stop);
     state.SetIterationTime(static_cast<double>(ms) * 1e-3);
   }
+  // The same launch 50 times back to back between two events: the device time of one launch without the host's
+  // submission latency, which the manual time above includes (the GPU idles between the first event and the kernel).
+  constexpr int kBackToBack = 50;
+  cudaEventRecord(start, stream);
+  for (int k = 0; k < kBackToBack; ++k)
+    corl::cuda::group_advantage<Real>(d_r, d_o, num_groups, n, d_a, params, nullptr, stream);
+  cudaEventRecord(stop, stream);
+  corl::cuda::check_cuda(cudaStreamSynchronize(stream), "back-to-back launches");
+  float back_ms = 0.0f;
+  cudaEventElapsedTime(&back_ms, start, stop);
+  state.counters["back_to_back_us"] = static_cast<double>(back_ms) * 1e3 / kBackToBack;
   const double bytes = static_cast<double>(n) * 2.0 * sizeof(Real) + static_cast<double>(offsets.size()) * 8.0;
   state.counters["bytes_per_second"] =
       benchmark::Counter(bytes * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
