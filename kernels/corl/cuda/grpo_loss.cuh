@@ -5,11 +5,15 @@
 //
 // Design note. The floor of this operation is one read of the logits and one write of the gradient (2 N V bytes).
 //  * Token-level losses (PPO clip, CISPO, ...): ONE kernel, one thread block per row. Pass 1 streams the row in 16-byte
-//    vectors, folding an online softmax state (corl/cuda/softmax_row.cuh) and, when the row fits in shared memory
-//    (V * bytes <= the opt-in limit, 227 KiB on H100/H200: all of bf16 V = 102400), copying it there. The block merges
-//    the states in a fixed order, thread 0 evaluates policy.token / kl.token for the row, and pass 2 writes dL/dlogits
-//    from the shared copy: the logits are read from DRAM exactly once. Rows that do not fit are read a second time
-//    from global memory right after the first read, which the L2 cache serves for the few rows in flight per SM.
+//    vectors, folding an online softmax state (corl/cuda/softmax_row.cuh) and, when the row fits in shared memory,
+//    copying it there. The block merges the states in a fixed order, thread 0 evaluates policy.token / kl.token for the
+//    row, and pass 2 writes dL/dlogits from the shared copy: the logits are read from DRAM exactly once.
+//    Rows too large for two per SM (bf16 V > ~57k, fp32 V > ~28k) are split over a thread-block cluster of 2..8 blocks
+//    (sm_90, grpo_loss_cluster_kernel), each holding one chunk in shared memory, sized so that four (else two) blocks
+//    share an SM and one block's loads overlap another's writes; the blocks' states are merged through distributed
+//    shared memory in rank order (grpo_loss_row_layout). Rows too large for that (fp32 V > ~230k), or without 16-byte
+//    alignment, are read a second time from global memory right after the first read, which the L2 cache serves for
+//    the few rows in flight per SM.
 //  * Sequence-level losses (GSPO, GMPO: Policy::sequence_level): the token term needs the masked mean of seq_stat_term
 //    over the whole sequence, so the work splits into three launches: the forward kernel of corl/cuda/logprobs.cuh
 //    (log-prob, entropy, lse per row), a small per-sequence reduction, and a backward kernel that re-reads the logits
