@@ -172,6 +172,17 @@ void BM_GrpoLossFusedBf16MaxSplit(benchmark::State& state) {
   });
 }
 
+// The bulk-copy pass 1 (GrpoLossArgs::bulk_copy, sm_90), same layout otherwise, timed in the same run.
+void BM_GrpoLossFusedBf16Bulk(benchmark::State& state) {
+  Problem p(state.range(0), state.range(1), state.range(2));
+  auto a = p.args();
+  a.bulk_copy = true;
+  const double bytes = 2.0 * static_cast<double>(p.rows) * static_cast<double>(p.V) * 2.0;  // read + write, bf16
+  time_loop(state, p, bytes, [&] {
+    corl::cuda::grpo_loss_from_logits(a, corl::PpoClip{0.2, 0.28}, corl::K3{}, p.scratch, p.scratch_bytes);
+  });
+}
+
 void BM_GrpoLossFusedBf16InPlace(benchmark::State& state) {
   Problem p(state.range(0), state.range(1), state.range(2));
   auto a = p.args();
@@ -215,6 +226,11 @@ BENCHMARK(BM_GrpoLossFusedBf16)
 BENCHMARK(BM_GrpoLossFusedBf16MaxSplit)
     ->Args({32, 512, 102400, 1})
     ->Args({32, 512, 102400, 2})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GrpoLossFusedBf16Bulk)
+    ->Args({32, 512, 102400})
+    ->Args({32, 576, 16384})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GrpoLossFusedBf16InPlace)->Args({32, 512, 102400})->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -138,6 +138,7 @@ struct Case {
   bool mask, old, in_place;
   unsigned seed;
   int max_row_split = 8;  // GrpoLossArgs::max_row_split (1: one block per row, the layout before clusters)
+  bool bulk = false;      // the second run uses GrpoLossArgs::bulk_copy; both runs must give the same bits
 };
 
 template <class Host, class Policy, class Kl>
@@ -151,6 +152,7 @@ void check_case(const Case& c, const Policy& policy, const Kl& kl) {
   CAPTURE(c.seed);
   CAPTURE(c.in_place);
   CAPTURE(c.max_row_split);
+  CAPTURE(c.bulk);
   const corl::index_t rows = c.B * c.T;
   std::mt19937 gen(c.seed);
   std::normal_distribution<float> normal(0.0f, 3.0f);
@@ -343,6 +345,7 @@ void check_case(const Case& c, const Policy& policy, const Kl& kl) {
   std::vector<Host> first_grad;
   corl::GrpoLossTotals first{};
   for (int run = 0; run < 2; ++run) {
+    a.bulk_copy = c.bulk && run == 1;
     d_logits.template upload<Host>(logits);
     if (!c.in_place) d_grad.poison();
     d_logp.poison();
@@ -425,6 +428,24 @@ TEST_CASE("fused PPO-clip + K3 + entropy matches the CPU reference: bf16, odd T,
   check_case<corl::bfloat16>({1, 3, 131072, 1.0f, 0.04f, 0.0f, false, true, true, 7, 1}, ppo, corl::K3{});  // L2
   check_case<corl::bfloat16>({2, 4, 60008, 1.1f, 0.04f, 0.01f, true, true, false, 8}, ppo,
                              corl::K3{});  // 120016 B: just over two rows per SM, uneven chunks
+}
+
+TEST_CASE("the bulk-copy pass 1 (sm_90) gives the same bits as the strided loads: clusters, one block, in place") {
+  int device = 0, major = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  if (major < 9) {
+    MESSAGE("compute capability " << major << ".x: no bulk-copy engine, the option falls back to the strided path");
+  }
+  const corl::PpoClip ppo{0.2, 0.28};
+  // run 0 strided, run 1 bulk: each checked against the double reference, and bit for bit against each other
+  check_case<corl::bfloat16>({2, 3, 102400, 0.9f, 0.04f, 0.001f, true, true, false, 31, 8, true}, ppo, corl::K3{});
+  check_case<corl::bfloat16>({2, 5, 16384, 1.0f, 0.04f, 0.01f, true, true, false, 32, 8, true}, ppo, corl::K3{});
+  check_case<corl::bfloat16>({2, 4, 60008, 1.1f, 0.04f, 0.01f, true, true, true, 33, 8, true}, ppo, corl::K3{});
+  check_case<corl::bfloat16>({3, 7, 1000, 0.8f, 0.04f, 0.01f, true, true, false, 34, 8, true}, ppo, corl::K3{});
+  check_case<float>({1, 3, 102400, 0.9f, 0.04f, 0.01f, true, true, true, 35, 8, true}, ppo, corl::K3{});
+  check_case<float>({2, 3, 4093, 1.0f, 0.04f, 0.0f, true, true, false, 36, 8, true}, ppo,
+                    corl::K3{});  // odd V: not vectorizable, the option is ignored
 }
 
 TEST_CASE("fused loss matches the CPU reference in fp32 and fp16") {

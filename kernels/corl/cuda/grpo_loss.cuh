@@ -73,6 +73,9 @@ struct GrpoLossArgs {
   /// Most thread blocks (a cluster, sm_90+) one row may be split over so that two rows' worth of blocks fit per SM
   /// in shared memory (token-level losses; see grpo_loss_row_layout). 1 = one block per row, at most 8.
   int max_row_split = 8;
+  /// sm_90, rows kept in shared memory: bring them in with the bulk-copy engine (cp.async.bulk on mbarriers) instead
+  /// of loads through registers. Same results bit for bit. Off by default until measured on a GPU.
+  bool bulk_copy = false;
 };
 
 /// Per-row partial sums, reduced in a fixed order by grpo_loss_reduce_kernel.
@@ -230,7 +233,8 @@ __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<
 /// block folds its chunk; the blocks' states are merged through distributed shared memory in rank order (the same
 /// merge, bit for bit, in every block); every block evaluates the token term (block 0 alone writes the row's outputs
 /// and error reports) and writes dlogits for its chunk. Needs sm_90 (clusters) and vectorizable rows.
-template <class Logit, class Policy, class Kl>
+/// kBulk: pass 1 brings the chunk in with the bulk-copy engine (softmax_bulk_pass: same state, bit for bit).
+template <class Logit, class Policy, class Kl, bool kBulk>
 __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParams<Logit> p, Policy policy, Kl kl,
                                                                  int chunk_vectors) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -240,6 +244,7 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
   __shared__ SoftmaxState block_state;
   __shared__ SoftmaxBackwardCoefs coefs_shared;
   __shared__ int row_ok;
+  __shared__ alignas(8) std::uint64_t stage_bars[kBulkStages];
   const cg::cluster_group cluster = cg::this_cluster();
   const int parts = static_cast<int>(cluster.num_blocks());
   const int rank = static_cast<int>(cluster.block_rank());
@@ -264,7 +269,11 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
     return;
   }
   SoftmaxState st = empty_softmax_state();
-  softmax_row_pass<Logit, true, true>(chunk_ptr, count * N, p.scale2, st, smem_chunk);
+  if constexpr (kBulk) {
+    softmax_bulk_pass<Logit>(chunk_ptr, count, smem_chunk, p.scale2, st, stage_bars);
+  } else {
+    softmax_row_pass<Logit, true, true>(chunk_ptr, count * N, p.scale2, st, smem_chunk);
+  }
   st = block_allreduce(st, SoftmaxMerge{}, empty_softmax_state(), slots);
   if (threadIdx.x == 0) block_state = st;
   cluster.sync();  // every block's state is visible to the cluster
@@ -403,8 +412,9 @@ inline std::size_t grpo_loss_max_smem_row_bytes() {
 struct GrpoRowLayout {
   int parts = 1;              ///< thread blocks per row (> 1: a cluster of that many blocks, each with one chunk)
   int threads = 0;            ///< threads per block
-  int chunk_vectors = 0;      ///< 16-byte vectors per block (parts > 1)
+  int chunk_vectors = 0;      ///< 16-byte vectors per block (parts > 1, or bulk)
   std::size_t smem_bytes = 0; ///< dynamic shared memory per block (0: the row is read twice, the second time from L2)
+  bool bulk = false;          ///< pass 1 through the bulk-copy engine (grpo_loss_cluster_kernel, also with parts = 1)
 };
 
 /// The layout grpo_loss_from_logits uses for token-level losses: rows that fit twice per SM in shared memory get one
@@ -413,7 +423,7 @@ struct GrpoRowLayout {
 /// loads overlap another's writes; else one block per row with the row in shared memory if it fits, else read twice
 /// (the second read from L2).
 template <class Logit>
-GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_split) {
+GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_split, bool bulk_copy = false) {
   const std::size_t row_bytes = static_cast<std::size_t>(vocab) * sizeof(Logit);
   const std::size_t max_row = grpo_loss_max_smem_row_bytes();
   int device = 0, major = 0, per_sm = 0;
@@ -426,10 +436,13 @@ GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_spl
   constexpr std::size_t kPerBlockReserve = 2048;
   const std::size_t half = per_sm / 2 > static_cast<int>(kPerBlockReserve) ? per_sm / 2 - kPerBlockReserve : 0;
   GrpoRowLayout l;
+  const bool bulk = bulk_copy && vectorizable && major >= 9;
   if (row_bytes <= half) {
     // rows over 64 KiB: 512 threads, so that registers too allow two blocks per SM
     l.threads = row_bytes > 65536 ? 512 : row_block_threads(static_cast<long long>(row_bytes));
     l.smem_bytes = row_bytes;
+    l.bulk = bulk;
+    l.chunk_vectors = static_cast<int>(row_bytes / 16);
     return l;
   }
   if (vectorizable && major >= 9 && max_split > 1) {
@@ -449,6 +462,7 @@ GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_spl
       l.chunk_vectors = static_cast<int>((nvec + parts - 1) / parts);
       l.smem_bytes = static_cast<std::size_t>(l.chunk_vectors) * 16;
       l.threads = per_block_sm == 4 ? 256 : 512;  // registers: at most 64 a thread either way
+      l.bulk = bulk;
       return l;
     }
   }
@@ -461,9 +475,10 @@ namespace detail {
 template <class Logit, class Policy, class Kl, bool kVec>
 void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl, long long rows,
                        const GrpoRowLayout& l, cudaStream_t stream) {
-  if (l.parts > 1) {
+  if (l.parts > 1 || l.bulk) {
     if constexpr (kVec) {
-      auto kernel = grpo_loss_cluster_kernel<Logit, Policy, Kl>;
+      auto kernel = l.bulk ? grpo_loss_cluster_kernel<Logit, Policy, Kl, true>
+                           : grpo_loss_cluster_kernel<Logit, Policy, Kl, false>;
       if (l.smem_bytes > 48 * 1024)
         check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(l.smem_bytes)),
@@ -558,7 +573,7 @@ void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, c
   const int threads = row_block_threads(static_cast<long long>(row_bytes));
   const bool vec = rows_vectorizable<Logit>(a.logits, a.vocab) && rows_vectorizable<Logit>(a.dlogits, a.vocab);
   if constexpr (!static_cast<bool>(Policy::sequence_level)) {
-    const GrpoRowLayout layout = grpo_loss_row_layout<Logit>(a.vocab, vec, a.max_row_split);
+    const GrpoRowLayout layout = grpo_loss_row_layout<Logit>(a.vocab, vec, a.max_row_split, a.bulk_copy);
     if (vec)
       detail::launch_grpo_fused<Logit, Policy, Kl, true>(p, policy, kl, rows, layout, stream);
     else

@@ -16,6 +16,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda/ptx>
 #include <cuda_runtime.h>
 
 #include "corl/core/error.hpp"
@@ -203,6 +204,62 @@ __device__ __forceinline__ void softmax_row_pass(const Logit* row, int vocab, fl
       softmax_accumulate<1>(st, x, scale2);
     }
   }
+}
+
+/// Stages of softmax_bulk_pass: the chunk arrives in this many pieces, each on its own mbarrier, so that the block
+/// folds the first piece while the others are still in flight.
+inline constexpr int kBulkStages = 8;
+
+/// Pass 1 over `nvec` 16-byte vectors with the bulk-copy engine (sm_90): thread 0 issues one cp.async.bulk per stage,
+/// global -> shared, each completing on its mbarrier with the stage's byte count; every thread waits for a stage and
+/// folds its vectors from shared memory. Nothing of the row passes through registers on the way in, and the whole
+/// chunk is in flight at once (a strided walk has kLoadBatch vectors per thread in flight). Each stage covers a
+/// multiple of blockDim.x vectors, so thread t folds exactly the vectors k = t (mod blockDim.x) in increasing k, as
+/// the strided walk of softmax_row_pass does: the state is bit for bit the same. `src` and `smem` 16-byte aligned.
+template <class Logit>
+__device__ __forceinline__ void softmax_bulk_pass(const Logit* src, int nvec, Logit* smem, float scale2,
+                                                  SoftmaxState& st, std::uint64_t (&bars)[kBulkStages]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using Tr = LogitTraits<Logit>;
+  constexpr int N = Tr::kPerVector;
+  const int threads = static_cast<int>(blockDim.x);
+  const int rounds = (nvec + threads - 1) / threads;  // vectors per thread
+  const int piece = (rounds + kBulkStages - 1) / kBulkStages * threads;
+  const int stages = nvec > 0 ? (nvec + piece - 1) / piece : 0;
+  if (threadIdx.x == 0) {
+    namespace ptx = ::cuda::ptx;
+    for (int s = 0; s < stages; ++s) ptx::mbarrier_init(&bars[s], 1u);
+    ptx::fence_mbarrier_init(ptx::sem_release, ptx::scope_cluster);  // the inits are visible to the copy engine
+    for (int s = 0; s < stages; ++s) {
+      const int v0 = s * piece;
+      const int n = min(piece, nvec - v0);
+      const auto bytes = static_cast<std::uint32_t>(n) * 16u;
+      (void)ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &bars[s], bytes);
+      ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, smem + static_cast<long long>(v0) * N,
+                         src + static_cast<long long>(v0) * N, bytes, &bars[s]);
+    }
+  }
+  __syncthreads();  // the barriers are initialised before anyone waits on them
+  const uint4* sv = reinterpret_cast<const uint4*>(smem);
+  for (int s = 0; s < stages; ++s) {
+    while (!::cuda::ptx::mbarrier_try_wait_parity(&bars[s], 0u)) {
+    }
+    const int v1 = min(nvec, (s + 1) * piece);
+    for (int k = s * piece + static_cast<int>(threadIdx.x); k < v1; k += threads) {
+      float x[N];
+      Tr::unpack(sv[k], x);
+      softmax_accumulate<N>(st, x, scale2);
+    }
+  }
+#else
+  (void)src;
+  (void)nvec;
+  (void)smem;
+  (void)scale2;
+  (void)st;
+  (void)bars;
+  __trap();  // callers use it on sm_90 and newer only
+#endif
 }
 
 /// True when a row's merged state came from finite logits only (see softmax_row_pass).
