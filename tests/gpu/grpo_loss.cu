@@ -452,9 +452,9 @@ TEST_CASE("fused loss matches the CPU reference in fp32 and fp16") {
   const corl::PpoClip ppo{};
   check_case<float>({3, 5, 999, 0.7f, 0.1f, 0.01f, true, true, false, 11}, ppo, corl::K3{});
   check_case<float>({2, 9, 32000, 1.0f, 0.1f, 0.0f, true, true, true, 12}, ppo, corl::K2{});
-  check_case<float>({1, 2, 65536, 1.0f, 0.0f, 0.0f, false, true, false, 13}, ppo, corl::NoKl{});  // 256 KiB: 3 parts
+  check_case<float>({1, 2, 65536, 1.0f, 0.0f, 0.0f, false, true, false, 13}, ppo, corl::NoKl{});  // 256 KiB: 5 parts
   check_case<float>({1, 2, 65536, 1.0f, 0.0f, 0.0f, false, true, false, 13, 1}, ppo, corl::NoKl{});  // L2
-  check_case<float>({1, 3, 102400, 0.9f, 0.04f, 0.01f, true, true, true, 16}, ppo, corl::K3{});  // 4 parts, in place
+  check_case<float>({1, 3, 102400, 0.9f, 0.04f, 0.01f, true, true, true, 16}, ppo, corl::K3{});  // 8 parts, in place
   check_case<float>({1, 2, 250000, 1.0f, 0.04f, 0.0f, false, true, false, 17}, ppo, corl::K3{});  // 1 MB: L2
   check_case<corl::float16>({2, 7, 1003, 1.2f, 0.04f, 0.01f, true, true, false, 14}, ppo, corl::K3{});
   check_case<corl::float16>({3, 4, 8192, 1.0f, 0.04f, 0.0f, true, false, true, 15}, ppo, corl::K3{});

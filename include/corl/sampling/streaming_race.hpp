@@ -29,7 +29,8 @@
 
 namespace corl::sampling {
 
-/// exp for the online sum and the filter: __expf on the device (2 ulp), std::exp on the host.
+/// exp for the online sum and the filter: __expf on the device (2 + 1.2 |x| ulp: ~1e-5 relative at |x| = 87, far
+/// inside the filter margin of 1e-3), std::exp on the host.
 CORL_HD float stream_exp(float x) {
 #if defined(__CUDA_ARCH__)
   return __expf(x);

@@ -228,8 +228,8 @@ __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<
 
 /// Token-level losses, a row too large for two rows per SM in shared memory: the row is split over a thread-block
 /// cluster of `parts` blocks (cluster dims (parts, 1, 1), blocks row * parts .. row * parts + parts - 1), each holding
-/// one contiguous chunk of 16-byte vectors in its shared memory, so that two blocks fit per SM and one block's
-/// loads overlap the other's writes (one block per SM leaves the SM idle between its read and write phases). Each
+/// one contiguous chunk of 16-byte vectors in its shared memory, so that four (or two) blocks fit per SM and one
+/// block's loads overlap another's writes (one block per SM leaves the SM idle between its read and write phases). Each
 /// block folds its chunk; the blocks' states are merged through distributed shared memory in rank order (the same
 /// merge, bit for bit, in every block); every block evaluates the token term (block 0 alone writes the row's outputs
 /// and error reports) and writes dlogits for its chunk. Needs sm_90 (clusters) and vectorizable rows.
@@ -274,6 +274,9 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
   } else {
     softmax_row_pass<Logit, true, true>(chunk_ptr, count * N, p.scale2, st, smem_chunk);
   }
+  // The target's logit, read before the cluster barrier: after it, the block that owns the target's chunk may
+  // already be writing its gradient over the logits (in place).
+  const float x_t = threadIdx.x == 0 ? LogitTraits<Logit>::to_float(row_ptr[target]) : 0.0f;
   st = block_allreduce(st, SoftmaxMerge{}, empty_softmax_state(), slots);
   if (threadIdx.x == 0) block_state = st;
   cluster.sync();  // every block's state is visible to the cluster
@@ -286,7 +289,7 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
       if (writer) report_row_error(p.error_word, row, kRowNonFiniteLogit);
     } else {
       const float log2s = log2f(total.s);
-      const float y_t = LogitTraits<Logit>::to_float(row_ptr[target]) * p.scale2;
+      const float y_t = x_t * p.scale2;
       const float logp = ((y_t - total.m) - log2s) * kLn2;
       const float entropy = (log2s - total.u / total.s) * kLn2;
       SoftmaxBackwardCoefs c{};
@@ -297,8 +300,11 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
     if (!ok && writer) grpo_skip_row(p, row);
     row_ok = ok ? 1 : 0;
   }
+  // This block is done with the other blocks' shared memory (thread 0 read their states above): arrive now, and wait
+  // only before leaving, so that no block leaves while another may still read its state, without holding pass 2 back.
+  cluster.barrier_arrive();
   grpo_row_backward<Logit, true>(row_ok, coefs_shared, smem_chunk, grad_chunk, count * N, p.scale2);
-  cluster.sync();  // no block leaves while another may still read its state
+  cluster.barrier_wait();
 #else
   (void)p;
   (void)policy;
@@ -472,6 +478,14 @@ GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_spl
 }
 
 namespace detail {
+/// Whether `kernel` was compiled from sm_90+ code (PTX version >= 9.0), i.e. not the pre-Hopper fallback body.
+template <class Kernel>
+bool has_sm90_code(Kernel kernel) {
+  cudaFuncAttributes attr{};
+  check_cuda(cudaFuncGetAttributes(&attr, kernel), "grpo_loss_from_logits: cudaFuncGetAttributes");
+  return attr.ptxVersion >= 90;
+}
+
 template <class Logit, class Policy, class Kl, bool kVec>
 void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl, long long rows,
                        const GrpoRowLayout& l, cudaStream_t stream) {
@@ -573,7 +587,15 @@ void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, c
   const int threads = row_block_threads(static_cast<long long>(row_bytes));
   const bool vec = rows_vectorizable<Logit>(a.logits, a.vocab) && rows_vectorizable<Logit>(a.dlogits, a.vocab);
   if constexpr (!static_cast<bool>(Policy::sequence_level)) {
-    const GrpoRowLayout layout = grpo_loss_row_layout<Logit>(a.vocab, vec, a.max_row_split, a.bulk_copy);
+    // The cluster kernel exists only in sm_90+ device code: a build for older targets JIT-compiled on a Hopper GPU
+    // must not pick it (its body would be the __trap of the fallback).
+    static const bool cluster_code =  // per instantiation, asked once (the module's code does not change)
+        detail::has_sm90_code(grpo_loss_cluster_kernel<Logit, Policy, Kl, false>) &&
+        detail::has_sm90_code(grpo_loss_cluster_kernel<Logit, Policy, Kl, true>);
+    const GrpoRowLayout layout = grpo_loss_row_layout<Logit>(a.vocab, vec, cluster_code ? a.max_row_split : 1,
+                                                             cluster_code && a.bulk_copy);
+    require(rows * layout.parts < (1ll << 31), where, ": rows = ", rows, " x ", layout.parts,
+            " blocks per row exceeds the grid limit 2^31 - 1");
     if (vec)
       detail::launch_grpo_fused<Logit, Policy, Kl, true>(p, policy, kl, rows, layout, stream);
     else

@@ -47,6 +47,7 @@
 #include <cub/block/block_scan.cuh>
 #include <limits>
 #include <span>
+#include <type_traits>
 
 #include <corl/cuda/check.cuh>
 
@@ -113,19 +114,17 @@ __device__ __forceinline__ Raw4<In> load4_raw(const In* row, index_t i0, index_t
     }
     return r;
   }
+  // -inf beyond the row, as bits (no conversion to __half / __nv_bfloat16: builds with __CUDA_NO_HALF_CONVERSIONS__)
+  constexpr std::uint32_t kNegInf32 = 0xff800000u;
+  constexpr unsigned short kNegInf16 = std::is_same_v<In, __half> ? 0xfc00 : 0xff80;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    In h;
-    if (i0 + k < vocab) {
-      h = row[i0 + k];
-    } else {
-      h = static_cast<In>(-INFINITY);
-    }
+    const bool in_row = i0 + k < vocab;
     if constexpr (sizeof(In) == 4) {
-      memcpy(&r.w[k], &h, 4);
+      r.w[k] = in_row ? __float_as_uint(to_float(row[i0 + k])) : kNegInf32;
     } else {
-      unsigned short bits;
-      memcpy(&bits, &h, 2);
+      unsigned short bits = kNegInf16;
+      if (in_row) memcpy(&bits, &row[i0 + k], 2);
       if (k % 2 == 0) {
         r.w[k / 2] = bits;
       } else {

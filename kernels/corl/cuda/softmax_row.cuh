@@ -8,7 +8,8 @@
 //     m = max y,   s = sum 2^(y - m),   u = sum 2^(y - m) (y - m)
 // lse = ln2 (m + log2 s), logp_y = ln2 ((y_t - m) - log2 s), entropy = ln2 (log2 s - u / s): the same quantities as
 // the CPU reference corl/logprob/from_logits.hpp, which works in natural log; tests compare the two with tolerances.
-// The empty state is m = -FLT_MAX (finite, so that merging with an empty state never computes inf * 0).
+// The empty state is m = -FLT_MAX, s = u = 0. Rescaling u by the max difference (m - m_old) s is skipped for an empty
+// state: with m_old = -FLT_MAX and a scaled max m above ~2^103 the difference overflows and inf * 0 would be NaN.
 #pragma once
 
 #include <cfloat>
@@ -51,13 +52,19 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return r;
 }
 
+/// u of a state moved to the max m: e (u - (m - m_old) s) with e = 2^(m_old - m); 0 for the empty state (s = u = 0),
+/// whose m - m_old may overflow. A NaN in u or s still propagates.
+__device__ __forceinline__ float rescaled_u(const SoftmaxState& st, float e, float m) {
+  return (st.s == 0.0f && st.u == 0.0f) ? 0.0f : e * (st.u - (m - st.m) * st.s);
+}
+
 /// Merge of two states (associative up to rounding; corl always merges in a fixed order).
 struct SoftmaxMerge {
   __device__ __forceinline__ SoftmaxState operator()(SoftmaxState a, SoftmaxState b) const {
     const float m = fmaxf(a.m, b.m);
     const float ea = fast_exp2(a.m - m), eb = fast_exp2(b.m - m);
     // u relative to the new max: u' = e (u - (m - m_old) s)
-    return SoftmaxState{m, a.s * ea + b.s * eb, ea * (a.u - (m - a.m) * a.s) + eb * (b.u - (m - b.m) * b.s)};
+    return SoftmaxState{m, a.s * ea + b.s * eb, rescaled_u(a, ea, m) + rescaled_u(b, eb, m)};
   }
 };
 
@@ -71,7 +78,7 @@ __device__ __forceinline__ void softmax_accumulate(SoftmaxState& st, const float
   for (int j = 1; j < N; ++j) chunk_max = fmaxf(chunk_max, x[j]);
   const float m = fmaxf(st.m, chunk_max * scale2);
   const float a = fast_exp2(st.m - m);
-  st.u = a * (st.u - (m - st.m) * st.s);
+  st.u = rescaled_u(st, a, m);
   st.s *= a;
 #pragma unroll
   for (int j = 0; j < N; ++j) {
