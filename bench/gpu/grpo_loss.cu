@@ -150,47 +150,39 @@ void time_loop(benchmark::State& state, const Problem& p, double floor_bytes, La
   cudaEventDestroy(stop);
 }
 
-void BM_GrpoLossFusedBf16(benchmark::State& state) {
+// PPO clip (0.2 / 0.28) + K3 on the state's problem, after `tweak(args, problem)` adjusts the arguments; 2 N V bytes.
+template <class Tweak>
+void time_fused_ppo(benchmark::State& state, Tweak&& tweak) {
   Problem p(state.range(0), state.range(1), state.range(2));
-  const auto a = p.args();
+  auto a = p.args();
+  tweak(a, p);
   const double bytes = 2.0 * static_cast<double>(p.rows) * static_cast<double>(p.V) * 2.0;  // read + write, bf16
   time_loop(state, p, bytes, [&] {
     corl::cuda::grpo_loss_from_logits(a, corl::PpoClip{0.2, 0.28}, corl::K3{}, p.scratch, p.scratch_bytes);
   });
+}
+
+using LossArgs = corl::cuda::GrpoLossArgs<__nv_bfloat16>;
+
+void BM_GrpoLossFusedBf16(benchmark::State& state) {
+  time_fused_ppo(state, [](LossArgs&, const Problem&) {});
 }
 
 // Other row layouts, timed in the same run as the default (which splits a V = 102400 bf16 row over a cluster of four
 // blocks of 256 threads, four blocks per SM): GrpoLossArgs::max_row_split = range(3), 1 = one block per row (the
 // layout before clusters), 2 = two blocks of 512 threads, two per SM.
 void BM_GrpoLossFusedBf16MaxSplit(benchmark::State& state) {
-  Problem p(state.range(0), state.range(1), state.range(2));
-  auto a = p.args();
-  a.max_row_split = static_cast<int>(state.range(3));
-  const double bytes = 2.0 * static_cast<double>(p.rows) * static_cast<double>(p.V) * 2.0;  // read + write, bf16
-  time_loop(state, p, bytes, [&] {
-    corl::cuda::grpo_loss_from_logits(a, corl::PpoClip{0.2, 0.28}, corl::K3{}, p.scratch, p.scratch_bytes);
-  });
+  time_fused_ppo(state, [&](LossArgs& a, const Problem&) { a.max_row_split = static_cast<int>(state.range(3)); });
 }
 
 // The bulk-copy pass 1 (GrpoLossArgs::bulk_copy, sm_90), same layout otherwise, timed in the same run.
 void BM_GrpoLossFusedBf16Bulk(benchmark::State& state) {
-  Problem p(state.range(0), state.range(1), state.range(2));
-  auto a = p.args();
-  a.bulk_copy = true;
-  const double bytes = 2.0 * static_cast<double>(p.rows) * static_cast<double>(p.V) * 2.0;  // read + write, bf16
-  time_loop(state, p, bytes, [&] {
-    corl::cuda::grpo_loss_from_logits(a, corl::PpoClip{0.2, 0.28}, corl::K3{}, p.scratch, p.scratch_bytes);
-  });
+  time_fused_ppo(state, [](LossArgs& a, const Problem&) { a.bulk_copy = true; });
 }
 
+// The gradient overwrites the logits; values drift but stay finite (|grad| <= 1).
 void BM_GrpoLossFusedBf16InPlace(benchmark::State& state) {
-  Problem p(state.range(0), state.range(1), state.range(2));
-  auto a = p.args();
-  a.dlogits = p.logits;  // the gradient overwrites the logits; values drift but stay finite (|grad| <= 1)
-  const double bytes = 2.0 * static_cast<double>(p.rows) * static_cast<double>(p.V) * 2.0;
-  time_loop(state, p, bytes, [&] {
-    corl::cuda::grpo_loss_from_logits(a, corl::PpoClip{0.2, 0.28}, corl::K3{}, p.scratch, p.scratch_bytes);
-  });
+  time_fused_ppo(state, [](LossArgs& a, const Problem& p) { a.dlogits = p.logits; });
 }
 
 void BM_GrpoLossGspoBf16(benchmark::State& state) {

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
@@ -486,6 +487,19 @@ bool has_sm90_code(Kernel kernel) {
   return attr.ptxVersion >= 90;
 }
 
+/// Dynamic shared memory for a kernel that keeps rows (or chunks) on chip: raises its limit above 48 KiB when needed,
+/// and asks for all of the unified L1 / shared storage as shared memory: the rows ARE the working set (6 bf16 rows of
+/// V = 16384 per SM instead of the 3 a default carveout may give).
+template <class Kernel>
+void set_row_smem_attributes(Kernel kernel, std::size_t smem_bytes, const char* name) {
+  if (smem_bytes > 48 * 1024) {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes)),
+               (std::string(name) + ": cudaFuncSetAttribute(MaxDynamicSharedMemorySize)").c_str());
+  }
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100),
+             (std::string(name) + ": cudaFuncSetAttribute(PreferredSharedMemoryCarveout)").c_str());
+}
+
 template <class Logit, class Policy, class Kl, bool kVec>
 void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, const Kl& kl, long long rows,
                        const GrpoRowLayout& l, cudaStream_t stream) {
@@ -493,12 +507,7 @@ void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, c
     if constexpr (kVec) {
       auto kernel = l.bulk ? grpo_loss_cluster_kernel<Logit, Policy, Kl, true>
                            : grpo_loss_cluster_kernel<Logit, Policy, Kl, false>;
-      if (l.smem_bytes > 48 * 1024)
-        check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(l.smem_bytes)),
-                   "grpo_loss_cluster_kernel: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
-      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100),
-                 "grpo_loss_cluster_kernel: cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
+      set_row_smem_attributes(kernel, l.smem_bytes, "grpo_loss_cluster_kernel");
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(static_cast<unsigned>(rows * l.parts), 1, 1);
       cfg.blockDim = dim3(static_cast<unsigned>(l.threads), 1, 1);
@@ -519,14 +528,7 @@ void launch_grpo_fused(const GrpoKernelParams<Logit>& p, const Policy& policy, c
   }
   if (l.smem_bytes > 0) {
     auto kernel = grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, true>;
-    if (l.smem_bytes > 48 * 1024)
-      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(l.smem_bytes)),
-                 "grpo_loss_fused_kernel: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
-    // all of the unified L1 / shared storage as shared memory: the rows ARE the working set (6 bf16 rows of V = 16384
-    // per SM instead of the 3 a default carveout may give)
-    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 100),
-               "grpo_loss_fused_kernel: cudaFuncSetAttribute(PreferredSharedMemoryCarveout)");
+    set_row_smem_attributes(kernel, l.smem_bytes, "grpo_loss_fused_kernel");
     kernel<<<static_cast<unsigned>(rows), l.threads, l.smem_bytes, stream>>>(p, policy, kl);
   } else {
     grpo_loss_fused_kernel<Logit, Policy, Kl, kVec, false><<<static_cast<unsigned>(rows), l.threads, 0, stream>>>(
