@@ -157,7 +157,8 @@ __device__ __forceinline__ bool grpo_row_term(const GrpoKernelParams<Logit>& p, 
     if (p.entropy_out) p.entropy_out[row] = entropy;
   }
   const float gw = w * g, h = -w * p.entropy_coef;
-  coefs = SoftmaxBackwardCoefs{lse2, -gw - h * entropy, -h * kLn2, gw, p.inv_t, p.targets[row]};
+  const float coef_a = -gw - h * entropy, coef_b = -h * kLn2;
+  coefs = SoftmaxBackwardCoefs{lse2, coef_a * p.inv_t, coef_b * p.inv_t, gw * p.inv_t, p.targets[row]};
   return true;
 }
 
@@ -166,6 +167,42 @@ __device__ __forceinline__ void grpo_skip_row(const GrpoKernelParams<Logit>& p, 
   p.partials[row] = GrpoRowPartials{0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0u};
   if (p.logp_out) p.logp_out[row] = 0.0f;
   if (p.entropy_out) p.entropy_out[row] = 0.0f;
+}
+
+/// The start of a token-level row, for every thread: true when the row is not read (masked, or active with a target
+/// outside [0, vocab), which is reported); thread 0 of the `writer` block then writes its outputs as skipped. The
+/// answer is the same for every block of the row.
+template <class Logit>
+__device__ __forceinline__ bool grpo_row_inactive(const GrpoKernelParams<Logit>& p, long long row, int target,
+                                                  bool writer) {
+  const bool active = p.mask == nullptr || p.mask[row] != 0;
+  if (active && target >= 0 && target < p.vocab) return false;
+  if (threadIdx.x == 0 && writer) {
+    if (active) report_row_error(p.error_word, row, kRowTargetOutOfRange);
+    grpo_skip_row(p, row);
+  }
+  return true;
+}
+
+/// Thread 0 of a token-level row whose softmax state `st` is complete: the finiteness check, logp and entropy from the
+/// state and the target's raw logit x_t, and the token term (grpo_row_term); a bad row is reported and its outputs
+/// written as skipped (by the `writer` block only). Sets `coefs` when the row counts; returns whether it does.
+template <class Logit, class Policy, class Kl>
+__device__ __forceinline__ bool grpo_row_from_state(const GrpoKernelParams<Logit>& p, const Policy& policy,
+                                                    const Kl& kl, long long row, const SoftmaxState& st, float x_t,
+                                                    SoftmaxBackwardCoefs& coefs, bool writer = true) {
+  bool ok = softmax_state_finite(st);
+  if (!ok) {
+    if (writer) report_row_error(p.error_word, row, kRowNonFiniteLogit);
+  } else {
+    const float log2s = log2f(st.s);
+    const float y_t = x_t * p.scale2;
+    const float logp = ((y_t - st.m) - log2s) * kLn2;
+    const float entropy = (log2s - st.u / st.s) * kLn2;
+    ok = grpo_row_term(p, policy, kl, row, logp, entropy, st.m + log2s, coefs, writer);
+  }
+  if (!ok && writer) grpo_skip_row(p, row);
+  return ok;
 }
 
 /// The end of a row, for every thread of the block: thread 0 has set `row_ok` and, when it is 1, `coefs` (both in shared
@@ -178,7 +215,7 @@ __device__ __forceinline__ void grpo_row_backward(const int& row_ok, const Softm
     zero_row<Logit, kVec>(grad_ptr, vocab);
     return;
   }
-  const SoftmaxBackwardCoefs c = coefs;
+  const SoftmaxBackwardCoefs c = coefs;  // registers, not shared memory, in the loop
   softmax_backward_pass<Logit, kVec>(src, grad_ptr, vocab, scale2, c);
 }
 
@@ -194,35 +231,16 @@ __global__ void __launch_bounds__(1024) grpo_loss_fused_kernel(GrpoKernelParams<
   Logit* grad_ptr = p.dlogits + row * static_cast<long long>(p.vocab);
   Logit* smem_row = reinterpret_cast<Logit*>(smem_raw);
   const int target = p.targets[row];
-  const bool active = p.mask == nullptr || p.mask[row] != 0;
-  const bool target_ok = target >= 0 && target < p.vocab;
-  if (!active || !target_ok) {  // uniform over the block
-    if (threadIdx.x == 0) {
-      if (active) report_row_error(p.error_word, row, kRowTargetOutOfRange);
-      grpo_skip_row(p, row);
-    }
+  if (grpo_row_inactive(p, row, target, true)) {  // uniform over the block
     zero_row<Logit, kVec>(grad_ptr, p.vocab);
     return;
   }
   SoftmaxState st = empty_softmax_state();
   softmax_row_pass<Logit, kVec, kRowInSmem>(row_ptr, p.vocab, p.scale2, st, smem_row);
   st = block_allreduce(st, SoftmaxMerge{}, empty_softmax_state(), slots);  // its barriers order the shared copy too
-  const bool all_finite = softmax_state_finite(st);
   if (threadIdx.x == 0) {
-    bool ok = all_finite;
-    if (!ok) {
-      report_row_error(p.error_word, row, kRowNonFiniteLogit);
-    } else {
-      const float log2s = log2f(st.s);
-      const float y_t = LogitTraits<Logit>::to_float(kRowInSmem ? smem_row[target] : row_ptr[target]) * p.scale2;
-      const float logp = ((y_t - st.m) - log2s) * kLn2;
-      const float entropy = (log2s - st.u / st.s) * kLn2;
-      SoftmaxBackwardCoefs c{};
-      ok = grpo_row_term(p, policy, kl, row, logp, entropy, st.m + log2s, c);
-      coefs_shared = c;
-    }
-    if (!ok) grpo_skip_row(p, row);
-    row_ok = ok ? 1 : 0;
+    const float x_t = LogitTraits<Logit>::to_float(kRowInSmem ? smem_row[target] : row_ptr[target]);
+    row_ok = grpo_row_from_state(p, policy, kl, row, st, x_t, coefs_shared) ? 1 : 0;
   }
   grpo_row_backward<Logit, kVec>(row_ok, coefs_shared, kRowInSmem ? smem_row : row_ptr, grad_ptr, p.vocab, p.scale2);
 }
@@ -259,13 +277,8 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
   Logit* grad_chunk = p.dlogits + row * static_cast<long long>(p.vocab) + static_cast<long long>(begin) * N;
   Logit* smem_chunk = reinterpret_cast<Logit*>(smem_raw);
   const int target = p.targets[row];
-  const bool active = p.mask == nullptr || p.mask[row] != 0;
-  const bool target_ok = target >= 0 && target < p.vocab;
-  if (!active || !target_ok) {  // uniform over the cluster: no block touches another's shared memory
-    if (threadIdx.x == 0 && rank == 0) {
-      if (active) report_row_error(p.error_word, row, kRowTargetOutOfRange);
-      grpo_skip_row(p, row);
-    }
+  const bool writer = rank == 0;
+  if (grpo_row_inactive(p, row, target, writer)) {  // uniform over the cluster: no block touches another's memory
     zero_row<Logit, true>(grad_chunk, count * N);
     return;
   }
@@ -284,21 +297,8 @@ __global__ void __launch_bounds__(1024) grpo_loss_cluster_kernel(GrpoKernelParam
   if (threadIdx.x == 0) {
     SoftmaxState total = *cluster.map_shared_rank(&block_state, 0);
     for (int r = 1; r < parts; ++r) total = SoftmaxMerge{}(total, *cluster.map_shared_rank(&block_state, r));
-    const bool writer = rank == 0;
-    bool ok = softmax_state_finite(total);
-    if (!ok) {
-      if (writer) report_row_error(p.error_word, row, kRowNonFiniteLogit);
-    } else {
-      const float log2s = log2f(total.s);
-      const float y_t = x_t * p.scale2;
-      const float logp = ((y_t - total.m) - log2s) * kLn2;
-      const float entropy = (log2s - total.u / total.s) * kLn2;
-      SoftmaxBackwardCoefs c{};
-      ok = grpo_row_term(p, policy, kl, row, logp, entropy, total.m + log2s, c, writer);
-      c.target -= begin * N;  // the backward pass indexes the chunk from 0
-      coefs_shared = c;
-    }
-    if (!ok && writer) grpo_skip_row(p, row);
+    const bool ok = grpo_row_from_state(p, policy, kl, row, total, x_t, coefs_shared, writer);
+    if (ok) coefs_shared.target -= begin * N;  // the backward pass indexes the chunk from 0
     row_ok = ok ? 1 : 0;
   }
   // This block is done with the other blocks' shared memory (thread 0 read their states above): arrive now, and wait
@@ -329,9 +329,8 @@ __global__ void __launch_bounds__(1024) grpo_loss_backward_kernel(GrpoKernelPara
     // never returned) there: such rows are skipped
     bool ok = active && target >= 0 && target < p.vocab && isfinite(p.stats_lse[row]);
     if (ok) {
-      SoftmaxBackwardCoefs c{};
-      ok = grpo_row_term(p, policy, kl, row, p.stats_logp[row], p.stats_entropy[row], p.stats_lse[row] * kLog2e, c);
-      coefs_shared = c;
+      ok = grpo_row_term(p, policy, kl, row, p.stats_logp[row], p.stats_entropy[row], p.stats_lse[row] * kLog2e,
+                         coefs_shared);
     }
     if (!ok) grpo_skip_row(p, row);
     row_ok = ok ? 1 : 0;
@@ -439,9 +438,13 @@ GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_spl
              "grpo_loss_row_layout: cudaDeviceGetAttribute");
   check_cuda(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device),
              "grpo_loss_row_layout: cudaDeviceGetAttribute");
-  // two blocks per SM: each gets half the SM's shared memory, less its static part and the driver's 1 KiB
-  constexpr std::size_t kPerBlockReserve = 2048;
-  const std::size_t half = per_sm / 2 > static_cast<int>(kPerBlockReserve) ? per_sm / 2 - kPerBlockReserve : 0;
+  // shared memory a block may use when `blocks` of them share an SM: its share less its static part and the driver's
+  // 1 KiB
+  const auto share = [per_sm](int blocks) -> std::size_t {
+    constexpr int kPerBlockReserve = 2048;
+    return per_sm / blocks > kPerBlockReserve ? static_cast<std::size_t>(per_sm / blocks - kPerBlockReserve) : 0;
+  };
+  const std::size_t half = share(2);
   GrpoRowLayout l;
   const bool bulk = bulk_copy && vectorizable && major >= 9;
   if (row_bytes <= half) {
@@ -458,10 +461,7 @@ GrpoRowLayout grpo_loss_row_layout(index_t vocab, bool vectorizable, int max_spl
     const std::size_t nvec = row_bytes / 16;
     const int limit = max_split < 8 ? max_split : 8;
     for (const int per_block_sm : {4, 2}) {
-      const std::size_t budget = per_sm / per_block_sm > static_cast<int>(kPerBlockReserve)
-                                     ? per_sm / per_block_sm - kPerBlockReserve
-                                     : 0;
-      const std::size_t budget_vectors = budget / 16;
+      const std::size_t budget_vectors = share(per_block_sm) / 16;
       if (budget_vectors == 0) continue;
       const std::size_t parts = (nvec + budget_vectors - 1) / budget_vectors;
       if (parts < 2 || parts > static_cast<std::size_t>(limit)) continue;
@@ -591,9 +591,8 @@ void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, c
   if constexpr (!static_cast<bool>(Policy::sequence_level)) {
     // The cluster kernel exists only in sm_90+ device code: a build for older targets JIT-compiled on a Hopper GPU
     // must not pick it (its body would be the __trap of the fallback).
-    static const bool cluster_code =  // per instantiation, asked once (the module's code does not change)
-        detail::has_sm90_code(grpo_loss_cluster_kernel<Logit, Policy, Kl, false>) &&
-        detail::has_sm90_code(grpo_loss_cluster_kernel<Logit, Policy, Kl, true>);
+    // (per instantiation, asked once: the module's code does not change; both variants come from the same build)
+    static const bool cluster_code = detail::has_sm90_code(grpo_loss_cluster_kernel<Logit, Policy, Kl, false>);
     const GrpoRowLayout layout = grpo_loss_row_layout<Logit>(a.vocab, vec, cluster_code ? a.max_row_split : 1,
                                                              cluster_code && a.bulk_copy);
     require(rows * layout.parts < (1ll << 31), where, ": rows = ", rows, " x ", layout.parts,

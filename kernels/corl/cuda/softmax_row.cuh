@@ -274,38 +274,27 @@ __device__ __forceinline__ bool softmax_state_finite(const SoftmaxState& st) {
   return isfinite(st.m) && isfinite(st.s) && isfinite(st.u) && st.s > 0.0f;
 }
 
-/// Per-row constants of the softmax backward, in base 2:
-///   dz_v = g [v == t] + p_v (a + b (y_v - lse2)),  p_v = 2^(y_v - lse2),  a = -g - h H,  b = -h ln2;  dx_v = dz_v / T
+/// Per-row constants of the softmax backward, in base 2, with 1 / T folded in:
+///   dx_v = p_v (a + b d_v) + g [v == t],  d_v = x_v * scale2 - lse2,  p_v = 2^d_v,
+///   a = (-g0 - h H) / T,  b = -h ln2 / T,  g = g0 / T  (g0 = dL/dlogp, h = -w entropy_coef)
 struct SoftmaxBackwardCoefs {
-  float lse2, a, b, g, inv_t;
+  float lse2, a, b, g;
   int target;
 };
 
-/// The same constants with 1 / T folded in, as pass 2 uses them: dx_v = p_v (a' + b' d_v) + g' [v == t] with
-/// d_v = x_v * scale2 - lse2 (one fma), a' = a / T, b' = b / T, g' = g / T.
-struct SoftmaxBackwardScaled {
-  float lse2, a, b, g, scale2;
-  int target;
-};
-
-__device__ __forceinline__ SoftmaxBackwardScaled scaled_coefs(const SoftmaxBackwardCoefs& c, float scale2) {
-  return SoftmaxBackwardScaled{c.lse2, c.a * c.inv_t, c.b * c.inv_t, c.g * c.inv_t, scale2, c.target};
-}
-
-/// dx of one element from its raw logit x, without the target's +g' (added by the caller for that one element).
-__device__ __forceinline__ float softmax_backward_element(const SoftmaxBackwardScaled& c, float x) {
-  const float d = fmaf(x, c.scale2, -c.lse2);
+/// dx of one element from its raw logit x, without the target's +g (added by the caller for that one element).
+__device__ __forceinline__ float softmax_backward_element(const SoftmaxBackwardCoefs& c, float x, float scale2) {
+  const float d = fmaf(x, scale2, -c.lse2);
   return fast_exp2(d) * fmaf(c.b, d, c.a);
 }
 
 /// Pass 2 over one row: writes dlogits from the logits (global row or its shared-memory copy). Each element is read
 /// before it is written by the same thread, so `grad_row` may alias `row`. Per element: unpack, fma, ex2, fma, mul and
-/// the packing; the target's +g' is one test per vector.
+/// the packing; the target's +g is one test per vector.
 template <class Logit, bool kVec>
 __device__ __forceinline__ void softmax_backward_pass(const Logit* row, Logit* grad_row, int vocab, float scale2,
-                                                      const SoftmaxBackwardCoefs& coefs) {
+                                                      const SoftmaxBackwardCoefs& c) {
   using Tr = LogitTraits<Logit>;
-  const SoftmaxBackwardScaled c = scaled_coefs(coefs, scale2);
   if constexpr (kVec) {
     constexpr int N = Tr::kPerVector;
     const int target_vec = c.target >= 0 ? c.target / N : -1;  // a target outside [0, vocab) matches no vector
@@ -315,7 +304,7 @@ __device__ __forceinline__ void softmax_backward_pass(const Logit* row, Logit* g
       float y[N];
       Tr::unpack(raw, y);
 #pragma unroll
-      for (int j = 0; j < N; ++j) y[j] = softmax_backward_element(c, y[j]);
+      for (int j = 0; j < N; ++j) y[j] = softmax_backward_element(c, y[j], scale2);
       if (k == target_vec) {
 #pragma unroll
         for (int j = 0; j < N; ++j)
@@ -325,7 +314,7 @@ __device__ __forceinline__ void softmax_backward_pass(const Logit* row, Logit* g
     });
   } else {
     for (int k = static_cast<int>(threadIdx.x); k < vocab; k += static_cast<int>(blockDim.x)) {
-      float dx = softmax_backward_element(c, Tr::to_float(row[k]));
+      float dx = softmax_backward_element(c, Tr::to_float(row[k]), scale2);
       if (k == c.target) dx += c.g;
       grad_row[k] = Tr::from_float(dx);
     }
