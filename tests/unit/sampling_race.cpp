@@ -1,7 +1,7 @@
-// The streaming race of the GPU sampler (corl/sampling/streaming_race.hpp), run on the host over the same splits of a
-// row that the kernel uses (threads x unrolled groups, then a merge tree): it must pick exactly the token of the
-// exhaustive CPU sampler (corl/sampling/sampler.hpp) on every row, whatever the split, because its filter only skips
-// elements that certainly lose.
+// The streaming quad race of the GPU sampler (corl/sampling/streaming_race.hpp), run on the host over the same splits
+// of a row that the kernel uses (threads x unrolled quads, then a merge tree): it must pick exactly the quad, and so
+// the token, of the exhaustive CPU sampler (corl/sampling/sampler.hpp) on every row, whatever the split, because its
+// filter only skips quads that certainly lose.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -21,20 +21,50 @@ using corl::sampling::RaceState;
 
 struct Emulated {
   RaceState state;
-  long exact_keys = 0;  // elements whose exact key was computed
+  long exact_keys = 0;   // quads whose exact key was computed
+  long words = 0;        // quads whose race word was asked for
+  long philox_calls = 0; // Philox calls made by threads that keep their last call (the kernel's RaceWordCache)
 };
+
+struct Stream {
+  std::uint64_t seed, offset;
+  std::uint32_t row;
+  bool greedy;
+};
+
+/// The token the kernel draws inside the winning quad.
+index_t pick(const std::vector<float>& z, index_t quad, const Stream& rs) {
+  float zq[4];
+  for (int k = 0; k < 4; ++k) {
+    const index_t i = quad * 4 + k;
+    zq[k] = i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
+  }
+  const float y = corl::sampling::word_to_race_uniform<float>(corl::sampling::pick_word(rs.seed, rs.offset, rs.row,
+                                                                                        static_cast<std::uint64_t>(quad)));
+  return quad * 4 + corl::sampling::pick_in_quad(zq, y);
+}
 
 // Threads t = 0 .. threads-1 each fold groups g = t + (j + unroll * r) * threads in increasing order (the kernel's
 // pass 1), then states are merged pairwise in a tree (the block reduction). Threads come in warps of `warp` lanes
 // (consecutive t); after every round r the lanes of a warp share their best key, which every lane then passes to the
 // fold as `known_key` (the kernel's shuffle); warp = 1 is the plain per-thread filter.
-Emulated emulate(const std::vector<float>& z, int threads, int unroll, const corl::sampling::RaceStream& rs,
-                 int warp = 1) {
+Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Stream& rs, int warp = 1) {
   const index_t vocab = static_cast<index_t>(z.size()), groups = (vocab + 3) / 4;
   Emulated out;
-  auto exact_key = [&out](float zz, float x) {
+  auto exact_key = [&out](const float (&zz)[4], float x) {
     ++out.exact_keys;
-    return corl::sampling::race_key(zz, corl::sampling::race_exponential(x));
+    return corl::sampling::quad_race_key(zz, corl::sampling::race_exponential(x));
+  };
+  std::vector<std::uint32_t> cached_call(static_cast<std::size_t>(threads), 0xffffffffu);
+  int current = 0;  // the thread folding now
+  auto word_of = [&out, &rs, &cached_call, &current](index_t quad) {
+    ++out.words;
+    const std::uint32_t call = corl::sampling::race_call(static_cast<std::uint64_t>(quad));
+    if (cached_call[static_cast<std::size_t>(current)] != call) {
+      ++out.philox_calls;
+      cached_call[static_cast<std::size_t>(current)] = call;
+    }
+    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(quad));
   };
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   std::vector<RaceState> states(static_cast<std::size_t>(threads), corl::sampling::empty_race_state());
@@ -45,6 +75,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int unroll, const cor
   for (index_t round = 0; round * round_stride < groups; ++round) {
     for (int t = 0; t < threads; ++t) {
       const auto ti = static_cast<std::size_t>(t);
+      current = t;
       for (int j = 0; j < unroll; ++j) {
         const index_t g = t + round * round_stride + static_cast<index_t>(j) * threads;
         if (g >= groups) continue;
@@ -53,8 +84,8 @@ Emulated emulate(const std::vector<float>& z, int threads, int unroll, const cor
           const index_t i = g * 4 + k;
           zz[k] = i < vocab ? z[static_cast<std::size_t>(i)] : neg_inf;
         }
-        corl::sampling::fold_race_group(states[ti], c_bound[ti], zz, g, rs, exact_key,
-                                        known[static_cast<std::size_t>(t / warp)]);
+        corl::sampling::fold_race_quad(states[ti], c_bound[ti], zz, g, rs.greedy, word_of, exact_key,
+                                       known[static_cast<std::size_t>(t / warp)]);
       }
     }
     if (rs.greedy) continue;
@@ -62,7 +93,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int unroll, const cor
       float best = neg_inf;
       for (int t = w * warp; t < std::min(threads, (w + 1) * warp); ++t) {
         const RaceState& st = states[static_cast<std::size_t>(t)];
-        if (st.best_idx >= 0) best = std::max(best, st.best_key);
+        if (st.best_quad >= 0) best = std::max(best, st.best_key);
       }
       auto& kw = known[static_cast<std::size_t>(w)];
       if (best > kw) {
@@ -126,37 +157,56 @@ TEST_CASE("the streaming race picks the exhaustive sampler's token on every row,
       CAPTURE(split[0]);
       CAPTURE(split[1]);
       CAPTURE(split[2]);
-      const auto e = emulate(z, split[0], split[1], {key.seed, key.offset, row, false}, split[2]);
-      CHECK(e.state.best_idx == ref.token);
+      const Stream rs{key.seed, key.offset, row, false};
+      const auto e = emulate(z, split[0], split[1], rs, split[2]);
+      const index_t token = pick(z, e.state.best_quad, rs);
+      CHECK(token == ref.token);
       CHECK(e.state.argmax == ref_greedy.token);
-      const float logp = (e.state.best_z - e.state.max) - std::log(e.state.sum);
+      const float logp = (z[static_cast<std::size_t>(token)] - e.state.max) - std::log(e.state.sum);
       CHECK(std::abs(logp - ref.logp) <= 1e-4f + 1e-5f * std::abs(ref.logp));
       const auto g = emulate(z, split[0], split[1], {key.seed, key.offset, row, true}, split[2]);
       CHECK(g.exact_keys == 0);
+      CHECK(g.words == 0);
       CHECK(g.state.argmax == ref_greedy.token);
     }
   }
   CHECK(rows > 250);
 }
 
-TEST_CASE("the filter computes few exact keys: a 100000-entry row needs a few dozen log evaluations per thread") {
+TEST_CASE("the filter computes few exact keys, and the kernel's threads make one Philox call per four quads") {
   corl::CounterRng rng(2718, 0);
   const auto z = random_scores(rng, 100000, 3.0, 0.0, false);
   const corl::sampling::RngKey key{5, 6};
+  const Stream rs{key.seed, key.offset, 0, false};
   const auto ref = corl::sampling::sample_row<float, float>(z, corl::sampling::SamplingParams{}, key, 0);
-  const auto one = emulate(z, 1, 1, {key.seed, key.offset, 0, false});
-  CHECK(one.state.best_idx == ref.token);
-  // One thread sees all 100000 entries: records of a race grow like log(n); allow a generous bound.
+  const auto one = emulate(z, 1, 1, rs);
+  CHECK(pick(z, one.state.best_quad, rs) == ref.token);
+  // One thread sees all 25000 quads: records of a race grow like log(n); allow a generous bound.
   CHECK(one.exact_keys < 200);
-  const auto many = emulate(z, 512, 2, {key.seed, key.offset, 0, false});
-  CHECK(many.state.best_idx == ref.token);
-  CHECK(many.exact_keys < 512 * 40);  // ~49 entries per thread: far fewer evaluated than the 100000 entries
+  const auto many = emulate(z, 512, 2, rs);
+  CHECK(pick(z, many.state.best_quad, rs) == ref.token);
+  CHECK(many.exact_keys < 512 * 12);  // ~49 quads per thread: few evaluated
   // Warps of 32 lanes sharing their best key (the kernel): fewer, and the same token. Most of what is left is the first
-  // round, where no lane has a bound yet (512 lanes x 4 exact keys); after it, few elements per warp pass the filter.
-  const auto warps = emulate(z, 512, 2, {key.seed, key.offset, 0, false}, 32);
-  CHECK(warps.state.best_idx == ref.token);
+  // round, where no lane has a bound yet (512 lanes x 2 exact keys); after it, few quads per warp pass the filter.
+  const auto warps = emulate(z, 512, 2, rs, 32);
+  CHECK(pick(z, warps.state.best_quad, rs) == ref.token);
   MESSAGE("exact keys: one thread " << one.exact_keys << ", 512 threads " << many.exact_keys << ", 512 threads in warps "
-                                    << warps.exact_keys);
-  CHECK(warps.exact_keys * 3 < many.exact_keys * 2);
-  CHECK(warps.exact_keys < 512 * 4 + 512 * 2);
+                                    << warps.exact_keys << "; words " << warps.words << ", Philox calls "
+                                    << warps.philox_calls << " for 25000 quads");
+  CHECK(warps.exact_keys < many.exact_keys);
+  CHECK(warps.exact_keys < 512 * 2 + 512);
+  // This row's logits span ~25 nats, so nearly every quad asks for its word; the kernel's threads fold the quads
+  // t, t + 512, t + 1024, t + 1536 (two rounds of two) and so share one Philox call between four of them.
+  const long quads = 25000;
+  CHECK(warps.words > quads / 2);
+  CHECK(warps.philox_calls <= quads / 4 + 512);
+  // A peaked row (one token 40 nats above a flat rest): the filter needs no word for almost any quad once a lane
+  // has seen the peak's key, so most Philox calls are skipped.
+  std::vector<float> peaked(100000, 0.0f);
+  for (std::size_t i = 0; i < peaked.size(); i += 97) peaked[i] = 40.0f;
+  const auto ref_peaked = corl::sampling::sample_row<float, float>(peaked, corl::sampling::SamplingParams{}, key, 0);
+  const auto p = emulate(peaked, 512, 2, rs, 32);
+  CHECK(pick(peaked, p.state.best_quad, rs) == ref_peaked.token);
+  MESSAGE("peaked row: words " << p.words << ", Philox calls " << p.philox_calls);
+  CHECK(p.philox_calls < quads / 8);
 }

@@ -7,10 +7,12 @@
 //           t_p   = largest v with  sum_{z_i >= v, i in top-k} p_i >= top_p * sum_{i in top-k} p_i   (top-p on the
 //                   top-k distribution, the HF / vLLM order; ties kept)
 //           t_min = max z + log(min_p)                           (min-p: p_i >= min_p * p_max)
-//   token = argmax_{i in keep} z_i - log(E_i)       (exponential race = Gumbel-max; see sampling_math.hpp)
+//   token ~ exp(z_i) / sum_{keep} exp(z_k)         (the quad race: Gumbel-max over the masses of groups of four
+//                                                   consecutive tokens, then a draw inside the winning group; exact;
+//                                                   see sampling_math.hpp)
 //   logp  = z_token - log(sum_{i in keep} exp(z_i))  the log-prob under the distribution actually drawn from.
 // Greedy (T = 0): the first index of the largest guided logit, logp = 0 (a point mass). top_k = 1 is greedy with
-// logp = 0 unless several tokens tie for the maximum. Randomness: counter (seed, offset, row, vocabulary index) ->
+// logp = 0 unless several tokens tie for the maximum. Randomness: counter (seed, offset, row, quad's call) ->
 // Philox4x32-10, the same on the GPU (corl/cuda/sampling.cuh), so both pick the same token for the same key.
 // Callers use a new `offset` for every decoding step and the row index within the batch as `row`.
 // sampling_logprob recomputes logp for a given token (e.g. image tokens that were sampled under CFG): -inf when the
@@ -207,19 +209,33 @@ Sample<Real> sample_row_in(std::span<const In> cond, std::span<const In> uncond,
   const bool greedy = params.temperature == 0.0;
   if (greedy) return {d.argmax, Real(0)};
   constexpr Real neg_inf = -std::numeric_limits<Real>::infinity();
-  index_t best = -1;
-  Real best_key = neg_inf;
   const index_t vocab = static_cast<index_t>(d.z.size());
-  for (index_t i = 0; i < vocab; ++i) {
-    const Real z = d.z[static_cast<std::size_t>(i)];
-    if (z < d.threshold || z == neg_inf) continue;
-    const Real x = word_to_race_uniform<Real>(noise_word(key.seed, key.offset, row, static_cast<std::uint64_t>(i)));
-    const Real k = race_key(z, race_exponential(x));
-    if (best < 0 || k > best_key) {
-      best = i;
+  require(vocab / 4 < (index_t{1} << 32), where, ": row ", row, " has ", vocab,
+          " logits, expected fewer than 2^34 (the quad race's counter range)");
+  // The quad race over the kept tokens: the quad with the largest key, then the draw inside it.
+  index_t best_quad = -1;
+  Real best_key = neg_inf;
+  Real best_z[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
+  for (index_t g = 0; g * 4 < vocab; ++g) {
+    Real zq[4];
+    bool any = false;
+    for (int k = 0; k < 4; ++k) {
+      const index_t i = g * 4 + k;
+      const Real z = i < vocab ? d.z[static_cast<std::size_t>(i)] : neg_inf;
+      zq[k] = (z < d.threshold) ? neg_inf : z;
+      any = any || zq[k] != neg_inf;
+    }
+    if (!any) continue;
+    const Real x = word_to_race_uniform<Real>(race_word(key.seed, key.offset, row, static_cast<std::uint64_t>(g)));
+    const Real k = quad_race_key(zq, race_exponential(x));
+    if (best_quad < 0 || k > best_key) {
+      best_quad = g;
       best_key = k;
+      for (int j = 0; j < 4; ++j) best_z[j] = zq[j];
     }
   }
+  const Real y = word_to_race_uniform<Real>(pick_word(key.seed, key.offset, row, static_cast<std::uint64_t>(best_quad)));
+  const index_t best = best_quad * 4 + pick_in_quad(best_z, y);
   return {best, detail::logp_of(d, best, false)};
 }
 }  // namespace detail

@@ -2,21 +2,33 @@
 //
 // A row of logits is turned into sampling scores
 //     z_i = (u_i + w (c_i - u_i)) * (1 / T)        (classifier-free guidance, then temperature; without CFG z_i = c_i / T)
-// and a token is drawn by the exponential race (the Gumbel-max trick written with exponentials):
-//     E_i = -log(1 - x_i),  x_i uniform in (0, 1);   token = argmax_{i kept} key_i,  key_i = z_i - log(E_i)
-// which picks i with probability exp(z_i) / sum_{kept} exp(z_k) (Gumbel-max: -log E_i is standard Gumbel). It needs no
-// sort and no prefix sum, only an argmax, so it runs in the same single pass over the row that computes the max and the
-// normaliser. x_i comes from Philox4x32-10 (corl/core/rng.hpp): counter (offset, row, i / 4), word i % 4.
+// and a token is drawn by a two-level exponential race (the Gumbel-max trick written with exponentials), over QUADS,
+// the groups q = {4g, 4g+1, 4g+2, 4g+3} of consecutive indices:
+//     S_g   = sum_{i in g, kept} exp(z_i)                           (the quad's mass; empty quads do not race)
+//     key_g = log S_g - log E_g,  E_g = -log(1 - x_g),  x_g uniform in (0, 1)
+//     g*    = argmax_g key_g                                       (quad g wins with probability S_g / sum_h S_h)
+//     token = the i in g* with  sum_{j in g*, j < i} exp(z_j) <= y S_g* < sum_{j in g*, j <= i} exp(z_j),  y uniform
+// so token i is drawn with probability S_g / S * exp(z_i) / S_g = exp(z_i) / sum_{kept} exp(z_k): exact sampling with
+// no sort and no prefix sum over the row, only an argmax, in the same single pass over the row that computes the max
+// and the normaliser. One race word per quad instead of one per element: the GPU kernel draws one Philox call per 16
+// logits and tests its filter once per quad (corl/cuda/sampling.cuh). log S_g = m_g + log(sum_i exp(z_i - m_g)) with
+// m_g the quad's max, so no overflow.
+// Random words, Philox4x32-10 (corl/core/rng.hpp) with counter (offset, row, call): the race word x_g is word
+// (g / 512) % 4 of call (g % 512) + 512 * (g / 2048) (the layout that lets each GPU thread, which folds the quads
+// g = t mod 512, share one call between four of its quads); the in-quad word y_g is the same word of call ~that call
+// (the bitwise complement: a disjoint counter range for rows of fewer than 2^34 logits).
 //
 // Why CPU and GPU agree: every operation that decides a token is a single IEEE-754 float operation rounded to nearest
 // (the device side uses __fmul_rn / __fadd_rn / __fsub_rn so that nvcc does not contract them into FMAs), the uniforms
 // are bit-identical integers, and the truncation thresholds are values of z itself (top-k, top-p) or m + log(min_p) with
-// log(min_p) computed once on the host. The only functions that may differ by one ulp between the host's libm and CUDA's
-// are log1pf / logf inside the key; two tokens can then swap only when their keys are within one ulp (probability
-// ~1e-7 per row). Top-p thresholds depend on sums of probabilities, whose rounding differs with the summation order:
-// a row whose cumulative mass lands within rounding of p may keep one token more or less on one side.
-// Sources: Gumbel 1954; Maddison et al. 2014 ("A* sampling", Gumbel-max); HF / vLLM options temperature, top_k, top_p,
-// min_p; CFG: Ho & Salimans 2022, Janus-Pro image generation (cfg_weight).
+// log(min_p) computed once on the host. The functions that may differ by an ulp or two between the host's libm and
+// CUDA's are the exp / log / log1p inside a quad's key and pick; two quads (or two tokens of the winning quad) can then
+// swap only when their keys (or the pick's uniform and a cumulative share) are within a few ulp (probability ~1e-7 per
+// row). Top-p thresholds depend on sums of probabilities, whose rounding differs with the summation order: a row whose
+// cumulative mass lands within rounding of p may keep one token more or less on one side.
+// Sources: Gumbel 1954; Maddison et al. 2014 ("A* sampling", Gumbel-max; the race over groups is its top-down
+// construction with a categorical draw in the winning group); HF / vLLM options temperature, top_k, top_p, min_p;
+// CFG: Ho & Salimans 2022, Janus-Pro image generation (cfg_weight).
 #pragma once
 
 #include <cmath>
@@ -66,10 +78,26 @@ CORL_HD Real cfg_mix(Real cond, Real uncond, Real weight) {
   return add_rn(uncond, mul_rn(weight, sub_rn(cond, uncond)));
 }
 
-/// The 32-bit random word of vocabulary entry `index` of `row`: Philox(seed; offset, row, index / 4), word index % 4.
-CORL_HD std::uint32_t noise_word(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t index) {
-  const Philox4x32 w = random_words(seed, offset, row, static_cast<std::uint32_t>(index >> 2));
-  return w.v[index & 3u];
+/// Quads of the race whose words share one Philox call (section "Random words" above): the call covers quads
+/// c % 512 + 512 * (4 * (c / 512) + w), w = 0..3, i.e. one quad in each of four consecutive blocks of 512.
+inline constexpr std::uint32_t kRaceQuadInterleave = 512;
+
+/// The Philox call index (counter word 3) of quad g's race word; g < 2^32.
+CORL_HD std::uint32_t race_call(std::uint64_t quad) {
+  return static_cast<std::uint32_t>(quad % kRaceQuadInterleave + kRaceQuadInterleave * (quad / (4 * kRaceQuadInterleave)));
+}
+
+/// Which of the call's four words is quad g's.
+CORL_HD int race_word_lane(std::uint64_t quad) { return static_cast<int>((quad / kRaceQuadInterleave) % 4); }
+
+/// The race word of quad `quad` of `row`.
+CORL_HD std::uint32_t race_word(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t quad) {
+  return random_words(seed, offset, row, race_call(quad)).v[race_word_lane(quad)];
+}
+
+/// The word of the draw inside quad `quad` (used for the winning quad only): an independent counter, ~race_call.
+CORL_HD std::uint32_t pick_word(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t quad) {
+  return random_words(seed, offset, row, ~race_call(quad)).v[race_word_lane(quad)];
 }
 
 /// The uniform x = (word + 1/2) / 2^32 in (0, 1). In float it is capped at the largest float below 1 (the rounding of
@@ -92,11 +120,45 @@ CORL_HD Real race_exponential(Real x) {
   return -log1p(-x);
 }
 
-/// Race key z - log(E): the token with the largest key among the kept ones is the sample (exact Gumbel-max).
+/// Race key of a quad: log S - log E with log S = m + log(sum_k exp(z_k - m)), m = max z_k. Entries equal to -inf do
+/// not count; at least one must be finite. The sum runs k = 0..3 (the same order on host and device).
 template <class Real>
-CORL_HD Real race_key(Real z, Real exponential) {
+CORL_HD Real quad_race_key(const Real (&z)[4], Real exponential) {
+  using std::exp;
   using std::log;
-  return sub_rn(z, static_cast<Real>(log(exponential)));
+  const Real neg_inf = -std::numeric_limits<Real>::infinity();
+  Real m = neg_inf;
+  for (int k = 0; k < 4; ++k) m = z[k] > m ? z[k] : m;
+  Real s = 0;
+  for (int k = 0; k < 4; ++k)
+    if (z[k] != neg_inf) s = add_rn(s, static_cast<Real>(exp(sub_rn(z[k], m))));
+  return sub_rn(add_rn(m, static_cast<Real>(log(s))), static_cast<Real>(log(exponential)));
+}
+
+/// The draw inside the winning quad: the first k with y * S < sum_{j <= k} exp(z_j - m) (entries equal to -inf never
+/// picked; rounding that leaves y * S at or above the total picks the last finite entry). y in (0, 1).
+template <class Real>
+CORL_HD int pick_in_quad(const Real (&z)[4], Real y) {
+  using std::exp;
+  const Real neg_inf = -std::numeric_limits<Real>::infinity();
+  Real m = neg_inf;
+  for (int k = 0; k < 4; ++k) m = z[k] > m ? z[k] : m;
+  Real e[4];
+  Real s = 0;
+  for (int k = 0; k < 4; ++k) {
+    e[k] = z[k] == neg_inf ? Real(0) : static_cast<Real>(exp(sub_rn(z[k], m)));
+    s = add_rn(s, e[k]);
+  }
+  const Real target = mul_rn(y, s);
+  Real acc = 0;
+  int last = -1;
+  for (int k = 0; k < 4; ++k) {
+    if (z[k] == neg_inf) continue;
+    acc = add_rn(acc, e[k]);
+    last = k;
+    if (target < acc) return k;
+  }
+  return last;
 }
 
 /// Monotone map float -> uint32 (larger float, larger key) for radix selection; -inf maps below every finite value.

@@ -5,35 +5,37 @@
 //
 // Design: one thread block per row. Pass 1 reads the row once (cond and, under CFG, uncond) and computes, per thread
 // and then block-reduced, the running max m, the normaliser sum exp(z - m) (online rescaling, as in online softmax),
-// the argmax, and the exponential-race winner argmax z_i - log(E_i) over the whole row. The race needs E_i only for
-// elements that can still win: since E_i >= x_i, an element with x_i >= exp(z_i - B) (checked with a 1e-3 margin)
-// loses for sure, where B is the best key of the WARP so far (the lanes share it with a shuffle after every round of
-// loads, so the exact key, whose logf / log1pf diverge within the warp, runs rarely), so most elements cost one Philox
-// quarter, one __expf and a compare; a group of four skips its Philox call when none could win even with the smallest
-// uniform (peaked rows). Without truncation (the common case: text at T = 1, images under CFG) that single read is
-// all: token = race winner, logp = z - m - log(sum). With truncation the thresholds are exact values of z found by an
-// MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more passes per criterion, vector
-// loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass held in 2^-40 fixed point
-// (top-p), so the sums are order-independent and the result is deterministic. The race winner of the whole row is
-// also the winner of the kept set whenever it is kept (the kept set is a subset): one more pass is needed only when it
-// is not.
+// the argmax, and the winner of the quad race (sampling_math.hpp): the quad g = {4g .. 4g + 3} with the largest key
+// log S_g - log E_g, S_g the quad's mass. The race needs E_g only for quads that can still win: since E_g >= x_g, a
+// quad with x_g >= S_g exp(-B) (checked with a 1e-3 margin) loses for sure, where B is the best key of the WARP so far
+// (the lanes share it with a shuffle after every round of loads, so the exact key, whose expf / logf / log1pf diverge
+// within the warp, runs rarely). So a quad costs four __expf, a sum, one compare and a quarter of a Philox call: a
+// thread folds the quads t, t + 512, t + 1024, t + 1536, ..., and the race words of four of them come from one call
+// (RaceWordCache), made only when one of them can win with the smallest uniform (peaked rows skip most calls). Without
+// truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
+// winning quad's four logits to draw the token inside it: logp = z - m - log(sum). With truncation the thresholds are
+// exact values of z found by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more
+// passes per criterion, vector loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass
+// held in 2^-40 fixed point (top-p), so the sums are order-independent and the result is deterministic. Truncation only
+// removes mass, so the whole-row winning quad also wins the kept set when all of it is kept: one more pass is needed
+// only when it is not.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
 // Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.23-4.27 TB/s; docs/kernels.md section 6 has the
-// full table). Before the warp-shared filter (run 1 of 2026-11-26): plain fp32 V = 102400 155 us (6.3x the one-read
-// floor of 24.6 us), bf16 186 us (15x), V = 16384 40-42 us; top-p 0.9 fp32 1.09 ms. With it (runs 2-4): plain fp32
-// 118-121 us (4.9x), bf16 125-127 us (10x), V = 16384 33-38 us; CFG 5 fp32 V = 102400 142-145 us (2.9x its two-row
-// floor); top-k 50 0.73-0.87 ms; top-p 0.9 0.81-0.88 ms, 3.3-3.8x faster than PyTorch's sort-based top-p in the same
-// run (2.9 ms at V = 102400, 0.58 ms at 16384). The target (<= 2x the floor) is missed: Nsight Compute on the plain fp32
-// V = 102400 launch shows DRAM at 20% and issue slots 66% busy, i.e. ~95 instructions per logit. The exhaustive race
-// draws a Philox quarter and tests the filter for EVERY logit (the benchmark's logits span ~12 nats, so no group of
-// four can be skipped), and the score / bounds / NaN bookkeeping around it costs as much again. Next steps: a race over
-// groups (one exponential per group of 32 keyed by the group's mass, then a race inside the one winning group), which
-// needs one random word per 32 logits but changes which token a seed gives (the CPU sampler must change with it);
-// for the truncated modes a single-pass pivot scheme instead of the 3-pass radix selection.
+// full table), all with the former per-element race (one Philox quarter, one filter test and one candidate key per
+// logit; replaced by the quad race after these runs, which has not yet run on a GPU). Before the warp-shared filter
+// (run 1 of 2026-11-26): plain fp32 V = 102400 155 us (6.3x the one-read floor of 24.6 us), bf16 186 us (15x),
+// V = 16384 40-42 us; top-p 0.9 fp32 1.09 ms. With it (runs 2-4): plain fp32 118-121 us (4.9x), bf16 125-127 us (10x),
+// V = 16384 33-38 us; CFG 5 fp32 V = 102400 142-145 us (2.9x its two-row floor); top-k 50 0.73-0.87 ms; top-p 0.9
+// 0.81-0.88 ms, 3.3-3.8x faster than PyTorch's sort-based top-p in the same run (2.9 ms at V = 102400, 0.58 ms at
+// 16384). The target (<= 2x the floor) was missed: Nsight Compute on the plain fp32 V = 102400 launch showed DRAM at
+// 20% and issue slots 66% busy, i.e. ~95 instructions per logit, because the per-element race drew a Philox quarter
+// and tested the filter for EVERY logit (the benchmark's logits span ~12 nats, so no element can be skipped). The quad
+// race divides the Philox work by four and the filter work by four; for the truncated modes a single-pass pivot
+// scheme instead of the 3-pass radix selection is the next step.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -186,15 +188,22 @@ __device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t
   }
 }
 
-/// Exact race key from the uniform x (the same float operations as the CPU reference). Not inlined: pass 1 calls it
-/// for the few elements that can still win, and keeping logf / log1pf out of the hot loop keeps it within 64 registers.
-__device__ __noinline__ float exact_key_from_uniform(float z, float x) {
-  return corl::sampling::race_key(z, corl::sampling::race_exponential(x));
+/// Exact race key of a quad from its uniform x (the same float operations as the CPU reference). Not inlined: pass 1
+/// calls it for the few quads that can still win, and keeping expf / logf / log1pf out of the hot loop keeps it within
+/// 64 registers.
+__device__ __noinline__ float quad_key_from_uniform(float z0, float z1, float z2, float z3, float x) {
+  const float z[4] = {z0, z1, z2, z3};
+  return corl::sampling::quad_race_key(z, corl::sampling::race_exponential(x));
 }
 
-/// Exact race key of an element from its random word.
-__device__ __forceinline__ float exact_key(float z, std::uint32_t word) {
-  return exact_key_from_uniform(z, corl::sampling::word_to_race_uniform<float>(word));
+__device__ __forceinline__ float quad_key(const float (&z)[4], float x) {
+  return quad_key_from_uniform(z[0], z[1], z[2], z[3], x);
+}
+
+/// Word k of a Philox result, k a run-time value (selects, not an indexed register array, which would go to local
+/// memory).
+__device__ __forceinline__ std::uint32_t word_at(const Philox4x32& w, int k) {
+  return k == 0 ? w.v[0] : (k == 1 ? w.v[1] : (k == 2 ? w.v[2] : w.v[3]));
 }
 
 /// Per-thread (then per-block) summary of pass 1: the race state (corl/sampling/streaming_race.hpp) and the first
@@ -214,7 +223,7 @@ struct MergeRowState {
 
 struct Race {
   float key;
-  index_t idx;
+  index_t idx;  // quad
 };
 struct MergeRace {
   __device__ Race operator()(const Race& a, const Race& b) const {
@@ -254,6 +263,7 @@ struct SharedStorage {
   CountMass above;
   CountMass equal;
   unsigned long long total;
+  bool rerace;  // the winning quad is not wholly kept: race again over the kept set
 };
 
 /// MSB-first radix selection of the threshold key K among elements with ordered key >= restrict_min (and z > -inf when
@@ -342,13 +352,23 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
   }
 }
 
-struct OutOfLineExactKey {
-  __device__ float operator()(float z, float x) const { return exact_key_from_uniform(z, x); }
+struct OutOfLineQuadKey {
+  __device__ float operator()(const float (&z)[4], float x) const { return quad_key(z, x); }
 };
 
-/// Scores one group of four loaded logits (indices 4g .. 4g + 3), records NaN / +inf, and folds it into the state.
-__device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
-                                           index_t g, const Args& a, std::uint32_t stream, float known_key) {
+/// The race words of one thread in pass 1: the thread folds quads g = t mod 512, and four of them (one in each of four
+/// consecutive blocks of 512 quads) share one Philox call (sampling_math.hpp), so the call is made once, when the
+/// first of the four asks for its word, and kept.
+struct RaceWordCache {
+  std::uint32_t call = 0xffffffffu;  // no call yet (a real call index is < 2^30)
+  Philox4x32 words;
+};
+
+/// Scores one group of four loaded logits (quad g: indices 4g .. 4g + 3), records NaN / +inf, and folds it into the
+/// state.
+__device__ __forceinline__ void fold_group(RowState& st, float& c_bound, RaceWordCache& cache, const float (&c)[4],
+                                           const float (&u)[4], index_t g, const Args& a, std::uint32_t stream,
+                                           float known_key) {
   const index_t i0 = g * 4;
   float z[4];
 #pragma unroll
@@ -362,13 +382,36 @@ __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, const f
     if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
     if (bad) z[k] = -INFINITY;
   }
-  const corl::sampling::RaceStream rs{a.seed, a.offset, stream, a.greedy};
-  corl::sampling::fold_race_group(st, c_bound, z, g, rs, OutOfLineExactKey{}, known_key);
+  auto word_of = [&](index_t quad) {
+    const std::uint32_t call = corl::sampling::race_call(static_cast<std::uint64_t>(quad));
+    if (call != cache.call) {
+      cache.words = random_words(a.seed, a.offset, stream, call);
+      cache.call = call;
+    }
+    return word_at(cache.words, corl::sampling::race_word_lane(static_cast<std::uint64_t>(quad)));
+  };
+  corl::sampling::fold_race_quad(st, c_bound, z, g, a.greedy, word_of, OutOfLineQuadKey{}, known_key);
+}
+
+/// The token drawn inside quad g (its kept entries: those >= threshold) and its score; thread-local.
+template <class In>
+__device__ __forceinline__ void pick_token(const In* cond, const In* uncond, index_t g, float threshold, const Args& a,
+                                           bool vector_ok, std::uint32_t stream, index_t* token, float* token_z) {
+  float z[4];
+  score4(cond, uncond, g, a, vector_ok, z);
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    if (!(z[k] >= threshold)) z[k] = -INFINITY;
+  const float y = corl::sampling::word_to_race_uniform<float>(
+      corl::sampling::pick_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(g)));
+  const int k = corl::sampling::pick_in_quad(z, y);
+  *token = g * 4 + k;
+  *token_z = k == 0 ? z[0] : (k == 1 ? z[1] : (k == 2 ? z[2] : z[3]));
 }
 
 /// The best race key of the warp (-inf when no lane has a winner yet): a key some element of the row certainly has.
 __device__ __forceinline__ float warp_best_key(const RowState& st) {
-  float k = st.best_idx < 0 ? -INFINITY : st.best_key;
+  float k = st.best_quad < 0 ? -INFINITY : st.best_key;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) k = fmaxf(k, __shfl_xor_sync(0xffffffffu, k, off));
   return k;
@@ -399,6 +442,7 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
   // The loop runs the same number of rounds on every lane of a warp (from the warp's first group), so that the lanes
   // can share their best race key after each round: the filter of every lane then uses the warp's best key.
   RowState st{corl::sampling::empty_race_state(), std::numeric_limits<index_t>::max()};
+  RaceWordCache cache;
   float c_bound = INFINITY;     // race_filter_bound(st, known_key)
   float known_key = -INFINITY;  // the best key of the warp after the previous round
   const index_t groups = (a.vocab + 3) / 4;
@@ -422,7 +466,7 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
         float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         unpack4(rc[j], c);
         if constexpr (kGuided) unpack4(ru[j], u);
-        fold_group(st, c_bound, c, u, g, a, stream, known_key);
+        fold_group(st, c_bound, cache, c, u, g, a, stream, known_key);
       }
     }
     if (!a.greedy) {
@@ -453,8 +497,11 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
   }
   if constexpr (!kTruncate) {
     if (threadIdx.x == 0) {
-      tokens[row] = r.best_idx;
-      logps[row] = (r.best_z - r.max) - logf(r.sum);
+      index_t token = 0;
+      float token_z = 0.0f;
+      pick_token(cond, uncond, r.best_quad, -INFINITY, a, vector_ok, stream, &token, &token_z);
+      tokens[row] = token;
+      logps[row] = (token_z - r.max) - logf(r.sum);
     }
     return;
   } else {
@@ -503,37 +550,44 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
   }
   const float kept_mass = truncated ? static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0) : r.sum;
 
-  // ---- the race over the kept set: the whole-row winner if it is kept, else one more pass ----
-  index_t token = r.best_idx;
-  float token_z = r.best_z;
-  if (truncated && !(r.best_z >= threshold)) {
+  // ---- the race over the kept set: the whole-row winning quad if all of it is kept, else one more pass ----
+  // Truncation only removes mass, so no other quad's key grows: a fully kept winner stays the winner.
+  if (threadIdx.x == 0) {
+    float z[4];
+    score4(cond, uncond, r.best_quad, a, vector_ok, z);
+    bool whole = true;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) whole = whole && (z[k] == -INFINITY || z[k] >= threshold);
+    s.row.best_quad = r.best_quad;
+    s.rerace = truncated && !whole;
+  }
+  __syncthreads();
+  if (s.rerace) {
     Race local{-INFINITY, -1};
     for (index_t g = threadIdx.x; g < groups; g += kBlock) {
       bool any = false;
       float z[4];
       score4(cond, uncond, g, a, vector_ok, z);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) any = any || (z[k] >= threshold && z[k] != -INFINITY);
-      if (!any) continue;
-      const Philox4x32 w = random_words(a.seed, a.offset, stream, static_cast<std::uint32_t>(g));
-#pragma unroll
       for (int k = 0; k < 4; ++k) {
-        if (!(z[k] >= threshold) || z[k] == -INFINITY) continue;
-        const float key = exact_key(z[k], w.v[k]);
-        if (corl::sampling::race_beats(key, g * 4 + k, local.key, local.idx)) local = {key, g * 4 + k};
+        if (!(z[k] >= threshold)) z[k] = -INFINITY;
+        any = any || z[k] != -INFINITY;
       }
+      if (!any) continue;
+      const float x = corl::sampling::word_to_race_uniform<float>(
+          corl::sampling::race_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(g)));
+      const float key = quad_key(z, x);
+      if (corl::sampling::race_beats(key, g, local.key, local.idx)) local = {key, g};
     }
     __syncthreads();
     const Race best = cub::BlockReduce<Race, kBlock>(s.cub.race_reduce).Reduce(local, MergeRace{});
-    if (threadIdx.x == 0) {
-      s.row.best_idx = best.idx;
-      s.row.best_z = best.idx >= 0 ? score_at(cond, uncond, best.idx, a) : -INFINITY;
-    }
+    if (threadIdx.x == 0) s.row.best_quad = best.idx;
     __syncthreads();
-    token = s.row.best_idx;
-    token_z = s.row.best_z;
   }
   if (threadIdx.x == 0) {
+    index_t token = 0;
+    float token_z = 0.0f;
+    pick_token(cond, uncond, s.row.best_quad, threshold, a, vector_ok, stream, &token, &token_z);
     tokens[row] = token;
     logps[row] = (token_z - r.max) - logf(kept_mass);
   }
