@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include <corl/core/rng.hpp>
@@ -39,16 +40,17 @@ index_t pick(const std::vector<float>& z, index_t quad, const Stream& rs) {
     const index_t i = quad * 4 + k;
     zq[k] = i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
   }
-  const float y = corl::sampling::word_to_race_uniform<float>(corl::sampling::pick_word(rs.seed, rs.offset, rs.row,
-                                                                                        static_cast<std::uint64_t>(quad)));
-  return quad * 4 + corl::sampling::pick_in_quad(zq, y);
+  return quad * 4 + corl::sampling::pick_in_quad(
+                        zq, corl::sampling::pick_words(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(quad)));
 }
 
 // Threads t = 0 .. threads-1 each fold groups g = t + (j + unroll * r) * threads in increasing order (the kernel's
 // pass 1), then states are merged pairwise in a tree (the block reduction). Threads come in warps of `warp` lanes
 // (consecutive t); after every round r the lanes of a warp share their best key, which every lane then passes to the
 // fold as `known_key` (the kernel's shuffle); warp = 1 is the plain per-thread filter.
-Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Stream& rs, int warp = 1) {
+// `initial_known`: a key some quad certainly has, known before the first round (the kernel's truncation pass).
+Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Stream& rs, int warp = 1,
+                 float initial_known = -std::numeric_limits<float>::infinity()) {
   const index_t vocab = static_cast<index_t>(z.size()), groups = (vocab + 3) / 4;
   Emulated out;
   auto exact_key = [&out](const float (&zz)[4], float x) {
@@ -70,7 +72,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Str
   std::vector<RaceState> states(static_cast<std::size_t>(threads), corl::sampling::empty_race_state());
   std::vector<float> c_bound(static_cast<std::size_t>(threads), std::numeric_limits<float>::infinity());
   const int warps = (threads + warp - 1) / warp;
-  std::vector<float> known(static_cast<std::size_t>(warps), neg_inf);
+  std::vector<float> known(static_cast<std::size_t>(warps), initial_known);
   const index_t round_stride = static_cast<index_t>(threads) * unroll;
   for (index_t round = 0; round * round_stride < groups; ++round) {
     for (int t = 0; t < threads; ++t) {
@@ -136,7 +138,8 @@ TEST_CASE("the streaming race picks the exhaustive sampler's token on every row,
   const int splits[][3] = {{1, 1, 1}, {3, 2, 1}, {32, 4, 1}, {512, 2, 1}, {7, 1, 1}, {64, 2, 32}, {512, 2, 32}, {7, 1, 4}};
   int rows = 0;
   for (int trial = 0; trial < 300; ++trial) {
-    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 200 ? 300 : 5000));
+    // up to 20000 tokens for the last trials, so that quads past 2048 (a second Philox call per thread) are covered
+    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 200 ? 300 : (trial < 280 ? 5000 : 20000)));
     const double scale = trial % 3 == 0 ? 0.3 : (trial % 3 == 1 ? 3.0 : 40.0);  // flat, typical, peaked
     auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.3 : 0.0, trial % 5 == 0);
     if (trial % 7 == 0) z[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(vocab)))] = 1.0f;  // >= 1 finite
@@ -209,4 +212,64 @@ TEST_CASE("the filter computes few exact keys, and the kernel's threads make one
   CHECK(pick(peaked, p.state.best_quad, rs) == ref_peaked.token);
   MESSAGE("peaked row: words " << p.words << ", Philox calls " << p.philox_calls);
   CHECK(p.philox_calls < quads / 8);
+}
+
+TEST_CASE("truncation: the whole-row winning quad wins the kept set when all of it is kept, else the filtered second "
+          "race (the kernel's) finds the reference's quad") {
+  corl::CounterRng rng(1618, 0);
+  int whole = 0, raced = 0;
+  for (int trial = 0; trial < 240; ++trial) {
+    const index_t vocab = 8 + static_cast<index_t>(rng.below(trial < 200 ? 3000 : 12000));
+    const double scale = trial % 3 == 0 ? 0.5 : (trial % 3 == 1 ? 2.0 : 6.0);
+    const auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.2 : 0.0, trial % 5 == 0);
+    bool any_finite = false;
+    for (const float v : z) any_finite = any_finite || v != -std::numeric_limits<float>::infinity();
+    if (!any_finite) continue;
+    corl::sampling::SamplingParams p;
+    if (trial % 3 == 0) p.top_k = 1 + static_cast<index_t>(rng.below(60));
+    if (trial % 3 == 1) p.top_p = trial % 2 ? 0.5 + 0.45 * rng.uniform() : 0.999;   // 0.999: most quads kept whole
+    if (trial % 3 == 2) p.min_p = trial % 2 ? 0.02 + 0.2 * rng.uniform() : 1e-4;
+    if (trial % 7 == 0) p.top_p = 0.9;  // combined with the above
+    const corl::sampling::RngKey key{77 + static_cast<std::uint64_t>(trial), 5};
+    const std::uint32_t row = static_cast<std::uint32_t>(trial % 13);
+    const Stream rs{key.seed, key.offset, row, false};
+    const auto ref = corl::sampling::sample_row<float, float>(z, p, key, row);
+    const auto d = corl::sampling::detail::row_distribution<float>(std::span<const float>(z), std::span<const float>{},
+                                                                   p, row, "test");
+    std::vector<float> kept(z);
+    for (float& v : kept)
+      if (!(v >= d.threshold)) v = -std::numeric_limits<float>::infinity();
+    CAPTURE(trial);
+    CAPTURE(vocab);
+    // pass 1 over the whole row, as the kernel (512 threads, warps of 32)
+    const auto pass1 = emulate(z, 512, 2, rs, 32);
+    const index_t w = pass1.state.best_quad;
+    bool wholly_kept = true;
+    for (int k = 0; k < 4; ++k) {
+      const index_t i = w * 4 + k;
+      if (i < vocab && z[static_cast<std::size_t>(i)] != -std::numeric_limits<float>::infinity())
+        wholly_kept = wholly_kept && z[static_cast<std::size_t>(i)] >= d.threshold;
+    }
+    if (wholly_kept) {
+      ++whole;
+      CHECK(pick(kept, w, rs) == ref.token);
+      continue;
+    }
+    ++raced;
+    // the second race over the kept set, bounded by the kept key of the argmax's quad
+    const index_t aq = pass1.state.argmax / 4;
+    float zq[4];
+    for (int k = 0; k < 4; ++k) {
+      const index_t i = aq * 4 + k;
+      zq[k] = i < vocab ? kept[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
+    }
+    const float x = corl::sampling::word_to_race_uniform<float>(
+        corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(aq)));
+    const float bound = corl::sampling::quad_race_key(zq, corl::sampling::race_exponential(x));
+    const auto second = emulate(kept, 512, 1, rs, 1, bound);
+    CHECK(pick(kept, second.state.best_quad, rs) == ref.token);
+  }
+  MESSAGE("wholly kept winners: " << whole << ", second races: " << raced);
+  CHECK(whole > 10);
+  CHECK(raced > 10);
 }

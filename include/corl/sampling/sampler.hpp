@@ -210,8 +210,8 @@ Sample<Real> sample_row_in(std::span<const In> cond, std::span<const In> uncond,
   if (greedy) return {d.argmax, Real(0)};
   constexpr Real neg_inf = -std::numeric_limits<Real>::infinity();
   const index_t vocab = static_cast<index_t>(d.z.size());
-  require(vocab / 4 < (index_t{1} << 32), where, ": row ", row, " has ", vocab,
-          " logits, expected fewer than 2^34 (the quad race's counter range)");
+  require(vocab / 4 < (index_t{1} << 31), where, ": row ", row, " has ", vocab,
+          " logits, expected fewer than 2^33 (the quad race's counter range)");
   // The quad race over the kept tokens: the quad with the largest key, then the draw inside it.
   index_t best_quad = -1;
   Real best_key = neg_inf;
@@ -234,8 +234,8 @@ Sample<Real> sample_row_in(std::span<const In> cond, std::span<const In> uncond,
       for (int j = 0; j < 4; ++j) best_z[j] = zq[j];
     }
   }
-  const Real y = word_to_race_uniform<Real>(pick_word(key.seed, key.offset, row, static_cast<std::uint64_t>(best_quad)));
-  const index_t best = best_quad * 4 + pick_in_quad(best_z, y);
+  const index_t best =
+      best_quad * 4 + pick_in_quad(best_z, pick_words(key.seed, key.offset, row, static_cast<std::uint64_t>(best_quad)));
   return {best, detail::logp_of(d, best, false)};
 }
 }  // namespace detail

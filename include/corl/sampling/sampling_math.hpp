@@ -7,7 +7,7 @@
 //     S_g   = sum_{i in g, kept} exp(z_i)                           (the quad's mass; empty quads do not race)
 //     key_g = log S_g - log E_g,  E_g = -log(1 - x_g),  x_g uniform in (0, 1)
 //     g*    = argmax_g key_g                                       (quad g wins with probability S_g / sum_h S_h)
-//     token = the i in g* with  sum_{j in g*, j < i} exp(z_j) <= y S_g* < sum_{j in g*, j <= i} exp(z_j),  y uniform
+//     token = argmax_{i in g*, kept} z_i - log(E'_i)                (a race of the quad's tokens with fresh uniforms)
 // so token i is drawn with probability S_g / S * exp(z_i) / S_g = exp(z_i) / sum_{kept} exp(z_k): exact sampling with
 // no sort and no prefix sum over the row, only an argmax, in the same single pass over the row that computes the max
 // and the normaliser. One race word per quad instead of one per element: the GPU kernel draws one Philox call per 16
@@ -15,8 +15,8 @@
 // m_g the quad's max, so no overflow.
 // Random words, Philox4x32-10 (corl/core/rng.hpp) with counter (offset, row, call): the race word x_g is word
 // (g / 512) % 4 of call (g % 512) + 512 * (g / 2048) (the layout that lets each GPU thread, which folds the quads
-// g = t mod 512, share one call between four of its quads); the in-quad word y_g is the same word of call ~that call
-// (the bitwise complement: a disjoint counter range for rows of fewer than 2^34 logits).
+// g = t mod 512, share one call between four of its quads; calls < 2^29); the four uniforms of the race inside the
+// winning quad are the four words of call 2^31 + g (a disjoint counter range for rows of fewer than 2^33 logits).
 //
 // Why CPU and GPU agree: every operation that decides a token is a single IEEE-754 float operation rounded to nearest
 // (the device side uses __fmul_rn / __fadd_rn / __fsub_rn so that nvcc does not contract them into FMAs), the uniforms
@@ -90,14 +90,20 @@ CORL_HD std::uint32_t race_call(std::uint64_t quad) {
 /// Which of the call's four words is quad g's.
 CORL_HD int race_word_lane(std::uint64_t quad) { return static_cast<int>((quad / kRaceQuadInterleave) % 4); }
 
-/// The race word of quad `quad` of `row`.
-CORL_HD std::uint32_t race_word(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t quad) {
-  return random_words(seed, offset, row, race_call(quad)).v[race_word_lane(quad)];
+/// Word k (a run-time value) of a Philox result, by selects: indexing the array with a run-time value would put it in
+/// local memory on the device.
+CORL_HD std::uint32_t philox_word(const Philox4x32& w, int k) {
+  return k == 0 ? w.v[0] : (k == 1 ? w.v[1] : (k == 2 ? w.v[2] : w.v[3]));
 }
 
-/// The word of the draw inside quad `quad` (used for the winning quad only): an independent counter, ~race_call.
-CORL_HD std::uint32_t pick_word(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t quad) {
-  return random_words(seed, offset, row, ~race_call(quad)).v[race_word_lane(quad)];
+/// The race word of quad `quad` of `row`.
+CORL_HD std::uint32_t race_word(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t quad) {
+  return philox_word(random_words(seed, offset, row, race_call(quad)), race_word_lane(quad));
+}
+
+/// The four words of the race inside quad `quad` (drawn for the winning quad only): call 2^31 + quad, quad < 2^31.
+CORL_HD Philox4x32 pick_words(std::uint64_t seed, std::uint64_t offset, std::uint32_t row, std::uint64_t quad) {
+  return random_words(seed, offset, row, 0x80000000u | static_cast<std::uint32_t>(quad));
 }
 
 /// The uniform x = (word + 1/2) / 2^32 in (0, 1). In float it is capped at the largest float below 1 (the rounding of
@@ -135,30 +141,31 @@ CORL_HD Real quad_race_key(const Real (&z)[4], Real exponential) {
   return sub_rn(add_rn(m, static_cast<Real>(log(s))), static_cast<Real>(log(exponential)));
 }
 
-/// The draw inside the winning quad: the first k with y * S < sum_{j <= k} exp(z_j - m) (entries equal to -inf never
-/// picked; rounding that leaves y * S at or above the total picks the last finite entry). y in (0, 1).
+/// Race key of one token: z - log(E) (exact Gumbel-max among tokens).
 template <class Real>
-CORL_HD int pick_in_quad(const Real (&z)[4], Real y) {
-  using std::exp;
+CORL_HD Real token_race_key(Real z, Real exponential) {
+  using std::log;
+  return sub_rn(z, static_cast<Real>(log(exponential)));
+}
+
+/// The draw inside the winning quad: the kept token (z != -inf) with the largest z - log(E'), E' from word k of
+/// `words` (pick_words); ties go to the smaller k. A race rather than an inverse CDF, so that a token far below the
+/// others of its quad keeps its probability to the same resolution as the quad race (an inverse CDF in float loses
+/// shares below 2^-24).
+template <class Real>
+CORL_HD int pick_in_quad(const Real (&z)[4], const Philox4x32& words) {
   const Real neg_inf = -std::numeric_limits<Real>::infinity();
-  Real m = neg_inf;
-  for (int k = 0; k < 4; ++k) m = z[k] > m ? z[k] : m;
-  Real e[4];
-  Real s = 0;
-  for (int k = 0; k < 4; ++k) {
-    e[k] = z[k] == neg_inf ? Real(0) : static_cast<Real>(exp(sub_rn(z[k], m)));
-    s = add_rn(s, e[k]);
-  }
-  const Real target = mul_rn(y, s);
-  Real acc = 0;
-  int last = -1;
+  int best = -1;
+  Real best_key = neg_inf;
   for (int k = 0; k < 4; ++k) {
     if (z[k] == neg_inf) continue;
-    acc = add_rn(acc, e[k]);
-    last = k;
-    if (target < acc) return k;
+    const Real key = token_race_key(z[k], race_exponential(word_to_race_uniform<Real>(philox_word(words, k))));
+    if (best < 0 || key > best_key) {
+      best = k;
+      best_key = key;
+    }
   }
-  return last;
+  return best;
 }
 
 /// Monotone map float -> uint32 (larger float, larger key) for radix selection; -inf maps below every finite value.

@@ -200,12 +200,6 @@ __device__ __forceinline__ float quad_key(const float (&z)[4], float x) {
   return quad_key_from_uniform(z[0], z[1], z[2], z[3], x);
 }
 
-/// Word k of a Philox result, k a run-time value (selects, not an indexed register array, which would go to local
-/// memory).
-__device__ __forceinline__ std::uint32_t word_at(const Philox4x32& w, int k) {
-  return k == 0 ? w.v[0] : (k == 1 ? w.v[1] : (k == 2 ? w.v[2] : w.v[3]));
-}
-
 /// Per-thread (then per-block) summary of pass 1: the race state (corl/sampling/streaming_race.hpp) and the first
 /// index holding a NaN / +inf (max of index_t when none).
 struct RowState : corl::sampling::RaceState {
@@ -360,8 +354,18 @@ struct OutOfLineQuadKey {
 /// consecutive blocks of 512 quads) share one Philox call (sampling_math.hpp), so the call is made once, when the
 /// first of the four asks for its word, and kept.
 struct RaceWordCache {
-  std::uint32_t call = 0xffffffffu;  // no call yet (a real call index is < 2^30)
+  std::uint32_t call = 0xffffffffu;  // no call yet (a real call index is < 2^29)
   Philox4x32 words;
+
+  /// Quad g's race word (corl::sampling::race_word), from the kept call or a new one.
+  __device__ __forceinline__ std::uint32_t word(const Args& a, std::uint32_t stream, index_t quad) {
+    const std::uint32_t c = corl::sampling::race_call(static_cast<std::uint64_t>(quad));
+    if (c != call) {
+      words = random_words(a.seed, a.offset, stream, c);
+      call = c;
+    }
+    return corl::sampling::philox_word(words, corl::sampling::race_word_lane(static_cast<std::uint64_t>(quad)));
+  }
 };
 
 /// Scores one group of four loaded logits (quad g: indices 4g .. 4g + 3), records NaN / +inf, and folds it into the
@@ -382,14 +386,7 @@ __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, RaceWor
     if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
     if (bad) z[k] = -INFINITY;
   }
-  auto word_of = [&](index_t quad) {
-    const std::uint32_t call = corl::sampling::race_call(static_cast<std::uint64_t>(quad));
-    if (call != cache.call) {
-      cache.words = random_words(a.seed, a.offset, stream, call);
-      cache.call = call;
-    }
-    return word_at(cache.words, corl::sampling::race_word_lane(static_cast<std::uint64_t>(quad)));
-  };
+  auto word_of = [&](index_t quad) { return cache.word(a, stream, quad); };
   corl::sampling::fold_race_quad(st, c_bound, z, g, a.greedy, word_of, OutOfLineQuadKey{}, known_key);
 }
 
@@ -402,14 +399,13 @@ __device__ __forceinline__ void pick_token(const In* cond, const In* uncond, ind
 #pragma unroll
   for (int k = 0; k < 4; ++k)
     if (!(z[k] >= threshold)) z[k] = -INFINITY;
-  const float y = corl::sampling::word_to_race_uniform<float>(
-      corl::sampling::pick_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(g)));
-  const int k = corl::sampling::pick_in_quad(z, y);
+  const int k = corl::sampling::pick_in_quad(
+      z, corl::sampling::pick_words(a.seed, a.offset, stream, static_cast<std::uint64_t>(g)));
   *token = g * 4 + k;
   *token_z = k == 0 ? z[0] : (k == 1 ? z[1] : (k == 2 ? z[2] : z[3]));
 }
 
-/// The best race key of the warp (-inf when no lane has a winner yet): a key some element of the row certainly has.
+/// The best race key of the warp (-inf when no lane has a winner yet): a key some quad of the row certainly has.
 __device__ __forceinline__ float warp_best_key(const RowState& st) {
   float k = st.best_quad < 0 ? -INFINITY : st.best_key;
 #pragma unroll
@@ -551,7 +547,9 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
   const float kept_mass = truncated ? static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0) : r.sum;
 
   // ---- the race over the kept set: the whole-row winning quad if all of it is kept, else one more pass ----
-  // Truncation only removes mass, so no other quad's key grows: a fully kept winner stays the winner.
+  // Truncation only removes mass, so no other quad's key grows: a wholly kept winner stays the winner. Otherwise the
+  // pass races the kept parts of the quads, filtered by the kept key of the quad holding the row's argmax (always
+  // kept), so that only quads that can beat it ask for their words and exact keys, as in pass 1.
   if (threadIdx.x == 0) {
     float z[4];
     score4(cond, uncond, r.best_quad, a, vector_ok, z);
@@ -560,27 +558,34 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
     for (int k = 0; k < 4; ++k) whole = whole && (z[k] == -INFINITY || z[k] >= threshold);
     s.row.best_quad = r.best_quad;
     s.rerace = truncated && !whole;
+    if (s.rerace) {
+      const index_t argmax_quad = r.argmax / 4;
+      score4(cond, uncond, argmax_quad, a, vector_ok, z);
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (!(z[k] >= threshold)) z[k] = -INFINITY;
+      s.row.best_key = quad_key(z, corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
+                                       a.seed, a.offset, stream, static_cast<std::uint64_t>(argmax_quad))));
+    }
   }
   __syncthreads();
   if (s.rerace) {
-    Race local{-INFINITY, -1};
+    const float bound_key = s.row.best_key;  // a key some kept quad certainly has
+    corl::sampling::RaceState kept = corl::sampling::empty_race_state();
+    float c_bound = INFINITY;
+    RaceWordCache kept_cache;  // thread t folds the quads g = t mod 512, as in pass 1
     for (index_t g = threadIdx.x; g < groups; g += kBlock) {
-      bool any = false;
       float z[4];
       score4(cond, uncond, g, a, vector_ok, z);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
+      for (int k = 0; k < 4; ++k)
         if (!(z[k] >= threshold)) z[k] = -INFINITY;
-        any = any || z[k] != -INFINITY;
-      }
-      if (!any) continue;
-      const float x = corl::sampling::word_to_race_uniform<float>(
-          corl::sampling::race_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(g)));
-      const float key = quad_key(z, x);
-      if (corl::sampling::race_beats(key, g, local.key, local.idx)) local = {key, g};
+      auto word_of = [&](index_t quad) { return kept_cache.word(a, stream, quad); };
+      corl::sampling::fold_race_quad(kept, c_bound, z, g, false, word_of, OutOfLineQuadKey{}, bound_key);
     }
-    __syncthreads();
-    const Race best = cub::BlockReduce<Race, kBlock>(s.cub.race_reduce).Reduce(local, MergeRace{});
+    __syncthreads();  // every thread has read s.row.best_key
+    const Race best = cub::BlockReduce<Race, kBlock>(s.cub.race_reduce)
+                          .Reduce(Race{kept.best_key, kept.best_quad}, MergeRace{});
     if (threadIdx.x == 0) s.row.best_quad = best.idx;
     __syncthreads();
   }
@@ -607,7 +612,7 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   constexpr const char* where = "corl::cuda::sample_rows";
   corl::sampling::validate_params(params, where);
   require(rows >= 0 && rows <= 0x7fffffff, where, ": rows = ", rows, ", expected in [0, 2^31)");
-  require(vocab >= 1 && vocab / 4 < (index_t{1} << 32), where, ": vocab = ", vocab, ", expected in [1, 2^34)");
+  require(vocab >= 1 && vocab / 4 < (index_t{1} << 31), where, ": vocab = ", vocab, ", expected in [1, 2^33)");
   require(row_stride >= vocab, where, ": row_stride = ", row_stride, ", expected >= vocab = ", vocab);
   if (rows == 0) return;
   require(cond != nullptr && tokens != nullptr && logps != nullptr, where,
