@@ -7,6 +7,7 @@
 // `algorithm.filter_groups.enable` / `metric`.
 #pragma once
 
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -32,6 +33,8 @@ struct GroupFilterResult {
 template <class Real>
 GroupFilterResult filter_groups(const GroupFilter& filter, const RewardBatch<Real>& batch) {
   constexpr const char* where = "filter_groups";
+  require(!std::isnan(filter.min_mean) && !std::isnan(filter.max_mean), where, ": min_mean = ", filter.min_mean,
+          ", max_mean = ", filter.max_mean, ", expected numbers (use -inf / +inf for no bound), not NaN");
   require(!(filter.min_mean > filter.max_mean), where, ": min_mean = ", filter.min_mean, " > max_mean = ",
           filter.max_mean, ", expected min_mean <= max_mean");
   validate_reward_batch(where, batch, batch.rewards);

@@ -45,8 +45,10 @@ RowSoftmax<Real> row_softmax(const Logit* row_logits, index_t vocab, std::int32_
   Real m = 0, s = 0, u = 0;
   for (index_t v = 0; v < vocab; ++v) {
     const Real x = to_real<Real>(row_logits[v]);
-    if (!isfinite(x)) fail(where, ": logits[row ", row, ", column ", v, "] = ", x, ", expected a finite value");
     const Real z = x * inv_temperature;
+    if (!isfinite(z))
+      fail(where, ": logits[row ", row, ", column ", v, "] = ", x,
+           isfinite(x) ? " overflows when divided by the temperature" : "", ", expected a finite value");
     if (v == 0) {
       m = z;
       s = Real(1);
@@ -91,7 +93,9 @@ template <class Real>
 Real checked_inv_temperature(Real temperature, const char* where) {
   require(std::isfinite(temperature) && temperature > Real(0), where, ": temperature = ", temperature,
           ", expected a finite value > 0");
-  return Real(1) / temperature;
+  const Real inv = Real(1) / temperature;
+  require(std::isfinite(inv), where, ": temperature = ", temperature, ", expected one whose inverse is finite");
+  return inv;
 }
 }  // namespace detail
 
@@ -152,7 +156,18 @@ void logprobs_backward_from_logits(std::span<const Logit> logits, index_t vocab,
       const auto k = static_cast<std::size_t>(i);
       const std::int32_t y = targets[k];
       require(y >= 0 && y < vocab, where, ": targets[", i, "] = ", y, ", expected in [0, vocab = ", vocab, ")");
+      require(std::isfinite(dlogp[k]) && std::isfinite(lse[k]), where, ": row ", i, ": dlogp = ", dlogp[k],
+              ", lse = ", lse[k], ", expected finite");
       const Real h = dentropy.empty() ? Real(0) : dentropy[k];
+      require(std::isfinite(h) && (h == Real(0) || std::isfinite(entropy[k])), where, ": row ", i, ": dentropy = ", h,
+              ", entropy = ", h == Real(0) ? Real(0) : entropy[k], ", expected finite");
+      const Logit* row_logits = logits.data() + i * vocab;
+      for (index_t v = 0; v < vocab; ++v) {
+        const Real z = to_real<Real>(row_logits[v]) * inv_t;
+        if (!std::isfinite(z))
+          fail(where, ": logits[row ", i, ", column ", v, "] = ", to_real<Real>(row_logits[v]),
+               ", expected a finite value (also after division by the temperature)");
+      }
       row_softmax_backward<Real>(logits.data() + i * vocab, dlogits.data() + i * vocab, vocab, y, inv_t, lse[k],
                                  h != Real(0) ? entropy[k] : Real(0), dlogp[k], h);
     }

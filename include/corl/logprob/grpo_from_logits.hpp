@@ -94,6 +94,8 @@ GrpoLossTotals grpo_loss_from_logits(const GrpoLogitsBatch<Logit, Real>& in, con
                                      std::span<Real> entropy_out = {}, int threads = 0) {
   constexpr const char* where = "grpo_loss_from_logits";
   detail::check_grpo_logits_batch(in, static_cast<bool>(Kl::uses_reference), where);
+  detail::validate_component(policy, where);
+  detail::validate_component(kl, where);
   const index_t rows = in.sequences * in.seq_len, vocab = in.vocab;
   require(static_cast<index_t>(dlogits.size()) == rows * vocab, where, ": dlogits has ", dlogits.size(),
           " elements, expected rows * vocab = ", rows, " * ", vocab);
@@ -189,6 +191,9 @@ GrpoLossTotals grpo_loss_from_logits(const GrpoLogitsBatch<Logit, Real>& in, con
     totals.clipped_high += (r.flags & kClippedHigh) ? 1 : 0;
     totals.dual_clipped += (r.flags & kDualClipped) ? 1 : 0;
   }
+  require(std::isfinite(totals.loss), where, ": the loss is ", totals.loss,
+          ", expected a finite value (the inputs and the loss parameters were checked; please report this as a corl "
+          "bug)");
   return totals;
 }
 

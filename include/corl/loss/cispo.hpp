@@ -24,6 +24,12 @@ struct Cispo {
   double exp_clamp = kDefaultExpClamp;
   static constexpr bool sequence_level = false;
 
+  /// Throws corl::Error naming `where` and the field unless eps_low in [0, 1], eps_high >= 0, exp_clamp in (0, 80].
+  void validate(std::string_view where) const {
+    detail::check_clip_bounds(eps_low, eps_high, where, "Cispo.eps_low", "Cispo.eps_high");
+    detail::check_exp_clamp(exp_clamp, where, "Cispo.exp_clamp");
+  }
+
   template <class Real>
   CORL_HD Real seq_stat_term(Real, Real, Real) const {
     return Real(0);

@@ -18,6 +18,15 @@ struct DeltaClip {
   double exp_clamp = kDefaultExpClamp;  ///< bound on |logp - logp_old| inside exp
   static constexpr bool sequence_level = false;
 
+  /// Throws corl::Error naming `where` and the field unless eps_low in [0, 1], eps_high >= 0, delta finite and
+  /// > 1 + eps_high, exp_clamp in (0, 80].
+  void validate(std::string_view where) const {
+    detail::check_clip_bounds(eps_low, eps_high, where, "DeltaClip.eps_low", "DeltaClip.eps_high");
+    detail::check_param(std::isfinite(delta) && delta > 1.0 + eps_high, where, "DeltaClip.delta", delta,
+                        "finite and > 1 + eps_high");
+    detail::check_exp_clamp(exp_clamp, where, "DeltaClip.exp_clamp");
+  }
+
   template <class Real>
   CORL_HD Real seq_stat_term(Real, Real, Real) const {
     return Real(0);

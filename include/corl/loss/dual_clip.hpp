@@ -20,6 +20,15 @@ struct DualClipPpo {
   double exp_clamp = kDefaultExpClamp;  ///< bound on |logp - logp_old| inside exp
   static constexpr bool sequence_level = false;
 
+  /// Throws corl::Error naming `where` and the field unless eps_low in [0, 1], eps_high >= 0, clip_ratio_c finite and
+  /// > 1, exp_clamp in (0, 80].
+  void validate(std::string_view where) const {
+    detail::check_clip_bounds(eps_low, eps_high, where, "DualClipPpo.eps_low", "DualClipPpo.eps_high");
+    detail::check_param(std::isfinite(clip_ratio_c) && clip_ratio_c > 1.0, where, "DualClipPpo.clip_ratio_c",
+                        clip_ratio_c, "finite and > 1");
+    detail::check_exp_clamp(exp_clamp, where, "DualClipPpo.exp_clamp");
+  }
+
   template <class Real>
   CORL_HD Real seq_stat_term(Real, Real, Real) const {
     return Real(0);

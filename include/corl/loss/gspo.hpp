@@ -20,6 +20,15 @@ struct Gspo {
   double exp_clamp = kDefaultExpClamp;  ///< bound on the mean log-ratio inside exp
   static constexpr bool sequence_level = true;
 
+  /// Throws corl::Error naming `where` and the field unless eps_low and eps_high are finite and >= 0 and exp_clamp is
+  /// in (0, 80].
+  void validate(std::string_view where) const {
+    detail::check_param(std::isfinite(eps_low) && eps_low >= 0.0, where, "Gspo.eps_low", eps_low, "finite and >= 0");
+    detail::check_param(std::isfinite(eps_high) && eps_high >= 0.0, where, "Gspo.eps_high", eps_high,
+                        "finite and >= 0");
+    detail::check_exp_clamp(exp_clamp, where, "Gspo.exp_clamp");
+  }
+
   /// The per-token term whose masked mean is log s_b.
   template <class Real>
   CORL_HD Real seq_stat_term(Real logp, Real logp_old, Real /*adv*/) const {

@@ -61,6 +61,13 @@ struct K3 {
   double exp_clamp = kDefaultExpClamp;  ///< bound on |l| inside exp(-l)
   double value_max = 0;                 ///< > 0: clamp the value to <= value_max (verl: 10); 0 = no clamp
   static constexpr bool uses_reference = true;
+
+  /// Throws corl::Error naming `where` and the field unless exp_clamp is in (0, 80] and value_max finite and >= 0.
+  void validate(std::string_view where) const {
+    detail::check_exp_clamp(exp_clamp, where, "K3.exp_clamp");
+    detail::check_param(std::isfinite(value_max) && value_max >= 0.0, where, "K3.value_max", value_max,
+                        "finite and >= 0 (0 = no clamp)");
+  }
   template <class Real>
   CORL_HD TokenTerm<Real> token(Real logp, Real logp_ref, Real /*logp_old*/) const {
     const Real l = logp - logp_ref;
@@ -81,6 +88,8 @@ struct StraightThrough {
   Base base{};
   static constexpr bool uses_reference = true;
   static constexpr bool gradient_is_derivative = false;
+  /// Validates the base estimator (when it has parameters).
+  void validate(std::string_view where) const { detail::validate_component(base, where); }
   template <class Real>
   CORL_HD TokenTerm<Real> token(Real logp, Real logp_ref, Real logp_old) const {
     TokenTerm<Real> t = base.template token<Real>(logp, logp_ref, logp_old);
@@ -96,6 +105,11 @@ struct BiasCorrected {
   double exp_clamp = kDefaultExpClamp;  ///< bound on |logp - logp_old| inside exp
   static constexpr bool uses_reference = true;
   static constexpr bool gradient_is_derivative = false;
+  /// Throws corl::Error naming `where` unless exp_clamp is in (0, 80] and the base estimator is valid.
+  void validate(std::string_view where) const {
+    detail::check_exp_clamp(exp_clamp, where, "BiasCorrected.exp_clamp");
+    detail::validate_component(base, where);
+  }
   template <class Real>
   CORL_HD TokenTerm<Real> token(Real logp, Real logp_ref, Real logp_old) const {
     bool sat = false;

@@ -31,11 +31,19 @@ struct AdaptiveKlController {
     require(std::isfinite(observed_kl), "AdaptiveKlController::update: observed_kl = ", observed_kl,
             ", expected a finite value");
     require(n_steps >= 0, "AdaptiveKlController::update: n_steps = ", n_steps, ", expected >= 0");
-    require(target > 0 && horizon > 0, "AdaptiveKlController::update: target = ", target, ", horizon = ", horizon,
-            ", expected both > 0");
+    require(std::isfinite(target) && target > 0 && std::isfinite(horizon) && horizon > 0,
+            "AdaptiveKlController::update: target = ", target, ", horizon = ", horizon, ", expected both finite and > 0");
+    require(std::isfinite(max_error) && max_error >= 0, "AdaptiveKlController::update: max_error = ", max_error,
+            ", expected finite and >= 0");
+    require(std::isfinite(beta) && beta >= 0, "AdaptiveKlController::update: beta = ", beta,
+            ", expected finite and >= 0");
     double e = observed_kl / target - 1.0;
     e = e < -max_error ? -max_error : (e > max_error ? max_error : e);
-    beta *= 1.0 + e * static_cast<double>(n_steps) / horizon;
+    const double factor = 1.0 + e * static_cast<double>(n_steps) / horizon;
+    require(factor > 0, "AdaptiveKlController::update: the factor 1 + e * n_steps / horizon = ", factor,
+            " (e = ", e, ", n_steps = ", n_steps, ", horizon = ", horizon,
+            ") would make beta <= 0, expected n_steps * max_error < horizon");
+    beta *= factor;
   }
 };
 

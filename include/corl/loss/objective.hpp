@@ -161,6 +161,7 @@ class Objective {
   /// ranks, then set world_size / grad_accum_steps / constant_divisor.
   template <class Real>
   [[nodiscard]] Normalizers count_normalizers(const BatchView<Real>& v) const {
+    validate(v, "Objective::count_normalizers");
     check_config(v, "Objective::count_normalizers");
     Normalizers z;
     for (index_t b = 0; b < v.batch; ++b) {
@@ -176,6 +177,7 @@ class Objective {
   void sequence_weights(const BatchView<Real>& v, const Normalizers& z, std::span<Weight> out) const {
     require(static_cast<index_t>(out.size()) == v.batch, "Objective::sequence_weights: out has ", out.size(),
             " elements, expected batch = ", v.batch);
+    validate(v, "Objective::sequence_weights");
     validate(z, "Objective::sequence_weights");
     check_config(v, "Objective::sequence_weights");
     for (index_t b = 0; b < v.batch; ++b)
@@ -302,9 +304,15 @@ class Objective {
  private:
   template <class Real>
   void check_config(const BatchView<Real>& v, const char* where) const {
-    require(std::isfinite(config.beta), where, ": config.beta = ", config.beta, ", expected a finite value");
-    require(std::isfinite(config.entropy_coef), where, ": config.entropy_coef = ", config.entropy_coef,
-            ", expected a finite value");
+    require(config.beta >= 0.0 && std::isfinite(static_cast<Real>(config.beta)), where, ": config.beta = ",
+            config.beta, ", expected >= 0 and finite in the objective's floating-point type");
+    require(std::isfinite(static_cast<Real>(config.entropy_coef)), where, ": config.entropy_coef = ",
+            config.entropy_coef, ", expected a finite value in the objective's floating-point type");
+    if (config.entropy_threshold)
+      require(std::isfinite(*config.entropy_threshold), where, ": config.entropy_threshold = ",
+              *config.entropy_threshold, ", expected a finite value");
+    detail::validate_component(loss, where);
+    detail::validate_component(kl, where);
     if (config.beta != 0.0 && Kl::uses_reference)
       require(v.has_logp_ref(), where, ": logp_ref is absent, expected [batch, max_len] since beta = ", config.beta);
     if (config.entropy_coef != 0.0)

@@ -16,6 +16,12 @@ struct PpoClip {
   double exp_clamp = kDefaultExpClamp;  ///< bound on |logp - logp_old| inside exp
   static constexpr bool sequence_level = false;
 
+  /// Throws corl::Error naming `where` and the field unless eps_low in [0, 1], eps_high >= 0, exp_clamp in (0, 80].
+  void validate(std::string_view where) const {
+    detail::check_clip_bounds(eps_low, eps_high, where, "PpoClip.eps_low", "PpoClip.eps_high");
+    detail::check_exp_clamp(exp_clamp, where, "PpoClip.exp_clamp");
+  }
+
   template <class Real>
   CORL_HD Real seq_stat_term(Real, Real, Real) const {
     return Real(0);

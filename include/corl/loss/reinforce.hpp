@@ -17,6 +17,9 @@ struct Reinforce {
   double exp_clamp = kDefaultExpClamp;  ///< only for the reported ratio
   static constexpr bool sequence_level = false;
 
+  /// Throws corl::Error naming `where` unless exp_clamp is in (0, 80].
+  void validate(std::string_view where) const { detail::check_exp_clamp(exp_clamp, where, "Reinforce.exp_clamp"); }
+
   template <class Real>
   CORL_HD Real seq_stat_term(Real, Real, Real) const {
     return Real(0);

@@ -21,6 +21,14 @@ struct Sapo {
   double exp_clamp = kDefaultExpClamp;
   static constexpr bool sequence_level = false;
 
+  /// Throws corl::Error naming `where` and the field unless tau_pos and tau_neg are finite and > 0 and exp_clamp is in
+  /// (0, 80].
+  void validate(std::string_view where) const {
+    detail::check_param(std::isfinite(tau_pos) && tau_pos > 0.0, where, "Sapo.tau_pos", tau_pos, "finite and > 0");
+    detail::check_param(std::isfinite(tau_neg) && tau_neg > 0.0, where, "Sapo.tau_neg", tau_neg, "finite and > 0");
+    detail::check_exp_clamp(exp_clamp, where, "Sapo.exp_clamp");
+  }
+
   template <class Real>
   CORL_HD Real seq_stat_term(Real, Real, Real) const {
     return Real(0);

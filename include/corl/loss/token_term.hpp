@@ -18,7 +18,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 
+#include "corl/core/error.hpp"
 #include "corl/core/hd.hpp"
 
 namespace corl {
@@ -41,6 +43,32 @@ struct TokenTerm {
 
 /// Default bound on exponents: exp(20) ~ 4.9e8 keeps float finite and differences meaningful.
 inline constexpr double kDefaultExpClamp = 20.0;
+
+/// Largest exp_clamp accepted: exp(80) ~ 5.5e34 stays finite in float.
+inline constexpr double kMaxExpClamp = 80.0;
+
+namespace detail {
+/// The host-side parameter checks of the loss and KL structs (their validate members, called by corl::Objective):
+/// throws corl::Error "<where>: <name> = <value>, expected <what>" unless `ok`.
+inline void check_param(bool ok, std::string_view where, const char* name, double value, const char* what) {
+  require(ok, where, ": ", name, " = ", value, ", expected ", what);
+}
+inline void check_exp_clamp(double exp_clamp, std::string_view where, const char* name) {
+  check_param(exp_clamp > 0.0 && exp_clamp <= kMaxExpClamp, where, name, exp_clamp,
+              "in (0, 80] (exp of it must stay finite in float)");
+}
+/// eps_low in [0, 1] and eps_high finite and >= 0 (ratio bounds 1 - eps_low >= 0 and 1 + eps_high).
+inline void check_clip_bounds(double eps_low, double eps_high, std::string_view where, const char* low_name,
+                              const char* high_name) {
+  check_param(eps_low >= 0.0 && eps_low <= 1.0, where, low_name, eps_low, "in [0, 1]");
+  check_param(std::isfinite(eps_high) && eps_high >= 0.0, where, high_name, eps_high, "finite and >= 0");
+}
+/// Calls c.validate(where) when the component has one (user-defined losses need not).
+template <class Component>
+void validate_component(const Component& c, std::string_view where) {
+  if constexpr (requires { c.validate(where); }) c.validate(where);
+}
+}  // namespace detail
 
 /// min(max(x, lo), hi) usable on host and device.
 template <class Real>

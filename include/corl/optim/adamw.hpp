@@ -35,8 +35,11 @@ struct AdamWConfig {
     require(beta1 >= 0.0 && beta1 < 1.0, where, ": beta1 = ", beta1, ", expected 0 <= beta1 < 1");
     require(beta2 >= 0.0 && beta2 < 1.0, where, ": beta2 = ", beta2, ", expected 0 <= beta2 < 1");
     require(eps > 0.0, where, ": eps = ", eps, ", expected > 0");
+    require(std::isfinite(eps), where, ": eps = ", eps, ", expected a finite value");
     require(std::isfinite(weight_decay) && weight_decay >= 0.0, where, ": weight_decay = ", weight_decay,
             ", expected a finite value >= 0");
+    require(lr * weight_decay <= 1.0, where, ": lr * weight_decay = ", lr * weight_decay,
+            ", expected <= 1 (the decay factor 1 - lr * weight_decay would flip the parameters' sign)");
   }
 };
 
@@ -67,6 +70,8 @@ AdamWScalars<Real> adamw_scalars(const AdamWConfig& config, std::int64_t step) {
   s.step_size = static_cast<Real>(config.lr / bc1);
   s.inv_sqrt_bc2 = static_cast<Real>(1.0 / std::sqrt(bc2));
   s.eps = static_cast<Real>(config.eps);
+  require(s.eps > Real(0), "adamw_scalars: eps = ", config.eps,
+          " rounds to 0 in the optimizer's floating-point type, expected a value it can represent");
   return s;
 }
 
@@ -119,8 +124,18 @@ CORL_HD void adamw_update_element(Real& p, Real& m, Real& v, Real g, const AdamW
   p = add_rn(p, -mul_rn(s.step_size, div_rn(m, denom)));
 }
 
+namespace detail {
+/// Throws corl::Error naming `where` and the first non-finite gradient entry (before anything is updated).
+template <class Real>
+void require_finite_grad(std::span<const Real> grad, const char* where, std::size_t buffer) {
+  for (std::size_t i = 0; i < grad.size(); ++i)
+    require(std::isfinite(grad[i]), where, ": gradient of buffer ", buffer, " [", i, "] = ", grad[i],
+            ", expected finite (nothing was updated)");
+}
+}  // namespace detail
+
 /// Updates one buffer in place. All spans have the same size; `param_bf16`, when not empty, receives the updated
-/// parameters rounded to bf16 (round to nearest even).
+/// parameters rounded to bf16 (round to nearest even). A non-finite gradient entry throws before anything changes.
 template <class Real>
 void adamw_update(std::span<Real> param, std::span<const Real> grad, std::span<Real> m, std::span<Real> v,
                   const AdamWScalars<Real>& scalars, std::span<bfloat16> param_bf16 = {}) {
@@ -131,6 +146,7 @@ void adamw_update(std::span<Real> param, std::span<const Real> grad, std::span<R
   require(v.size() == n, where, ": v has ", v.size(), " entries, expected ", n, " (one per parameter)");
   require(param_bf16.empty() || param_bf16.size() == n, where, ": param_bf16 has ", param_bf16.size(),
           " entries, expected 0 (no copy) or ", n);
+  detail::require_finite_grad(grad, where, 0);
   for (std::size_t i = 0; i < n; ++i) {
     adamw_update_element(param[i], m[i], v[i], grad[i], scalars);
     if (!param_bf16.empty()) param_bf16[i] = bfloat16(static_cast<float>(param[i]));
@@ -156,20 +172,25 @@ class AdamW {
     require(grads.size() == params_.size(), "AdamW::step: grads has ", grads.size(), " buffers, expected ",
             params_.size(), " (one per parameter)");
     const AdamWScalars<Real> s = adamw_scalars<Real>(config_, step_ + 1);
+    // Every buffer is checked before any is updated, so a failed step changes nothing and can be retried.
     for (std::size_t k = 0; k < params_.size(); ++k) {
       require(grads[k].size() == params_[k].size(), "AdamW::step: grads[", k, "] has ", grads[k].size(),
-              " entries, expected ", params_[k].size());
-      adamw_update<Real>(params_[k], grads[k], m_[k], v_[k], s);
+              " entries, expected ", params_[k].size(), " (nothing was updated)");
+      detail::require_finite_grad(grads[k], "AdamW::step", k);
     }
+    for (std::size_t k = 0; k < params_.size(); ++k) adamw_update<Real>(params_[k], grads[k], m_[k], v_[k], s);
     ++step_;
   }
   void step(const std::vector<std::span<const Real>>& grads) { step(std::span<const std::span<const Real>>(grads)); }
 
   std::int64_t steps_taken() const { return step_; }
   const AdamWConfig& config() const { return config_; }
+  /// Throws corl::Error (and keeps the old rate) unless the new configuration is valid.
   void set_lr(double lr) {
-    config_.lr = lr;
-    config_.validate("AdamW::set_lr");
+    AdamWConfig next = config_;
+    next.lr = lr;
+    next.validate("AdamW::set_lr");
+    config_ = next;
   }
   /// The moments m and v of parameter k (writable, to restore them from a checkpoint; read-only on a const AdamW).
   std::span<Real> first_moment(std::size_t k) { return m_.at(k); }

@@ -6,6 +6,8 @@
 // The parameter span must stay the same buffer for the optimizer's lifetime (one stage).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -83,8 +85,19 @@ class StageAdamW {
     require(n == m.size(), "corl::StageAdamW::load_state: state has ", n, " moments, the parameters ", m.size());
     require(s.size() == 22 + 2 * n * sizeof(Real), "corl::StageAdamW::load_state: state has ", s.size(),
             " bytes, expected ", 22 + 2 * n * sizeof(Real));
-    std::memcpy(m.data(), s.data() + 22, n * sizeof(Real));
-    std::memcpy(v.data(), s.data() + 22 + n * sizeof(Real), n * sizeof(Real));
+    require(steps >= 1, "corl::StageAdamW::load_state: state has ", steps, " steps with moments, expected >= 1");
+    // Checked before anything is restored: first moments finite, second moments finite and >= 0.
+    std::vector<Real> m_in(n), v_in(n);
+    std::memcpy(m_in.data(), s.data() + 22, n * sizeof(Real));
+    std::memcpy(v_in.data(), s.data() + 22 + n * sizeof(Real), n * sizeof(Real));
+    for (std::size_t i = 0; i < n; ++i) {
+      require(std::isfinite(m_in[i]), "corl::StageAdamW::load_state: first moment [", i, "] = ", m_in[i],
+              ", expected finite");
+      require(std::isfinite(v_in[i]) && v_in[i] >= Real(0), "corl::StageAdamW::load_state: second moment [", i,
+              "] = ", v_in[i], ", expected finite and >= 0");
+    }
+    std::copy(m_in.begin(), m_in.end(), m.begin());
+    std::copy(v_in.begin(), v_in.end(), v.begin());
     adam_.set_steps_taken(steps);
   }
 

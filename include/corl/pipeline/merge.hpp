@@ -23,14 +23,34 @@
 
 namespace corl {
 
+namespace detail {
+/// Throws corl::Error "<fn>: <arg>[i] = x, expected finite" unless x is finite.
+template <class Real>
+void require_finite_entry(Real x, const char* fn, const char* arg, std::size_t i) {
+  require(std::isfinite(x), fn, ": ", arg, "[", i, "] = ", x, ", expected finite");
+}
+/// Stores a merged value, which must be finite in Real (a float can overflow where the double sum did not).
+template <class Real>
+void store_merged(double value, std::span<Real> out, std::size_t i, const char* fn) {
+  const Real r = static_cast<Real>(value);
+  require(std::isfinite(r), fn, ": the merged value [", i, "] = ", value,
+          " is not finite in the output's floating-point type");
+  out[i] = r;
+}
+}  // namespace detail
+
 template <class Real>
 void merge_linear(std::span<const Real> a, std::span<const Real> b, double alpha, std::span<Real> out) {
   require(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0, "corl::merge_linear: alpha = ", alpha,
           ", expected 0 <= alpha <= 1");
   require(a.size() == b.size() && a.size() == out.size(), "corl::merge_linear: sizes a = ", a.size(), ", b = ",
           b.size(), ", out = ", out.size(), ", expected all equal");
-  for (std::size_t i = 0; i < a.size(); ++i)
-    out[i] = static_cast<Real>((1.0 - alpha) * static_cast<double>(a[i]) + alpha * static_cast<double>(b[i]));
+  constexpr const char* fn = "corl::merge_linear";
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    detail::require_finite_entry(a[i], fn, "a", i);
+    detail::require_finite_entry(b[i], fn, "b", i);
+    detail::store_merged((1.0 - alpha) * static_cast<double>(a[i]) + alpha * static_cast<double>(b[i]), out, i, fn);
+  }
 }
 
 template <class Real>
@@ -47,11 +67,15 @@ void merge_task_arithmetic(std::span<const Real> base, const std::vector<std::sp
     require(std::isfinite(weights[k]), "corl::merge_task_arithmetic: weights[", k, "] = ", weights[k],
             ", expected finite");
   }
+  constexpr const char* fn = "corl::merge_task_arithmetic";
   for (std::size_t i = 0; i < base.size(); ++i) {
+    detail::require_finite_entry(base[i], fn, "base", i);
     double v = static_cast<double>(base[i]);
-    for (std::size_t k = 0; k < tuned.size(); ++k)
+    for (std::size_t k = 0; k < tuned.size(); ++k) {
+      require(std::isfinite(tuned[k][i]), fn, ": tuned[", k, "][", i, "] = ", tuned[k][i], ", expected finite");
       v += weights[k] * (static_cast<double>(tuned[k][i]) - static_cast<double>(base[i]));
-    out[i] = static_cast<Real>(v);
+    }
+    detail::store_merged(v, out, i, fn);
   }
 }
 
@@ -68,8 +92,13 @@ void merge_precision_weighted(std::span<const Real> a, std::span<const Real> pre
             ", expected finite >= 0");
     require(std::isfinite(pb) && pb >= 0, "corl::merge_precision_weighted: precision_b[", i, "] = ", pb,
             ", expected finite >= 0");
+    detail::require_finite_entry(a[i], "corl::merge_precision_weighted", "a", i);
+    detail::require_finite_entry(b[i], "corl::merge_precision_weighted", "b", i);
     const double xa = static_cast<double>(a[i]), xb = static_cast<double>(b[i]);
-    out[i] = static_cast<Real>(pa + pb > 0 ? (pa * xa + pb * xb) / (pa + pb) : 0.5 * (xa + xb));
+    // weights pa / (pa + pb) and pb / (pa + pb) from precisions scaled by their max, so pa + pb cannot overflow
+    const double scale = pa > pb ? pa : pb;
+    const double wa = scale > 0 ? (pa / scale) / (pa / scale + pb / scale) : 0.5;
+    detail::store_merged(wa * xa + (1.0 - wa) * xb, out, i, "corl::merge_precision_weighted");
   }
 }
 

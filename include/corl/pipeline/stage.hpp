@@ -142,6 +142,7 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
   constexpr std::size_t K = sizeof...(Tasks);
   const auto t0 = std::chrono::steady_clock::now();
   const StageConfig& cfg = stage.config;
+  validate_stage_config(cfg, static_cast<index_t>(K));  // also for a Stage built without make_*_stage
   const std::string where = "corl::run_stage_step (stage '" + cfg.name + "', step " + std::to_string(step) + ")";
   require(cfg.beta == 0.0 || reference != nullptr, where, ": beta = ", cfg.beta, " needs a reference policy, got none");
   const auto G = static_cast<int>(cfg.group_size);

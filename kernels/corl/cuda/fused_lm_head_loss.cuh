@@ -106,6 +106,8 @@ GrpoLossTotals fused_lm_head_grpo_loss(const FusedLmHeadArgs& a, const Policy& p
                                        cublasHandle_t handle, void* scratch, std::size_t scratch_bytes,
                                        cudaStream_t stream = 0) {
   constexpr const char* where = "corl::cuda::fused_lm_head_grpo_loss";
+  corl::detail::validate_component(policy, where);  // the loss and KL settings (corl/loss/token_term.hpp)
+  corl::detail::validate_component(kl, where);
   require(a.sequences > 0 && a.seq_len > 0 && a.hidden_size > 0 && a.vocab > 0, where, ": sequences = ", a.sequences,
           ", seq_len = ", a.seq_len, ", hidden_size = ", a.hidden_size, ", vocab = ", a.vocab, ", expected all > 0");
   const index_t rows = a.sequences * a.seq_len;

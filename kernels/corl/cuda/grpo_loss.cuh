@@ -545,6 +545,8 @@ template <class Logit, class Policy, class Kl>
 void grpo_loss_from_logits(const GrpoLossArgs<Logit>& a, const Policy& policy, const Kl& kl, void* scratch,
                            std::size_t scratch_bytes, cudaStream_t stream = 0) {
   constexpr const char* where = "grpo_loss_from_logits";
+  corl::detail::validate_component(policy, where);  // the loss and KL settings (corl/loss/token_term.hpp)
+  corl::detail::validate_component(kl, where);
   require(a.sequences > 0 && a.seq_len > 0 && a.vocab > 0, where, ": sequences = ", a.sequences, ", seq_len = ",
           a.seq_len, ", vocab = ", a.vocab, ", expected all > 0");
   const long long rows = a.sequences * a.seq_len;
