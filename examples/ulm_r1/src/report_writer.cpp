@@ -167,9 +167,11 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
       geneval_cells(md, label, e.result.geneval);
       md << " " << f3(e.result.mc()) << " | " << f3(e.result.oe()) << " |\n";
     }
-    md << "\n## Reward ablation (GenEval overall)\n\n| T2I reward | GenEval overall |\n|---|---|\n";
-    for (auto [label, name] : {std::pair{"none (SFT)", "sft"}, std::pair{"cycle only", "reward_cycle_only"},
-                               std::pair{"TIM only", "reward_tim_only"}, std::pair{"both (CoRL)", "corl"}})
+    md << "\n## Reward ablation (GenEval overall)\n\nThe T2I reward of the unified and refined T2I stages; the CoRL "
+          "run above uses reward.cycle = " << config.reward_cycle << ", reward.tim = " << config.reward_tim
+       << " (its row is reused, not retrained).\n\n| T2I reward | GenEval overall |\n|---|---|\n";
+    for (auto [label, name] : {std::pair{"none (SFT)", "sft"}, std::pair{"R_cycle only", "reward_cycle_only"},
+                               std::pair{"R_TIM only", "reward_tim_only"}, std::pair{"R_cycle + R_TIM", "reward_both"}})
       if (const auto* e = find_eval(result, name)) md << "| " << label << " | " << f3(e->result.geneval.overall()) << " |\n";
   }
   md << "\n## Figures\n\n![reward curves](reward_curves.png)\n\n![evaluation](eval_bars.png)\n\n"

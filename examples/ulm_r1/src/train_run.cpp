@@ -1,6 +1,7 @@
 // train_run.cpp — see train_run.hpp.
 #include "train_run.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +10,9 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "checkpoint.hpp"
 #include "corl/core/error.hpp"
@@ -220,10 +224,40 @@ struct Runner {
   }
 };
 
+/// One run of the reward ablation: the T2I reward with only R_cycle, only R_TIM, or both. A part the main run
+/// switches off gets weight 1 here, so the ablation always compares the three, whatever the default weights are.
+struct RewardAblationRun {
+  std::string name;  ///< "reward_cycle_only", "reward_tim_only", "reward_both"
+  WorldRewardWeights weights;
+  bool same_as_main;  ///< the main CoRL run already is this run: its evaluation is reused, nothing is trained
+};
+
+std::vector<RewardAblationRun> reward_ablation_runs(const WorldRewardWeights& main) {
+  const double cycle = main.cycle > 0 ? main.cycle : 1.0;
+  const double tim = main.tim > 0 ? main.tim : 1.0;
+  std::vector<RewardAblationRun> runs;
+  for (const auto& [name, c, t] : {std::tuple{"reward_cycle_only", cycle, 0.0}, std::tuple{"reward_tim_only", 0.0, tim},
+                                   std::tuple{"reward_both", cycle, tim}}) {
+    WorldRewardWeights w = main;
+    w.cycle = c;
+    w.tim = t;
+    runs.push_back({name, w, w.cycle == main.cycle && w.tim == main.tim});
+  }
+  return runs;
+}
+
+WorldRewardWeights main_reward_weights(const TrainConfig& c) {
+  return {c.reward_cycle, c.reward_tim, c.reward_lambda, c.reward_lambda};
+}
+
 int total_rl_steps(const TrainConfig& c) {
   const int refined = c.refined_t2i.steps + c.refined_mc.steps + c.refined_oe.steps;
   int total = c.unified.steps + refined;
-  if (c.ablation) total += refined + 2 * (c.unified.steps + refined);
+  if (c.ablation) {
+    total += refined;  // refined only
+    for (const auto& run : reward_ablation_runs(main_reward_weights(c)))
+      if (!run.same_as_main) total += c.unified.steps + refined;
+  }
   return total;
 }
 
@@ -279,7 +313,7 @@ TrainResult run_training(const TrainConfig& config, std::ostream* progress) {
   const UlmPolicy sft_policy(sft_model, ps);
 
   // 2-4. CoRL
-  const WorldRewardWeights w{config.reward_cycle, config.reward_tim, config.reward_lambda, config.reward_lambda};
+  const WorldRewardWeights w = main_reward_weights(config);
   auto corl_run = r.run_corl(sft_policy, w, "corl", true, true);
   r.evaluate_named("corl", corl_run.corl.model());
   save_checkpoint(corl_run.corl.model(), (std::filesystem::path(config.out_dir) / "corl.safetensors").string(),
@@ -292,13 +326,18 @@ TrainResult run_training(const TrainConfig& config, std::ostream* progress) {
   if (config.ablation) {
     auto refined_only = r.run_corl(sft_policy, w, "refined_only", false, false);
     r.evaluate_named("refined_only", refined_only.corl.model());
-    WorldRewardWeights cycle_only = w, tim_only = w;
-    cycle_only.tim = 0;
-    tim_only.cycle = 0;
-    auto c_only = r.run_corl(sft_policy, cycle_only, "reward_cycle_only", true, false);
-    r.evaluate_named("reward_cycle_only", c_only.corl.model());
-    auto t_only = r.run_corl(sft_policy, tim_only, "reward_tim_only", true, false);
-    r.evaluate_named("reward_tim_only", t_only.corl.model());
+    for (const auto& run : reward_ablation_runs(w)) {
+      if (run.same_as_main) {
+        const auto corl_eval = std::find_if(r.result.evals.begin(), r.result.evals.end(),
+                                            [](const EvalRecord& e) { return e.name == "corl"; });
+        EvalRecord same = *corl_eval;  // evaluate_named("corl") ran above
+        same.name = run.name;
+        r.result.evals.push_back(std::move(same));
+        continue;
+      }
+      auto ablated = r.run_corl(sft_policy, run.weights, run.name, true, false);
+      r.evaluate_named(run.name, ablated.corl.model());
+    }
   }
 
   r.result.total_seconds = seconds_since(t_start);

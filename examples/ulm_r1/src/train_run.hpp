@@ -3,17 +3,19 @@
 //
 // The run (all stages are corl::Pipeline runs over corl::Stage objects, corl/pipeline/):
 //   1. SFT warm-up (sft.hpp) or --sft-ckpt; evaluate it: the baseline.
-//   2. unified stage from SFT: tasks (T2I, QA) on the same rows, reward R_cycle + R_TIM + lambda (R_acc + R_format),
+//   2. unified stage from SFT: tasks (T2I, QA) on the same rows, reward cycle R_cycle + tim R_TIM + lambda (R_acc +
+//      R_format) (the paper: cycle = tim = 1; the default: tim = 0, see configs/README.md),
 //      one group advantage per (image, answer) pair, loss w_t2i L_t2i + w_mm2t L_mm2t; evaluate.
-//   3. three refined stages, each from the unified policy: T2I (R_cycle + R_TIM), MC QA and OE QA (R_acc + R_format)
-//      on the rows of their question type; QA policy = merge_linear(MC, OE, qa_alpha).
+//   3. three refined stages, each from the unified policy: T2I (cycle R_cycle + tim R_TIM), MC QA and OE QA
+//      (R_acc + R_format) on the rows of their question type; QA policy = merge_linear(MC, OE, qa_alpha).
 //   4. the CoRL policy = task arithmetic from the unified policy: U + (T2I - U) + (QA - U); evaluate.
 //   Every sampling call and row choice is keyed by (seed, stage, step, task, row, sample) (corl/pipeline/schedule.hpp);
 //   each branch has its own seed (seed + branch * 1000003) so that branches do not share draws.
 // Outputs in out_dir: metrics.jsonl (one line per optimizer step: stage, step, reward statistics and parts, loss, KL,
 // ratio, |logp - logp_sampler|, grad norm, seconds), checkpoints/ (pipeline checkpoints), sft.safetensors,
 // corl.safetensors, report.json, report.md, reward_curves.png, eval_bars.png, samples_before_after.png; with
-// --ablation also the paradigm table (SFT, unified only, refined only, CoRL) and the reward ablation.
+// --ablation also the paradigm table (SFT, unified only, refined only, CoRL) and the reward ablation (R_cycle only,
+// R_TIM only, R_cycle + R_TIM; the one equal to the main run reuses it).
 #pragma once
 
 #include <ostream>
