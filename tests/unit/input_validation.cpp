@@ -4,7 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <corl/advantage/advantage.hpp>
 #include <corl/advantage/dynamic_sampling.hpp>
+#include <corl/advantage/group_mean.hpp>
+#include <corl/advantage/group_zscore.hpp>
+#include <corl/advantage/overlong_penalty.hpp>
+#include <corl/advantage/rloo.hpp>
 #include <corl/core/error.hpp>
 #include <corl/logprob/from_logits.hpp>
 #include <corl/logprob/grpo_from_logits.hpp>
@@ -220,4 +225,50 @@ TEST_CASE("dynamic sampling: a NaN mean bound is an error, not a disabled filter
   const corl::RewardBatch<double> batch{r, g, 2};
   CHECK_THROWS_WITH_AS(corl::filter_groups(corl::GroupFilter{.min_mean = kNaN}, batch), Contains("not NaN"),
                        corl::Error);
+}
+
+TEST_CASE("group advantages: rewards that overflow the arithmetic are an error, an underflowed std is a zero-std group") {
+  const std::vector<corl::index_t> g3{0, 0, 0}, g2{0, 0};
+  // the group sum overflows a double: mean inf, advantages NaN before the check
+  const std::vector<double> huge{1e308, 1e308, -1e308};
+  CHECK_THROWS_WITH_AS((void)corl::compute_advantages(corl::GroupZScore{}, corl::RewardBatch<double>{huge, g3, 1}),
+                       Contains("GroupZScore::compute: group 0 (sequence 0"), corl::Error);
+  CHECK_THROWS_WITH_AS((void)corl::compute_advantages(corl::GroupMean{}, corl::RewardBatch<double>{huge, g3, 1}),
+                       Contains("overflow"), corl::Error);
+  // the spread overflows while the mean does not: the z-score would silently be 0 without the check
+  const std::vector<double> spread{1e308, -1e308, 1e308, -1e308};
+  const std::vector<corl::index_t> g4{0, 0, 0, 0};
+  CHECK_THROWS_WITH_AS((void)corl::compute_advantages(corl::GroupZScore{}, corl::RewardBatch<double>{spread, g4, 1}),
+                       Contains("sum of squared deviations"), corl::Error);
+  // finite in double, not in float: RLOO's n / (n - 1) (r - mean) = 2 x 3e38
+  const std::vector<float> big_float{3e38f, -3e38f};
+  CHECK_THROWS_WITH_AS((void)corl::compute_advantages(corl::Rloo{}, corl::RewardBatch<float>{big_float, g2, 1}),
+                       Contains("not finite as float"), corl::Error);
+  // the same rewards are fine for the z-score (|A| = 0.707)
+  const auto [z, zs] = corl::compute_advantages(corl::GroupZScore{}, corl::RewardBatch<float>{big_float, g2, 1});
+  CHECK(z[0] == doctest::Approx(std::sqrt(0.5)).epsilon(1e-6));
+  CHECK(z[1] == doctest::Approx(-std::sqrt(0.5)).epsilon(1e-6));
+  // eps = 0 and rewards that differ by a denormal: the std underflows to 0, the group gets A = 0, no inf / NaN
+  const std::vector<double> tiny{0.0, 5e-324};
+  const auto [a, st] =
+      corl::compute_advantages(corl::GroupZScore{.eps = 0.0}, corl::RewardBatch<double>{tiny, g2, 1});
+  CHECK(a[0] == 0.0);
+  CHECK(a[1] == 0.0);
+}
+
+TEST_CASE("overlong penalty: an infinite factor or a shaped reward that overflows is an error, NaN stays NaN") {
+  const std::vector<corl::index_t> lengths{120, 50};
+  std::vector<double> r{1.0, 2.0};
+  const corl::OverlongPenalty inf_factor{.max_length = 100, .cache_length = 20, .penalty_factor = kInf};
+  CHECK_THROWS_WITH_AS(inf_factor.apply(std::span<double>(r), std::span<const corl::index_t>(lengths)),
+                       Contains("penalty_factor = inf, expected finite >= 0"), corl::Error);
+  const corl::OverlongPenalty dapo{.max_length = 100, .cache_length = 20, .penalty_factor = 1.0};
+  const corl::OverlongPenalty big{.max_length = 100, .cache_length = 20, .penalty_factor = 1e38};
+  std::vector<float> edge{-3e38f, 0.5f};  // -3e38 - 1e38 is not a float
+  CHECK_THROWS_WITH_AS(big.apply(std::span<float>(edge), std::span<const corl::index_t>(lengths)),
+                       Contains("rewards[0]"), corl::Error);
+  std::vector<double> with_nan{kNaN, 0.5};
+  dapo.apply(std::span<double>(with_nan), std::span<const corl::index_t>(lengths));
+  CHECK(std::isnan(with_nan[0]));
+  CHECK(with_nan[1] == 0.5);
 }

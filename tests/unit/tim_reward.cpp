@@ -76,5 +76,10 @@ TEST_CASE("bad input") {
                        "text_image_matching: rewards has 2 entries, expected num_samples = 1", corl::Error);
   const std::vector<double> nan_txt{1, std::numeric_limits<double>::quiet_NaN()};
   CHECK_THROWS_WITH_AS(corl::text_image_matching<double>({img, io, nan_txt, to, 2}, std::span<double>(out)),
-                       "text_image_matching: text[1] = nan, expected a finite value", corl::Error);
+                       "text_image_matching: text[1] = nan, expected a finite value with |x| <= 1e+150", corl::Error);
+  // finite but so large that the double sum of squares would overflow to inf (and the cosine silently to 0)
+  const std::vector<double> huge_img{1e200, 0, 0, 1};
+  CHECK_THROWS_WITH_AS(corl::text_image_matching<double>({huge_img, io, txt, to, 2}, std::span<double>(out)),
+                       "text_image_matching: image[0] = 1e+200, expected a finite value with |x| <= 1e+150",
+                       corl::Error);
 }

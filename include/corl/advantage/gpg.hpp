@@ -35,9 +35,9 @@ struct Gpg {
     require(eps >= 0.0, where, ": eps = ", eps, ", expected >= 0");
     const auto groups = group_statistics(batch);
     const double a = alpha(batch, groups);
-    fill_group_advantages(batch, groups, advantages, [&](index_t, double r, const GroupStats& s) {
+    fill_group_advantages(where, batch, groups, advantages, [&](index_t, double r, const GroupStats& s) {
       const double f_norm = scale_by_std ? s.std(true) + eps : 1.0;
-      return a * (r - s.mean) / f_norm;
+      return f_norm > 0.0 ? a * (r - s.mean) / f_norm : 0.0;  // 0: the std underflowed to 0 with eps = 0
     });
     return summarize_rewards(batch, groups);
   }

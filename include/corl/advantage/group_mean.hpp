@@ -19,7 +19,7 @@ struct GroupMean {
   AdvantageStats compute(const RewardBatch<Real>& batch, std::span<Real> advantages) const {
     validate_reward_batch("GroupMean::compute", batch, std::span<const Real>(advantages));
     const auto groups = group_statistics(batch);
-    fill_group_advantages(batch, groups, advantages,
+    fill_group_advantages("GroupMean::compute", batch, groups, advantages,
                           [](index_t, double r, const GroupStats& s) { return r - s.mean; });
     return summarize_rewards(batch, groups);
   }

@@ -27,7 +27,7 @@ struct GroupMeanBatchStd {
         batch.num_seqs(), [&](index_t i) { return static_cast<double>(batch.rewards[static_cast<std::size_t>(i)]); },
         [&](index_t i) { return reward_is_valid(batch.rewards[static_cast<std::size_t>(i)]); });
     const double denom = b.std(unbiased) + eps;
-    fill_group_advantages(batch, groups, advantages,
+    fill_group_advantages(where, batch, groups, advantages,
                           [&](index_t, double r, const GroupStats& s) { return (r - s.mean) / denom; });
     return summarize_rewards(batch, groups);
   }

@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -211,15 +212,28 @@ inline std::vector<index_t> group_index_from_offsets(std::span<const index_t> of
 
 /// Writes advantages[i] = formula(i, r_i, stats of i's group) for valid rewards in non-degenerate groups, and exactly 0
 /// for NaN rewards and zero-std groups (incl. groups of one). `formula` returns double; the result is cast to Real.
+/// An advantage that is not finite in Real (rewards so large that the group mean or the difference overflows) is a
+/// corl::Error naming `where`, the sequence and its group; nothing is written past it.
 template <class Real, class Formula>
-void fill_group_advantages(const RewardBatch<Real>& batch, const std::vector<GroupStats>& groups,
+void fill_group_advantages(const char* where, const RewardBatch<Real>& batch, const std::vector<GroupStats>& groups,
                            std::span<Real> advantages, Formula formula) {
   for (index_t i = 0; i < batch.num_seqs(); ++i) {
     const auto k = static_cast<std::size_t>(i);
     const Real r = batch.rewards[k];
     const GroupStats& s = groups[static_cast<std::size_t>(batch.group[k])];
-    advantages[k] = (!reward_is_valid(r) || s.zero_std()) ? Real(0)
-                                                          : static_cast<Real>(formula(i, static_cast<double>(r), s));
+    if (!reward_is_valid(r) || s.zero_std()) {
+      advantages[k] = Real(0);
+      continue;
+    }
+    require(std::isfinite(s.mean) && std::isfinite(s.m2), where, ": group ", batch.group[k], " (sequence ", i,
+            ", reward ", static_cast<double>(r), "): its mean or spread overflows a double (mean ", s.mean,
+            ", sum of squared deviations ", s.m2, "); the rewards overflow the estimator's arithmetic, scale them down");
+    const double a = formula(i, static_cast<double>(r), s);
+    require(std::isfinite(a) && std::abs(a) <= static_cast<double>(std::numeric_limits<Real>::max()), where,
+            ": the advantage of sequence ", i, " (group ", batch.group[k], ", reward ", static_cast<double>(r),
+            ", group mean ", s.mean, ") is ", a, ", not finite as ", sizeof(Real) == 4 ? "float" : "double",
+            "; the rewards overflow the estimator's arithmetic, scale them down");
+    advantages[k] = static_cast<Real>(a);
   }
 }
 

@@ -1,7 +1,8 @@
 // corl/advantage/group_zscore.hpp — GRPO's group z-score advantage.
 //   A_i = (r_i - mean_g) / (max(std_g, std_floor) + eps)         g = group of sequence i
 // std_g with ddof 1 (unbiased, TRL / torch default and the CoRL reference code) or 0; eps = 1e-4 as in TRL and the
-// CoRL reference code (verl uses 1e-6). NaN rewards and zero-std groups (incl. groups of one) get A = 0 exactly.
+// CoRL reference code (verl uses 1e-6). NaN rewards and zero-std groups (incl. groups of one, and with eps = 0 groups
+// whose std underflows to 0) get A = 0 exactly; rewards so large that an advantage overflows are a corl::Error.
 // Sources: Shao et al. 2024 (DeepSeekMath, GRPO); TRL `scale_rewards="group"`; verl `algorithm.adv_estimator=grpo`
 // with `norm_adv_by_std_in_grpo=True`.
 #pragma once
@@ -25,9 +26,10 @@ struct GroupZScore {
     require(eps >= 0.0, where, ": eps = ", eps, ", expected >= 0");
     require(std_floor >= 0.0, where, ": std_floor = ", std_floor, ", expected >= 0");
     const auto groups = group_statistics(batch);
-    fill_group_advantages(batch, groups, advantages, [&](index_t, double r, const GroupStats& s) {
+    fill_group_advantages(where, batch, groups, advantages, [&](index_t, double r, const GroupStats& s) {
       const double sd = s.std(unbiased);
-      return (r - s.mean) / ((sd > std_floor ? sd : std_floor) + eps);
+      const double denom = (sd > std_floor ? sd : std_floor) + eps;
+      return denom > 0.0 ? (r - s.mean) / denom : 0.0;  // 0: the spread underflowed to 0 (eps = 0), a zero-std group
     });
     return summarize_rewards(batch, groups);
   }

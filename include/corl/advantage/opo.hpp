@@ -27,7 +27,7 @@ struct Opo {
       weighted[g] += len * static_cast<double>(batch.rewards[i]);
       total_len[g] += len;
     }
-    fill_group_advantages(batch, groups, advantages, [&](index_t i, double r, const GroupStats&) {
+    fill_group_advantages("Opo::compute", batch, groups, advantages, [&](index_t i, double r, const GroupStats&) {
       const auto g = static_cast<std::size_t>(batch.group[static_cast<std::size_t>(i)]);
       return r - weighted[g] / total_len[g];
     });

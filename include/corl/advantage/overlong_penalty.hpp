@@ -7,6 +7,8 @@
 // `data.max_response_length` (L_max).
 #pragma once
 
+#include <cmath>
+#include <limits>
 #include <span>
 
 #include "corl/advantage/group_stats.hpp"
@@ -22,7 +24,8 @@ struct OverlongPenalty {
     require(max_length > 0, where, ": max_length = ", max_length, ", expected > 0");
     require(cache_length >= 1 && cache_length <= max_length, where, ": cache_length = ", cache_length,
             ", expected 1 <= cache_length <= max_length = ", max_length);
-    require(penalty_factor >= 0.0, where, ": penalty_factor = ", penalty_factor, ", expected >= 0");
+    require(penalty_factor >= 0.0 && std::isfinite(penalty_factor), where, ": penalty_factor = ", penalty_factor,
+            ", expected finite >= 0");
   }
 
   /// R_len for a completion of `length` tokens.
@@ -44,7 +47,12 @@ struct OverlongPenalty {
             rewards.size(), " (one per reward)");
     for (std::size_t i = 0; i < rewards.size(); ++i) {
       require(lengths[i] >= 0, where, ": lengths[", i, "] = ", lengths[i], ", expected >= 0");
-      rewards[i] = static_cast<Real>(static_cast<double>(rewards[i]) + penalty(lengths[i]));
+      const double shaped = static_cast<double>(rewards[i]) + penalty(lengths[i]);
+      require(std::isnan(static_cast<double>(rewards[i])) ||
+                  (std::isfinite(shaped) && std::abs(shaped) <= static_cast<double>(std::numeric_limits<Real>::max())),
+              where, ": rewards[", i, "] = ", static_cast<double>(rewards[i]), " plus the penalty ",
+              penalty(lengths[i]), " is not a finite reward; expected finite rewards");
+      rewards[i] = static_cast<Real>(shaped);
     }
   }
 };

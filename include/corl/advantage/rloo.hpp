@@ -19,7 +19,7 @@ struct Rloo {
   AdvantageStats compute(const RewardBatch<Real>& batch, std::span<Real> advantages) const {
     validate_reward_batch("Rloo::compute", batch, std::span<const Real>(advantages));
     const auto groups = group_statistics(batch);
-    fill_group_advantages(batch, groups, advantages, [](index_t, double r, const GroupStats& s) {
+    fill_group_advantages("Rloo::compute", batch, groups, advantages, [](index_t, double r, const GroupStats& s) {
       const double n = static_cast<double>(s.count);  // >= 2 here: groups of one are zero-std
       return n / (n - 1.0) * (r - s.mean);
     });

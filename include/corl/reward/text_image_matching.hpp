@@ -32,6 +32,8 @@ struct HiddenStateSets {
 };
 
 inline constexpr double kTimNormEps = 1e-8;
+/// Largest |hidden state| the CPU reference accepts: D squares of it stay far below the double range.
+inline constexpr double kTimMaxAbs = 1e150;
 
 namespace detail {
 inline void validate_offsets(const char* where, const char* name, std::span<const index_t> offsets,
@@ -57,11 +59,14 @@ void validate_hidden_state_sets(const char* where, const HiddenStateSets<Real>& 
   const index_t b = sets.num_samples();
   detail::validate_offsets(where, "image_offsets", sets.image_offsets, sets.image.size(), sets.dim, b);
   detail::validate_offsets(where, "text_offsets", sets.text_offsets, sets.text.size(), sets.dim, b);
+  // finite, and small enough that a double sum of D squares cannot overflow (|x| <= 1e150; every float passes)
   for (std::size_t i = 0; i < sets.image.size(); ++i) {
-    require(std::isfinite(sets.image[i]), where, ": image[", i, "] = ", sets.image[i], ", expected a finite value");
+    require(std::isfinite(sets.image[i]) && std::abs(static_cast<double>(sets.image[i])) <= kTimMaxAbs, where,
+            ": image[", i, "] = ", sets.image[i], ", expected a finite value with |x| <= ", kTimMaxAbs);
   }
   for (std::size_t i = 0; i < sets.text.size(); ++i) {
-    require(std::isfinite(sets.text[i]), where, ": text[", i, "] = ", sets.text[i], ", expected a finite value");
+    require(std::isfinite(sets.text[i]) && std::abs(static_cast<double>(sets.text[i])) <= kTimMaxAbs, where,
+            ": text[", i, "] = ", sets.text[i], ", expected a finite value with |x| <= ", kTimMaxAbs);
   }
 }
 
