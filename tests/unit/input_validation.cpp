@@ -32,34 +32,25 @@
 #include <string>
 #include <vector>
 
+#include "common/hand_batch.hpp"
+
 namespace {
 using doctest::Contains;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-corl::Batch<double> small_batch() {
-  corl::Batch<double> b(2, 2);
-  b.set_length(0, 2);
-  b.set_length(1, 2);
-  b.advantages = {1.0, -1.0};
-  b.group = {0, 0};
-  b.logp = {-1.0, -2.0, -1.0, -0.5};
-  b.logp_old = {-1.2, -2.0, -0.8, -0.5};
-  b.logp_ref = {-1.5, -2.0, -0.5, -0.5};
-  b.entropy = {2.0, 1.0, 0.5, 0.0};
-  return b;
-}
+using corl_test::hand_batch;
 
 template <class Loss, class Kl = corl::NoKl>
 void check_objective_rejects(const Loss& loss, const char* message, corl::ObjectiveConfig cfg = {}, Kl kl = {}) {
-  const corl::Batch<double> b = small_batch();
+  const corl::Batch<double> b = hand_batch();
   const corl::Objective obj(loss, kl, corl::TokenMean{}, cfg);
   CHECK_THROWS_WITH_AS((void)obj.count_normalizers(b.view()), Contains(message), corl::Error);
 }
 }  // namespace
 
 TEST_CASE("objective: a short mask is an error in count_normalizers and sequence_weights, not an out-of-bounds read") {
-  const corl::Batch<double> b = small_batch();
+  const corl::Batch<double> b = hand_batch();
   const corl::Objective obj(corl::PpoClip{}, corl::NoKl{}, corl::TokenMean{}, corl::ObjectiveConfig{});
   auto v = b.view();
   v.mask = v.mask.first(2);  // [B * T] = 4 expected
@@ -102,7 +93,7 @@ TEST_CASE("objective: loss, KL and config settings that would disable or corrupt
   const corl::Objective fobj(corl::PpoClip{}, corl::K3{}, corl::TokenMean{}, huge_beta);
   CHECK_THROWS_WITH_AS((void)fobj.count_normalizers(bf.view()), Contains("config.beta = 1e+39"), corl::Error);
   // valid settings still work
-  const corl::Batch<double> b = small_batch();
+  const corl::Batch<double> b = hand_batch();
   const corl::Objective ok(corl::DeltaClip{}, corl::K3{}, corl::TokenMean{}, kl_cfg);
   CHECK(std::isfinite(ok.evaluate(b.view(), ok.count_normalizers(b.view())).loss));
 }

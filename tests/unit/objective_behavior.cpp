@@ -18,23 +18,12 @@
 #include <corl/loss/sapo.hpp>
 #include <limits>
 
+#include "common/hand_batch.hpp"
+
 namespace {
 using doctest::Approx;
 
-// B = 2, T = 2, every token a loss token. Sequence 0 (A = +1): r = 1.5 then 1; sequence 1 (A = -1): r = 0.5 then 1.
-// l = logp - logp_ref = 0.5, 0, -0.5, 0; entropy 2, 1, 0.5, 0.
-corl::Batch<double> hand_batch() {
-  corl::Batch<double> b(2, 2);
-  b.set_length(0, 2);
-  b.set_length(1, 2);
-  b.advantages = {1.0, -1.0};
-  b.group = {0, 0};
-  b.logp = {-1.0, -2.0, -1.0, -0.5};
-  b.logp_old = {-1.0 - std::log(1.5), -2.0, -1.0 - std::log(0.5), -0.5};
-  b.logp_ref = {-1.5, -2.0, -0.5, -0.5};
-  b.entropy = {2.0, 1.0, 0.5, 0.0};
-  return b;
-}
+using corl_test::hand_batch;
 }  // namespace
 
 TEST_CASE("PPO clip + 0.1 k3 + 0.01 entropy bonus, token-mean: hand-computed loss, gradients and metrics") {
