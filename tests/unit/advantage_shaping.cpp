@@ -27,6 +27,28 @@ TEST_CASE("weighted_reward_sum: NaN components are skipped, all-NaN rows stay Na
                        corl::Error);
 }
 
+TEST_CASE("weighted_reward_sum: infinite rewards and overflowing sums are errors naming the sequence") {
+  const std::vector<double> w{1.0, 0.8};
+  const std::vector<double> t_inf{1, 0.5, 2, std::numeric_limits<double>::infinity()};
+  CHECK_THROWS_WITH_AS(corl::weighted_reward_sum(corl::RewardTable<double>{t_inf, 2, 2}, w),
+                       doctest::Contains("weighted_reward_sum: reward 1 of sequence 1 = inf"), corl::Error);
+  // Each part is finite, the double sum is not.
+  const double big = std::numeric_limits<double>::max();
+  const std::vector<double> t_big{1, 0.5, big, big};
+  CHECK_THROWS_WITH_AS(corl::weighted_reward_sum(corl::RewardTable<double>{t_big, 2, 2}, std::vector<double>{1.0, 1.0}),
+                       doctest::Contains("the weighted sum of sequence 1's rewards overflows"), corl::Error);
+  // In float the sum fits a double but not the float result.
+  const std::vector<float> tf{3e38f, 3e38f};
+  CHECK_THROWS_WITH_AS(corl::weighted_reward_sum(corl::RewardTable<float>{tf, 1, 2}, std::vector<double>{1.0, 1.0}),
+                       doctest::Contains("the weighted sum of sequence 0's rewards overflows"), corl::Error);
+  // GDPO goes through the same checks.
+  const std::vector<corl::index_t> g{0, 0};
+  std::vector<double> adv(2);
+  CHECK_THROWS_WITH_AS(corl::normalize_then_sum(corl::GroupZScore{}, corl::RewardTable<double>{t_inf, 2, 2}, w, g, 1,
+                                                std::span<double>(adv)),
+                       doctest::Contains("normalize_then_sum: reward 1 of sequence 1 = inf"), corl::Error);
+}
+
 TEST_CASE("sum then normalise vs GDPO normalise then sum: hand-computed group of four") {
   // Two binary rewards on one group of 4: reward a = (1, 1, 0, 0), reward b = (1, 0, 1, 0), weights 1 and 1.
   // Sum: (2, 1, 1, 0), mean 1, biased std sqrt(0.5): z = (sqrt 2, 0, 0, -sqrt 2). The middle two collapse to 0.

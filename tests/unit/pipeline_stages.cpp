@@ -222,6 +222,33 @@ TEST_CASE("bad stage configs and resume points fail with clear messages") {
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("a stage config changed after construction is validated again by run_stage_step") {
+  auto stage = corl::make_unified_stage(unified_cfg(2), make_rows(), PairReward{}, t2i, mm2t);
+  toy::Policy policy;
+  const toy::Policy before = policy;
+  toy::MomentumSgd sgd;
+  std::vector<double> grad(policy.parameters().size());
+  const toy::Policy* no_reference = nullptr;
+  // A valid config steps (the parameters move) ...
+  const corl::StepMetrics ok = corl::run_stage_step(stage, 0, 0, 3, policy, no_reference, sgd, grad);
+  CHECK(std::isfinite(ok.loss));
+  CHECK(policy.parameters()[0] != before.parameters()[0]);
+  // ... a config mutated into an invalid one throws before anything is sampled or updated.
+  stage.config.group_size = 1;
+  const toy::Policy mid = policy;
+  CHECK_THROWS_WITH_AS(corl::run_stage_step(stage, 0, 1, 3, policy, no_reference, sgd, grad),
+                       doctest::Contains("corl::StageConfig 'unified': group_size = 1, expected >= 2"), corl::Error);
+  stage.config.group_size = 8;
+  stage.config.task_weights = {1.0, std::numeric_limits<double>::infinity()};
+  CHECK_THROWS_WITH_AS(corl::run_stage_step(stage, 0, 1, 3, policy, no_reference, sgd, grad),
+                       doctest::Contains("task_weights[1] = inf"), corl::Error);
+  stage.config.task_weights = {1.0, 1.0};
+  stage.config.beta = 0.02;  // valid, but needs a reference policy
+  CHECK_THROWS_WITH_AS(corl::run_stage_step(stage, 0, 1, 3, policy, no_reference, sgd, grad),
+                       doctest::Contains("beta = 0.02 needs a reference policy, got none"), corl::Error);
+  for (std::size_t i = 0; i < policy.parameters().size(); ++i) CHECK(policy.parameters()[i] == mid.parameters()[i]);
+}
+
 TEST_CASE("non-finite rewards are rejected, NaN rewards get advantage 0") {
   auto cfg = unified_cfg(2);
   auto pipeline = corl::Pipeline{corl::make_unified_stage(cfg, make_rows(), NanReward{}, t2i, mm2t)};

@@ -45,10 +45,18 @@ void validate_reward_table(const char* where, const RewardTable<Real>& table, st
   for (std::size_t j = 0; j < weights.size(); ++j) {
     require(std::isfinite(weights[j]), where, ": weights[", j, "] = ", weights[j], ", expected a finite value");
   }
+  for (index_t i = 0; i < table.num_seqs; ++i) {
+    for (index_t j = 0; j < table.num_rewards; ++j) {
+      const Real r = table.at(i, j);
+      require(!std::isinf(r), where, ": reward ", j, " of sequence ", i, " = ", r,
+              ", expected a finite value (or NaN: does not apply)");
+    }
+  }
 }
 }  // namespace detail
 
-/// r_i = sum over the non-NaN R_ij of w_j R_ij; NaN when all of sequence i's rewards are NaN.
+/// r_i = sum over the non-NaN R_ij of w_j R_ij; NaN when all of sequence i's rewards are NaN. Throws corl::Error
+/// naming the sequence (and function) for an infinite reward or a sum that overflows Real.
 template <class Real>
 std::vector<Real> weighted_reward_sum(const RewardTable<Real>& table, std::span<const double> weights) {
   detail::validate_reward_table("weighted_reward_sum", table, weights);
@@ -62,6 +70,9 @@ std::vector<Real> weighted_reward_sum(const RewardTable<Real>& table, std::span<
       any = true;
       sum += weights[static_cast<std::size_t>(j)] * static_cast<double>(r);
     }
+    // An overflowing sum (or one outside Real's range) would reach the estimator as inf: say where it came from.
+    require(!any || (std::isfinite(sum) && std::abs(sum) <= static_cast<double>(std::numeric_limits<Real>::max())),
+            "weighted_reward_sum: the weighted sum of sequence ", i, "'s rewards overflows (", sum, ")");
     out[static_cast<std::size_t>(i)] = any ? static_cast<Real>(sum) : std::numeric_limits<Real>::quiet_NaN();
   }
   return out;
