@@ -80,6 +80,7 @@ std::vector<Field> fields() {
   add_string("out_dir", &TrainConfig::out_dir);
   add_string("sft.ckpt", &TrainConfig::sft_ckpt);
   add_int("sft.steps", &TrainConfig::sft_steps);
+  add_string("unified.ckpt", &TrainConfig::unified_ckpt);
   add_int("sft.batch", &TrainConfig::sft_batch);
   add_double("sft.lr", &TrainConfig::sft_lr);
   add_int("threads", &TrainConfig::threads);
@@ -196,6 +197,8 @@ void TrainConfig::validate() const {
   corl::require(sft_ckpt.empty() || std::ifstream(sft_ckpt).good(), p, "sft.ckpt = '", sft_ckpt,
                 "': file not found");
   corl::require(sft_ckpt.empty() ? sft_steps >= 1 : true, p, "sft.steps = ", sft_steps, ", expected >= 1");
+  corl::require(unified_ckpt.empty() || std::ifstream(unified_ckpt).good(), p, "unified.ckpt = '", unified_ckpt,
+                "': file not found");
   corl::require(sft_batch >= 1, p, "sft.batch = ", sft_batch, ", expected >= 1");
   corl::require(sft_lr > 0 && sft_lr < 1, p, "sft.lr = ", sft_lr, ", expected in (0, 1)");
   corl::require(threads >= 1 && threads <= 256, p, "threads = ", threads, ", expected 1..256");

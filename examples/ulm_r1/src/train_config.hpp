@@ -36,6 +36,9 @@ struct TrainConfig {
   int sft_batch = 48;
   double sft_lr = 3e-3;
   int threads = 2;
+  /// When set, the unified stage is not run: its policy is read from this pipeline checkpoint (one the unified stage
+  /// wrote, out_dir/checkpoints/corl/stage0-unified-stepN.ckpt), so that the refined stages can be rerun alone.
+  std::string unified_ckpt;
   // data
   int train_rows = 3000;     ///< unified rows generated from the train split for RL
   // stages

@@ -188,6 +188,19 @@ struct Runner {
     result.evals.push_back(std::move(rec));
   }
 
+  /// unified.ckpt: the policy parameters of a checkpoint the unified stage wrote (same model shape, float).
+  void load_unified_checkpoint(UlmPolicy& policy) {
+    const auto ckpt = corl::read_checkpoint<float>(cfg.unified_ckpt);
+    corl::require(ckpt.stage_name == "unified", "ulm_r1 train: unified.ckpt = '", cfg.unified_ckpt,
+                  "' is a checkpoint of stage '", ckpt.stage_name, "', expected one of stage 'unified'");
+    auto params = policy.parameters();
+    corl::require(ckpt.parameters.size() == params.size(), "ulm_r1 train: unified.ckpt = '", cfg.unified_ckpt,
+                  "' holds ", ckpt.parameters.size(), " parameters, the SFT model has ", params.size());
+    std::copy(ckpt.parameters.begin(), ckpt.parameters.end(), params.begin());
+    progress.message("loaded the unified policy from " + cfg.unified_ckpt + " (" + std::to_string(ckpt.step) +
+                     " unified steps); the unified stage is not run");
+  }
+
   struct CorlPolicies {
     UlmPolicy unified, corl;
   };
@@ -198,7 +211,10 @@ struct Runner {
     const T2iTask t2i{&ctx};
     const QaTask qa{&ctx};
     UlmPolicy unified = start.snapshot();
-    if (with_unified) {
+    if (with_unified && run == "corl" && !cfg.unified_ckpt.empty()) {
+      load_unified_checkpoint(unified);
+      if (evaluate_parts) evaluate_named("unified", unified.model());
+    } else if (with_unified) {
       unified = run_stage(corl::make_unified_stage(stage_cfg("unified"), rows, reward(w, 0, 1), t2i, qa), start, run,
                           cfg.seed);
       if (evaluate_parts) evaluate_named(run == "corl" ? "unified" : run + "_unified", unified.model());
@@ -252,7 +268,7 @@ WorldRewardWeights main_reward_weights(const TrainConfig& c) {
 
 int total_rl_steps(const TrainConfig& c) {
   const int refined = c.refined_t2i.steps + c.refined_mc.steps + c.refined_oe.steps;
-  int total = c.unified.steps + refined;
+  int total = (c.unified_ckpt.empty() ? c.unified.steps : 0) + refined;
   if (c.ablation) {
     total += refined;  // refined only
     for (const auto& run : reward_ablation_runs(main_reward_weights(c)))
