@@ -9,26 +9,13 @@
 #include <sstream>
 #include <string>
 
+#include "tiny_train_config.hpp"
 #include "train_run.hpp"
 
 namespace {
 
 ulm::TrainConfig tiny_ablation_config(const std::string& out_dir, double cycle, double tim) {
-  ulm::TrainConfig c;
-  c.out_dir = out_dir;
-  c.sft_steps = 2;
-  c.sft_batch = 4;
-  c.threads = 1;
-  c.train_rows = 24;
-  for (ulm::TrainStageSettings* s : {&c.unified, &c.refined_t2i, &c.refined_mc, &c.refined_oe}) {
-    s->steps = 1;
-    s->rows_per_step = 1;
-    s->group_size = 2;
-  }
-  c.caption_max_tokens = 4;
-  c.max_answer_tokens = 8;
-  c.eval_rows = 6;
-  c.sheet_prompts = 1;
+  ulm::TrainConfig c = ulm_test::tiny_train_config(out_dir, 1);
   c.reward_cycle = cycle;
   c.reward_tim = tim;
   c.ablation = true;

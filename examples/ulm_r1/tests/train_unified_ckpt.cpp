@@ -9,27 +9,14 @@
 #include <string>
 
 #include "corl/core/error.hpp"
+#include "tiny_train_config.hpp"
 #include "train_run.hpp"
 
 namespace {
 
 ulm::TrainConfig tiny_config(const std::string& out_dir) {
-  ulm::TrainConfig c;
-  c.out_dir = out_dir;
-  c.sft_steps = 2;
-  c.sft_batch = 4;
-  c.threads = 1;
-  c.train_rows = 24;
-  for (ulm::TrainStageSettings* s : {&c.unified, &c.refined_t2i, &c.refined_mc, &c.refined_oe}) {
-    s->steps = 2;
-    s->rows_per_step = 1;
-    s->group_size = 2;
-  }
+  ulm::TrainConfig c = ulm_test::tiny_train_config(out_dir, 2);
   c.unified.beta = 0.02;  // the checkpoint then also holds a reference policy, which the loader must skip
-  c.caption_max_tokens = 4;
-  c.max_answer_tokens = 8;
-  c.eval_rows = 6;
-  c.sheet_prompts = 1;
   return c;
 }
 
