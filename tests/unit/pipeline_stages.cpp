@@ -14,6 +14,8 @@
 #include "unit/pipeline_toy_policy.hpp"
 
 static_assert(corl::policy<toy::Policy>);
+static_assert(!corl::entropy_policy<toy::Policy>);
+static_assert(corl::entropy_policy<toy::EntropyPolicy>);
 static_assert(corl::stage_optimizer<toy::MomentumSgd, double>);
 
 namespace {
@@ -246,7 +248,82 @@ TEST_CASE("a stage config changed after construction is validated again by run_s
   stage.config.beta = 0.02;  // valid, but needs a reference policy
   CHECK_THROWS_WITH_AS(corl::run_stage_step(stage, 0, 1, 3, policy, no_reference, sgd, grad),
                        doctest::Contains("beta = 0.02 needs a reference policy, got none"), corl::Error);
+  // An objective with an entropy term and a policy without entropy: rejected, not run without it.
+  stage.config.beta = 0.0;
+  stage.objective.config.entropy_coef = 0.01;
+  CHECK_THROWS_WITH_AS(corl::run_stage_step(stage, 0, 1, 3, policy, no_reference, sgd, grad),
+                       doctest::Contains("uses entropy (entropy_coef = 0.01) but the policy type does not satisfy "
+                                         "corl::entropy_policy"),
+                       corl::Error);
+  stage.objective.config.entropy_coef = 0.0;
+  stage.objective.config.entropy_threshold = 0.5;
+  CHECK_THROWS_WITH_AS(corl::run_stage_step(stage, 0, 1, 3, policy, no_reference, sgd, grad),
+                       doctest::Contains("entropy_threshold set"), corl::Error);
   for (std::size_t i = 0; i < policy.parameters().size(); ++i) CHECK(policy.parameters()[i] == mid.parameters()[i]);
+}
+
+TEST_CASE("entropy bonus in a stage: its gradient is -coef x the token-mean entropy's (finite differences)") {
+  // Same seed and start, so the same samples, rewards and advantages: the two gradients differ only by the bonus,
+  // -coef sum_k w_k (1 / N_k) sum_{i,t} dH_it/dtheta; on the toy policy H depends on (task, position) only, so the
+  // token mean of task k is (1 / kLen) sum_t H(k, t).
+  toy::EntropyPolicy start;
+  for (std::size_t i = 0; i < start.parameters().size(); ++i) start.parameters()[i] = 0.3 * std::sin(1.7 * double(i));
+  auto cfg = unified_cfg(1);
+  cfg.task_weights = {1.0, 0.5};
+  const double coef = 0.25;
+  auto run = [&](double c, toy::EntropyPolicy& p, corl::StepMetrics* metrics) {
+    corl::DefaultStageObjective obj;
+    obj.config.entropy_coef = c;
+    auto stage = corl::make_unified_stage(cfg, make_rows(), PairReward{}, t2i, mm2t, obj);
+    toy::MomentumSgd sgd;
+    std::vector<double> grad(p.parameters().size());
+    const toy::EntropyPolicy* no_reference = nullptr;
+    *metrics = corl::run_stage_step(stage, 0, 0, 5, p, no_reference, sgd, grad);
+    return grad;
+  };
+  toy::EntropyPolicy p0 = start, p1 = start;
+  corl::StepMetrics m0, m1;
+  const std::vector<double> g0 = run(0.0, p0, &m0), g1 = run(coef, p1, &m1);
+  CHECK(m0.reward_mean == m1.reward_mean);  // same samples
+  auto bonus_entropy = [&](const toy::EntropyPolicy& p) {
+    double h = 0;
+    for (int k = 0; k < toy::kTasks; ++k)
+      for (int t = 0; t < toy::kLen; ++t) h += cfg.task_weights[static_cast<std::size_t>(k)] * p.entropy_at(k, t) / toy::kLen;
+    return h;
+  };
+  const double step = 1e-6;
+  double worst = 0;
+  for (std::size_t j = 0; j < g0.size(); ++j) {
+    toy::EntropyPolicy plus = start, minus = start;
+    plus.parameters()[j] += step;
+    minus.parameters()[j] -= step;
+    const double fd = -coef * (bonus_entropy(plus) - bonus_entropy(minus)) / (2 * step);
+    worst = std::max(worst, std::abs((g1[j] - g0[j]) - fd));
+  }
+  CHECK(worst < 1e-8);
+  // the metric: token-mean entropy over both tasks' tokens, only when the objective uses entropy
+  double mean_h = 0;
+  for (int k = 0; k < toy::kTasks; ++k)
+    for (int t = 0; t < toy::kLen; ++t) mean_h += start.entropy_at(k, t) / (toy::kTasks * toy::kLen);
+  CHECK(m1.entropy == doctest::Approx(mean_h).epsilon(1e-12));
+  CHECK(m0.entropy == 0.0);
+}
+
+TEST_CASE("entropy bonus keeps the policy spread out where the reward alone sharpens it") {
+  auto entropy_after = [](double coef) {
+    corl::DefaultStageObjective obj;
+    obj.config.entropy_coef = coef;
+    auto pipeline = corl::Pipeline{corl::make_unified_stage(unified_cfg(15), make_rows(), PairReward{}, t2i, mm2t, obj)};
+    const toy::EntropyPolicy out = pipeline.run(toy::EntropyPolicy{}, corl::PipelineOptions{7, "", -1, 0}, make_sgd);
+    double h = 0;
+    for (int k = 0; k < toy::kTasks; ++k)
+      for (int t = 0; t < toy::kLen; ++t) h += out.entropy_at(k, t);
+    return h / (toy::kTasks * toy::kLen);
+  };
+  const double uniform = std::log(double(toy::kVocab));
+  const double plain = entropy_after(0.0), with_bonus = entropy_after(2.0);
+  CHECK(plain < 0.8 * uniform);       // the reward makes the target token likely
+  CHECK(with_bonus > plain + 0.2);    // the bonus holds entropy up
 }
 
 TEST_CASE("non-finite rewards are rejected, NaN rewards get advantage 0") {

@@ -108,6 +108,45 @@ class Policy {
   std::vector<double> theta_;
 };
 
+/// The toy policy with its per-position entropy H = -sum_v p_v log p_v and dH/dtheta_u = -p_u (log p_u + H)
+/// (corl::entropy_policy).
+class EntropyPolicy : public Policy {
+ public:
+  EntropyPolicy snapshot() const { return *this; }
+
+  std::vector<std::vector<double>> entropy(const Scored& s) const {
+    std::vector<std::vector<double>> out;
+    for (std::size_t r = 0; r < s.prompts.size(); ++r) {
+      std::vector<double> h;
+      for (int t = 0; t < static_cast<int>(s.completions[r].size()); ++t) h.push_back(entropy_at(s.prompts[r].task, t));
+      out.push_back(std::move(h));
+    }
+    return out;
+  }
+
+  using Policy::backward;
+  void backward(const Scored& s, const std::vector<std::vector<double>>& dlogp,
+                const std::vector<std::vector<double>>& dentropy, std::span<double> grad) const {
+    backward(s, dlogp, grad);
+    for (std::size_t r = 0; r < s.prompts.size(); ++r) {
+      for (int t = 0; t < static_cast<int>(s.completions[r].size()); ++t) {
+        const int task = s.prompts[r].task;
+        const double h = entropy_at(task, t), d = dentropy[r][static_cast<std::size_t>(t)];
+        for (int u = 0; u < kVocab; ++u) {
+          const double pu = prob(task, t, u);
+          grad[static_cast<std::size_t>((task * kLen + t) * kVocab + u)] += d * (-pu * (std::log(pu) + h));
+        }
+      }
+    }
+  }
+
+  double entropy_at(int task, int t) const {
+    double h = 0;
+    for (int v = 0; v < kVocab; ++v) h -= prob(task, t, v) * std::log(prob(task, t, v));
+    return h;
+  }
+};
+
 /// SGD with momentum: a stateful optimizer, so that resume must restore its state to reproduce the run.
 struct MomentumSgd {
   double momentum = 0.9;

@@ -25,6 +25,11 @@
 //      optimizer, weight merging and checkpoints work on it); `cp.parameters()` a std::span<const real_type>;
 //   6. `cp.snapshot()` returns an independent P with the same parameters (the frozen reference policy; also how the
 //      pipeline hands a policy from stage to stage).
+// P also satisfies corl::entropy_policy (optional; needed by objectives with an entropy bonus or an entropy mask) if:
+//   7. `cp.entropy(scored)` returns std::vector<std::vector<real_type>>: entropy[r][t] = H(pi(. | prompt r, tokens < t))
+//      of the same distribution logp[r][t] is read from (same temperature, same guidance), in nats;
+//   8. `cp.backward(scored, dlogp, dentropy, grad)` ADDS to `grad` the gradient of
+//      sum_{r,t} dlogp[r][t] * logp[r][t] + dentropy[r][t] * entropy[r][t].
 #pragma once
 
 #include <concepts>
@@ -68,6 +73,17 @@ concept policy =
       { p.parameters() } -> std::same_as<std::span<typename P::real_type>>;
       { cp.parameters() } -> std::convertible_to<std::span<const typename P::real_type>>;
       { cp.snapshot() } -> std::same_as<P>;
+    };
+
+/// A policy that also gives the per-token entropy of its distribution and its gradient (items 7-8 above).
+template <class P>
+concept entropy_policy =
+    policy<P> && requires(const P& cp, const typename P::scored_type& scored,
+                          const std::vector<std::vector<typename P::real_type>>& dlogp,
+                          const std::vector<std::vector<typename P::real_type>>& dentropy,
+                          std::span<typename P::real_type> grad) {
+      { cp.entropy(scored) } -> std::same_as<std::vector<std::vector<typename P::real_type>>>;
+      { cp.backward(scored, dlogp, dentropy, grad) };
     };
 
 }  // namespace corl

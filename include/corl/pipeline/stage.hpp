@@ -20,6 +20,10 @@
 // The default objective is Objective<Reinforce, K3, TokenMean> (the CoRL reference trainer is REINFORCE with a group
 // baseline; K3 is TRL's beta term); with beta = 0 the reference policy is never scored.
 // Any non-finite log-prob, loss or gradient throws corl::Error naming the stage, step, task, row and token.
+// Entropy: an objective with entropy_coef != 0 (verl `entropy_coeff`) or an entropy_threshold needs a policy that
+// satisfies corl::entropy_policy; the stage then reads policy.entropy(scored) into the batch and, for the bonus, passes
+// w_k dL_k/dentropy to policy.backward with dL_k/dlogp. With any other policy such a stage is an error naming it (it
+// is not run without its entropy term).
 // Source: arXiv 2505.17534 Sec. 3 (CoRL), DESIGN.md section 1.
 #pragma once
 
@@ -74,6 +78,7 @@ struct StepMetrics {
   double ratio_mean = 0;          ///< token-mean exp(logp - logp_sampler): ~1 when sampler and trainer agree
   double max_abs_logp_diff = 0;   ///< max |logp - logp_sampler|: sampler/trainer parity
   double grad_norm = 0;           ///< before clipping
+  double entropy = 0;             ///< token-mean policy entropy (0 unless the objective uses entropy)
   double wall_seconds = 0;        ///< not part of the deterministic record
   std::vector<double> task_loss;  ///< L_k per task
   std::vector<index_t> task_tokens;
@@ -83,7 +88,8 @@ struct StepMetrics {
     return stage == o.stage && stage_name == o.stage_name && step == o.step && reward_mean == o.reward_mean &&
            reward_std == o.reward_std && reward_min == o.reward_min && reward_max == o.reward_max &&
            zero_std_fraction == o.zero_std_fraction && loss == o.loss && kl == o.kl && ratio_mean == o.ratio_mean &&
-           max_abs_logp_diff == o.max_abs_logp_diff && grad_norm == o.grad_norm && task_loss == o.task_loss &&
+           max_abs_logp_diff == o.max_abs_logp_diff && grad_norm == o.grad_norm && entropy == o.entropy &&
+           task_loss == o.task_loss &&
            task_tokens == o.task_tokens;
   }
 };
@@ -145,6 +151,14 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
   validate_stage_config(cfg, static_cast<index_t>(K));  // also for a Stage built without make_*_stage
   const std::string where = "corl::run_stage_step (stage '" + cfg.name + "', step " + std::to_string(step) + ")";
   require(cfg.beta == 0.0 || reference != nullptr, where, ": beta = ", cfg.beta, " needs a reference policy, got none");
+  const ObjectiveConfig& oc = stage.objective.config;
+  const bool use_entropy = oc.entropy_coef != 0.0 || oc.entropy_threshold.has_value();
+  if constexpr (!entropy_policy<P>) {
+    require(!use_entropy, where, ": the stage's objective uses entropy (entropy_coef = ", oc.entropy_coef,
+            oc.entropy_threshold ? ", entropy_threshold set" : "",
+            ") but the policy type does not satisfy corl::entropy_policy (no entropy(scored) / backward with "
+            "dentropy)");
+  }
   const auto G = static_cast<int>(cfg.group_size);
   const std::vector<index_t> row_ids =
       step_rows(static_cast<index_t>(stage.rows.size()), cfg.rows_per_step, seed, stage_index, step);
@@ -209,7 +223,7 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
   Obj objective = stage.objective;
   objective.config.beta = cfg.beta;
   const bool use_kl = cfg.beta > 0.0;
-  double ratio_sum = 0, kl_sum = 0, kl_tokens = 0;
+  double ratio_sum = 0, kl_sum = 0, kl_tokens = 0, entropy_sum = 0, entropy_tokens = 0;
   index_t token_total = 0;
   for (std::size_t k = 0; k < K; ++k) {
     std::vector<Prompt> score_prompts;
@@ -226,6 +240,14 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
             " rows for task ", k, ", expected ", n);
     std::vector<std::vector<Real>> logp_ref;
     if (use_kl) logp_ref = reference->score(score_prompts, completions).logp;
+    std::vector<std::vector<Real>> entropy;
+    if constexpr (entropy_policy<P>) {
+      if (use_entropy) {
+        entropy = std::as_const(policy).entropy(scored);
+        require(static_cast<index_t>(entropy.size()) == n, where, ": policy.entropy returned ", entropy.size(),
+                " rows for task ", k, ", expected ", n);
+      }
+    }
     // the task's batch: B x G sequences padded to the longest completion
     index_t max_len = 0;
     for (index_t i = 0; i < n; ++i) {
@@ -237,11 +259,16 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
         require(logp_ref[static_cast<std::size_t>(i)].size() == sampler.size(), where, ": task ", k, " row ", i,
                 ": the reference gave ", logp_ref[static_cast<std::size_t>(i)].size(), " log-probs, expected ",
                 sampler.size());
+      if (use_entropy)
+        require(entropy[static_cast<std::size_t>(i)].size() == sampler.size(), where, ": task ", k, " row ", i,
+                ": policy.entropy gave ", entropy[static_cast<std::size_t>(i)].size(), " entries, expected ",
+                sampler.size());
       max_len = std::max(max_len, static_cast<index_t>(sampler.size()));
     }
     Batch<Real> batch(n, max_len);
     batch.logp_old.assign(static_cast<std::size_t>(n * max_len), Real(0));
     if (use_kl) batch.logp_ref.assign(static_cast<std::size_t>(n * max_len), Real(0));
+    if (use_entropy) batch.entropy.assign(static_cast<std::size_t>(n * max_len), Real(0));
     for (index_t i = 0; i < n; ++i) {
       const auto& lp = logp[static_cast<std::size_t>(i)];
       const auto& sampler = rollouts[k][static_cast<std::size_t>(i)].logp;
@@ -260,6 +287,12 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
                   ", expected finite");
           batch.logp_ref[at] = lr;
         }
+        if (use_entropy) {
+          const Real h = entropy[static_cast<std::size_t>(i)][t];
+          require(std::isfinite(h) && h >= Real(0), where, ": task ", k, " row ", i, " token ", t, ": entropy = ", h,
+                  ", expected finite and >= 0");
+          batch.entropy[at] = h;
+        }
         m.max_abs_logp_diff = std::max(m.max_abs_logp_diff, std::abs(static_cast<double>(lp[t] - sampler[t])));
       }
     }
@@ -276,6 +309,8 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
       ratio_sum += res.metrics.ratio_sum;
       kl_sum += res.metrics.kl_sum;
       kl_tokens += res.metrics.kl_tokens;
+      entropy_sum += res.metrics.entropy_sum;
+      entropy_tokens += res.metrics.entropy_tokens;
       if (w != 0.0) {
         std::vector<std::vector<Real>> dlogp(static_cast<std::size_t>(n));
         for (index_t i = 0; i < n; ++i) {
@@ -284,7 +319,21 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
           for (std::size_t t = 0; t < d.size(); ++t)
             d[t] = static_cast<Real>(w * static_cast<double>(res.grad_logp(i, static_cast<index_t>(t))));
         }
-        policy.backward(scored, dlogp, std::span<Real>(grad));
+        bool done = false;
+        if constexpr (entropy_policy<P>) {
+          if (oc.entropy_coef != 0.0) {
+            std::vector<std::vector<Real>> dentropy(static_cast<std::size_t>(n));
+            for (index_t i = 0; i < n; ++i) {
+              auto& d = dentropy[static_cast<std::size_t>(i)];
+              d.resize(logp[static_cast<std::size_t>(i)].size());
+              for (std::size_t t = 0; t < d.size(); ++t)
+                d[t] = static_cast<Real>(w * static_cast<double>(res.grad_entropy(i, static_cast<index_t>(t))));
+            }
+            policy.backward(scored, dlogp, dentropy, std::span<Real>(grad));
+            done = true;
+          }
+        }
+        if (!done) policy.backward(scored, dlogp, std::span<Real>(grad));
       }
     }
     m.task_loss.push_back(task_loss);
@@ -292,6 +341,7 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
   }
   m.ratio_mean = token_total > 0 ? ratio_sum / static_cast<double>(token_total) : 1.0;
   m.kl = kl_tokens > 0 ? kl_sum / kl_tokens : 0.0;
+  m.entropy = entropy_tokens > 0 ? entropy_sum / entropy_tokens : 0.0;
 
   // 5. clip and step
   m.grad_norm = detail::global_norm(std::span<const Real>(grad));
