@@ -55,6 +55,13 @@ class UlmPolicy {
                                                              corl::SampleKey key) const;
   Scored<float> score(const std::vector<PolicyPrompt>& prompts, const std::vector<PolicyCompletion>& completions) const;
   void backward(const Scored<float>& scored, const std::vector<std::vector<float>>& dlogp, std::span<float> grad) const;
+  /// corl::entropy_policy: per-token entropy of the sampling distribution (CFG mix and temperature included) and the
+  /// backward with dL/dentropy.
+  std::vector<std::vector<float>> entropy(const Scored<float>& scored) const { return model_.entropy(scored); }
+  void backward(const Scored<float>& scored, const std::vector<std::vector<float>>& dlogp,
+                const std::vector<std::vector<float>>& dentropy, std::span<float> grad) const {
+    model_.backward(scored, dlogp, dentropy, grad);
+  }
   std::span<float> parameters() { return model_.parameters(); }
   std::span<const float> parameters() const { return model_.parameters(); }
   UlmPolicy snapshot() const { return *this; }
@@ -73,5 +80,6 @@ class UlmPolicy {
 };
 
 static_assert(corl::policy<UlmPolicy>, "UlmPolicy must satisfy corl::policy");
+static_assert(corl::entropy_policy<UlmPolicy>, "UlmPolicy must satisfy corl::entropy_policy");
 
 }  // namespace ulm

@@ -719,16 +719,53 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
 template <class Real>
 void Model<Real>::backward(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp,
                            std::span<Real> grad) const {
+  backward_impl(scored, dlogp, nullptr, grad);
+}
+
+template <class Real>
+void Model<Real>::backward(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp,
+                           const std::vector<std::vector<Real>>& dentropy, std::span<Real> grad) const {
+  backward_impl(scored, dlogp, &dentropy, grad);
+}
+
+template <class Real>
+std::vector<std::vector<Real>> Model<Real>::entropy(const Scored<Real>& scored) const {
+  std::vector<std::vector<Real>> out(scored.logits.size());
+  for (std::size_t r = 0; r < scored.logits.size(); ++r) {
+    const Mat<Real>& z = scored.logits[r];
+    out[r].resize(static_cast<std::size_t>(z.cols()));
+    for (index_t t = 0; t < z.cols(); ++t) {
+      const Vec<Real> ls = layers::log_softmax<Real>(z.col(t));
+      // terms with p = 0 contribute 0 (p log p -> 0), not 0 * -inf
+      Real h = 0;
+      for (index_t v = 0; v < ls.size(); ++v)
+        if (std::isfinite(static_cast<double>(ls(v)))) h -= std::exp(ls(v)) * ls(v);
+      out[r][static_cast<std::size_t>(t)] = h;
+    }
+  }
+  return out;
+}
+
+template <class Real>
+void Model<Real>::backward_impl(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp,
+                                const std::vector<std::vector<Real>>* dentropy, std::span<Real> grad) const {
   corl::require(scored.tape != nullptr, "ulm::Model::backward: the Scored result has no tape");
   const Tape<Real>& T = *scored.tape;
   corl::require(dlogp.size() == T.rows.size(), "ulm::Model::backward: dlogp has ", dlogp.size(), " rows, expected ",
                 T.rows.size());
+  if (dentropy)
+    corl::require(dentropy->size() == T.rows.size(), "ulm::Model::backward: dentropy has ", dentropy->size(),
+                  " rows, expected ", T.rows.size());
   // d logp_t / d z = onehot(token) - softmax(z); tokens are recovered from the trunk tape (the completion tokens).
+  // d H_t / d z = -p (log p + H).
   std::vector<Mat<Real>> dlogits(T.rows.size());
   for (std::size_t r = 0; r < T.rows.size(); ++r) {
     const auto& tr = T.rows[r];
     corl::require(static_cast<index_t>(dlogp[r].size()) == tr.n, "ulm::Model::backward: dlogp[", r, "] has ",
                   dlogp[r].size(), " entries, expected ", tr.n);
+    if (dentropy)
+      corl::require(static_cast<index_t>((*dentropy)[r].size()) == tr.n, "ulm::Model::backward: dentropy[", r,
+                    "] has ", (*dentropy)[r].size(), " entries, expected ", tr.n);
     const Mat<Real>& z = scored.logits[r];
     Mat<Real> dz(z.rows(), z.cols());
     for (index_t t = 0; t < tr.n; ++t) {
@@ -736,7 +773,20 @@ void Model<Real>::backward(const Scored<Real>& scored, const std::vector<std::ve
       corl::require(std::isfinite(static_cast<double>(g)), "ulm::Model::backward: dlogp[", r, "][", t, "] = ", g,
                     ", expected finite");
       const Vec<Real> ls = layers::log_softmax<Real>(z.col(t));
-      dz.col(t) = -g * ls.array().exp().matrix();
+      const Vec<Real> p = ls.array().exp().matrix();
+      dz.col(t) = -g * p;
+      if (dentropy) {
+        const Real e = (*dentropy)[r][static_cast<std::size_t>(t)];
+        corl::require(std::isfinite(static_cast<double>(e)), "ulm::Model::backward: dentropy[", r, "][", t, "] = ", e,
+                      ", expected finite");
+        if (e != Real(0)) {
+          Real h = 0;
+          for (index_t v = 0; v < ls.size(); ++v)
+            if (std::isfinite(static_cast<double>(ls(v)))) h -= p(v) * ls(v);
+          for (index_t v = 0; v < ls.size(); ++v)
+            if (std::isfinite(static_cast<double>(ls(v)))) dz(v, t) -= e * p(v) * (ls(v) + h);
+        }
+      }
       // the token: the last n columns of the cond segment hold the completion
       const index_t col = (tr.modality == Modality::text ? T.text_cols : T.image_cols)
                               [static_cast<std::size_t>(tr.cond_first + t)] + 1;

@@ -168,6 +168,13 @@ class Model {
   Scored<Real> score(const std::vector<ScoreRow>& rows, const ScoreOptions& options) const;
   /// Accumulates into `grad` (same layout as parameters()) the gradient of sum_{r,t} dlogp[r][t] * logp[r][t].
   void backward(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp, std::span<Real> grad) const;
+  /// Per-token entropy H[r][t] = -sum_v p_v log p_v of the distribution logp[r][t] is read from (softmax of
+  /// Scored::logits[r] column t: after the CFG mix and the temperature), in nats.
+  std::vector<std::vector<Real>> entropy(const Scored<Real>& scored) const;
+  /// Adds the gradient of sum dlogp[r][t] logp[r][t] + dentropy[r][t] H[r][t] to `grad`
+  /// (dH/dz_v = -p_v (log p_v + H) on the final logits z).
+  void backward(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp,
+                const std::vector<std::vector<Real>>& dentropy, std::span<Real> grad) const;
   /// Same from dL/dlogits (logits as in Scored::logits: after the CFG mix and the temperature).
   void backward_logits(const Scored<Real>& scored, const std::vector<layers::Mat<Real>>& dlogits,
                        std::span<Real> grad) const;
@@ -185,6 +192,8 @@ class Model {
                                    const SampleOptions& options) const;
 
  private:
+  void backward_impl(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp,
+                     const std::vector<std::vector<Real>>* dentropy, std::span<Real> grad) const;
   friend struct Tape<Real>;
   ModelConfig config_;
   std::vector<ParamInfo> layout_;

@@ -108,6 +108,7 @@ std::vector<Field> fields() {
     add_stage_double("lr", &TrainStageSettings::learning_rate);
     add_stage_double("beta", &TrainStageSettings::beta);
     add_stage_double("max_grad_norm", &TrainStageSettings::max_grad_norm);
+    add_stage_double("entropy_coef", &TrainStageSettings::entropy_coef);
     if (p == "unified") {
       add_stage_double("weight_t2i", &TrainStageSettings::weight_t2i);
       add_stage_double("weight_mm2t", &TrainStageSettings::weight_mm2t);
@@ -186,6 +187,8 @@ void check_stage(const TrainStageSettings& s, const std::string& name) {
   corl::require(s.learning_rate >= 0 && s.learning_rate <= 1, p, "lr = ", s.learning_rate, ", expected 0..1");
   corl::require(s.beta >= 0, p, "beta = ", s.beta, ", expected >= 0");
   corl::require(s.max_grad_norm >= 0, p, "max_grad_norm = ", s.max_grad_norm, ", expected >= 0 (0 = off)");
+  corl::require(std::isfinite(s.entropy_coef) && s.entropy_coef >= 0, p, "entropy_coef = ", s.entropy_coef,
+                ", expected a finite value >= 0 (0 = off)");
   corl::require(s.weight_t2i >= 0 && s.weight_mm2t >= 0, p, "weight_t2i / weight_mm2t = ", s.weight_t2i, " / ",
                 s.weight_mm2t, ", expected >= 0");
 }
@@ -225,13 +228,18 @@ void TrainConfig::validate() const {
                 ", expected 1..64");
 }
 
-corl::StageConfig TrainConfig::stage_config(const std::string& name) const {
+const TrainStageSettings& TrainConfig::stage_settings(const std::string& name) const {
   const TrainStageSettings* s = name == "unified"       ? &unified
                                 : name == "refined_t2i" ? &refined_t2i
                                 : name == "refined_mc"  ? &refined_mc
                                 : name == "refined_oe"  ? &refined_oe
                                                         : nullptr;
-  corl::require(s != nullptr, "ulm::TrainConfig::stage_config: unknown stage '", name, "'");
+  corl::require(s != nullptr, "ulm::TrainConfig: unknown stage '", name, "'");
+  return *s;
+}
+
+corl::StageConfig TrainConfig::stage_config(const std::string& name) const {
+  const TrainStageSettings* s = &stage_settings(name);
   corl::StageConfig c;
   c.name = name;
   c.group_size = s->group_size;

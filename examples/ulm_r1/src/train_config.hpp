@@ -25,6 +25,9 @@ struct TrainStageSettings {
   double max_grad_norm = 1.0;
   double weight_t2i = 1.0;   ///< unified stage only
   double weight_mm2t = 1.0;  ///< unified stage only
+  /// Entropy bonus (verl `entropy_coeff`): the stage's loss gets -entropy_coef x the token-mean entropy of the
+  /// sampling distribution (CFG mix and temperature included); 0 = off.
+  double entropy_coef = 0.0;
 };
 
 struct TrainConfig {
@@ -68,6 +71,8 @@ struct TrainConfig {
   void validate() const;
   /// The corl::StageConfig of a stage (name, G, rows, steps, lr, beta, task weights, clip).
   corl::StageConfig stage_config(const std::string& name) const;
+  /// The settings of stage `name` ("unified", "refined_t2i", "refined_mc", "refined_oe"); throws for another name.
+  const TrainStageSettings& stage_settings(const std::string& name) const;
 };
 
 /// Every key the file and the overrides accept, in a stable order.

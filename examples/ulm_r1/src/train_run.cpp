@@ -100,6 +100,11 @@ struct Runner {
       : cfg(c), ctx(WorldConfig{}), progress(os, total_steps) {}
 
   corl::StageConfig stage_cfg(const std::string& name) const { return cfg.stage_config(name); }
+  corl::DefaultStageObjective objective(const std::string& name) const {
+    corl::DefaultStageObjective o;
+    o.config.entropy_coef = cfg.stage_settings(name).entropy_coef;
+    return o;
+  }
 
   WorldReward reward(WorldRewardWeights w, int image_task, int qa_task) {
     WorldReward r;
@@ -151,6 +156,7 @@ struct Runner {
       j.set("ratio_mean", m.ratio_mean);
       j.set("max_abs_logp_diff", m.max_abs_logp_diff);
       j.set("grad_norm", m.grad_norm);
+      if (cfg.stage_settings(m.stage_name).entropy_coef != 0.0) j.set("entropy", m.entropy);
       j.set("seconds", m.wall_seconds);
       metrics << dump_json(j) << "\n" << std::flush;
       rec.steps_log.push_back(sr);
@@ -215,18 +221,21 @@ struct Runner {
       load_unified_checkpoint(unified);
       if (evaluate_parts) evaluate_named("unified", unified.model());
     } else if (with_unified) {
-      unified = run_stage(corl::make_unified_stage(stage_cfg("unified"), rows, reward(w, 0, 1), t2i, qa), start, run,
+      unified = run_stage(corl::make_unified_stage(stage_cfg("unified"), rows, reward(w, 0, 1), t2i, qa, objective("unified")), start, run,
                           cfg.seed);
       if (evaluate_parts) evaluate_named(run == "corl" ? "unified" : run + "_unified", unified.model());
     }
     WorldRewardWeights t2i_w = w;
     t2i_w.acc = t2i_w.format = 0;
     WorldRewardWeights qa_w{0, 0, 1.0, 1.0};
-    const UlmPolicy r_t2i = run_stage(corl::make_refined_stage(stage_cfg("refined_t2i"), rows, reward(t2i_w, 0, -1), t2i),
+    const UlmPolicy r_t2i = run_stage(corl::make_refined_stage(stage_cfg("refined_t2i"), rows, reward(t2i_w, 0, -1), t2i,
+                                                               objective("refined_t2i")),
                                       unified, run, cfg.seed + 1000003);
-    const UlmPolicy r_mc = run_stage(corl::make_refined_stage(stage_cfg("refined_mc"), mc_rows, reward(qa_w, -1, 0), qa),
+    const UlmPolicy r_mc = run_stage(corl::make_refined_stage(stage_cfg("refined_mc"), mc_rows, reward(qa_w, -1, 0), qa,
+                                                              objective("refined_mc")),
                                      unified, run, cfg.seed + 2 * 1000003);
-    const UlmPolicy r_oe = run_stage(corl::make_refined_stage(stage_cfg("refined_oe"), oe_rows, reward(qa_w, -1, 0), qa),
+    const UlmPolicy r_oe = run_stage(corl::make_refined_stage(stage_cfg("refined_oe"), oe_rows, reward(qa_w, -1, 0), qa,
+                                                              objective("refined_oe")),
                                      unified, run, cfg.seed + 3 * 1000003);
     const UlmPolicy qa_merged = corl::merge_policies_linear(r_mc, r_oe, cfg.qa_merge_alpha);
     UlmPolicy final_policy = unified.snapshot();

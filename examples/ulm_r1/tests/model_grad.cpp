@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "corl/core/error.hpp"
 #include "corl/core/rng.hpp"
@@ -48,30 +49,40 @@ std::vector<ScoreRow> mixed_rows(Modality image_modality_in_prompt = Modality::i
   return rows;
 }
 
-std::vector<std::vector<double>> weights_for(const std::vector<ScoreRow>& rows) {
-  corl::CounterRng rng(7, 0);
+std::vector<std::vector<double>> weights_for(const std::vector<ScoreRow>& rows, std::uint64_t seed = 7) {
+  corl::CounterRng rng(seed, 0);
   std::vector<std::vector<double>> w(rows.size());
   for (std::size_t r = 0; r < rows.size(); ++r)
     for (std::size_t t = 0; t < rows[r].completion.size(); ++t) w[r].push_back(rng.uniform() - 0.3);
   return w;
 }
 
+/// sum w logp (+ sum u H when u is given): the function whose gradient backward computes.
 double weighted_logp(const Model<double>& m, const std::vector<ScoreRow>& rows, const ScoreOptions& o,
-                     const std::vector<std::vector<double>>& w) {
+                     const std::vector<std::vector<double>>& w,
+                     const std::vector<std::vector<double>>* u = nullptr) {
   const auto s = m.score(rows, o);
+  const auto h = u ? m.entropy(s) : std::vector<std::vector<double>>{};
   double total = 0;
   for (std::size_t r = 0; r < rows.size(); ++r)
-    for (std::size_t t = 0; t < s.logp[r].size(); ++t) total += w[r][t] * s.logp[r][t];
+    for (std::size_t t = 0; t < s.logp[r].size(); ++t)
+      total += w[r][t] * s.logp[r][t] + (u ? (*u)[r][t] * h[r][t] : 0.0);
   return total;
 }
 
-void check_all_parameters(const ScoreOptions& options) {
+void check_all_parameters(const ScoreOptions& options, bool with_entropy = false) {
   Model<double> m(tiny_config(), 11);
   const auto rows = mixed_rows();
   const auto w = weights_for(rows);
+  const auto u_values = weights_for(rows, 23);
+  const auto* u = with_entropy ? &u_values : nullptr;
   std::vector<double> grad(static_cast<std::size_t>(m.num_parameters()), 0.0);
   const auto s = m.score(rows, options);
-  m.backward(s, w, grad);
+  if (with_entropy) {
+    m.backward(s, w, u_values, grad);
+  } else {
+    m.backward(s, w, grad);
+  }
   auto params = m.parameters();
   double max_err = 0;
   index_t checked = 0;
@@ -80,9 +91,9 @@ void check_all_parameters(const ScoreOptions& options) {
       double& x = params[static_cast<std::size_t>(p.offset + i)];
       const double x0 = x, h = 1e-5;
       x = x0 + h;
-      const double fp = weighted_logp(m, rows, options, w);
+      const double fp = weighted_logp(m, rows, options, w, u);
       x = x0 - h;
-      const double fm = weighted_logp(m, rows, options, w);
+      const double fm = weighted_logp(m, rows, options, w, u);
       x = x0;
       const double numeric = (fp - fm) / (2 * h);
       const double analytic = grad[static_cast<std::size_t>(p.offset + i)];
@@ -108,6 +119,38 @@ TEST_CASE("model gradient: every parameter, T = 1, no CFG, against finite differ
 
 TEST_CASE("model gradient: every parameter, T = 0.7, CFG weight 3 on image rows") {
   check_all_parameters(ScoreOptions{0.7, 3.0});
+}
+
+TEST_CASE("model gradient with an entropy term: every parameter, T = 0.7, CFG weight 3, against finite differences") {
+  check_all_parameters(ScoreOptions{0.7, 3.0}, true);
+}
+
+TEST_CASE("entropy: hand-computed values, uniform and peaked rows, bounds") {
+  // A model whose final logits are all equal gives the uniform distribution: H = log(vocab) at every token.
+  Model<double> m(tiny_config(), 3);
+  const auto rows = mixed_rows();
+  auto s = m.score(rows, ScoreOptions{1.0, 1.0});
+  for (auto& z : s.logits) z.setZero();
+  auto h = m.entropy(s);
+  CHECK(h[0].size() == 4);
+  for (double x : h[0]) CHECK(x == doctest::Approx(std::log(12.0)));
+  for (double x : h[1]) CHECK(x == doctest::Approx(std::log(7.0)));
+  // two equal logits far above the rest: H -> log 2; one -inf logit contributes 0 (not NaN)
+  s.logits[1].col(0).setConstant(-1e30);
+  s.logits[1](2, 0) = 0;
+  s.logits[1](5, 0) = 0;
+  s.logits[1](0, 1) = -std::numeric_limits<double>::infinity();
+  h = m.entropy(s);
+  CHECK(h[1][0] == doctest::Approx(std::log(2.0)));
+  CHECK(h[1][1] == doctest::Approx(std::log(6.0)));
+  // real logits: 0 <= H <= log(vocab)
+  const auto s2 = m.score(rows, ScoreOptions{0.7, 3.0});
+  const auto h2 = m.entropy(s2);
+  for (std::size_t r = 0; r < h2.size(); ++r)
+    for (double x : h2[r]) {
+      CHECK(x >= 0.0);
+      CHECK(x <= std::log(r == 0 ? 12.0 : 7.0) + 1e-12);
+    }
 }
 
 TEST_CASE("backward_logits with dL/dz = w (onehot - softmax) equals backward from dL/dlogp") {
