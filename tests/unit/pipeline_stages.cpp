@@ -309,6 +309,23 @@ TEST_CASE("entropy bonus in a stage: its gradient is -coef x the token-mean entr
   CHECK(m0.entropy == 0.0);
 }
 
+TEST_CASE("entropy mask in a stage: a threshold above every token's entropy leaves no loss tokens") {
+  toy::EntropyPolicy policy;
+  corl::DefaultStageObjective obj;
+  obj.config.entropy_threshold = 2.0;  // the uniform toy policy has H = log 4 = 1.386 everywhere
+  auto stage = corl::make_unified_stage(unified_cfg(1), make_rows(), PairReward{}, t2i, mm2t, obj);
+  toy::MomentumSgd sgd;
+  std::vector<double> grad(policy.parameters().size(), 1.0);
+  const toy::EntropyPolicy* no_reference = nullptr;
+  const corl::StepMetrics masked = corl::run_stage_step(stage, 0, 0, 5, policy, no_reference, sgd, grad);
+  CHECK(masked.task_tokens == std::vector<corl::index_t>{0, 0});
+  for (double g : grad) CHECK(g == 0.0);
+  stage.objective.config.entropy_threshold = 1.0;  // below log 4: every token kept
+  const corl::StepMetrics kept = corl::run_stage_step(stage, 0, 0, 5, policy, no_reference, sgd, grad);
+  CHECK(kept.task_tokens == std::vector<corl::index_t>{4 * 8 * toy::kLen, 4 * 8 * toy::kLen});
+  CHECK(kept.entropy == doctest::Approx(std::log(4.0)));
+}
+
 TEST_CASE("entropy bonus keeps the policy spread out where the reward alone sharpens it") {
   auto entropy_after = [](double coef) {
     corl::DefaultStageObjective obj;
