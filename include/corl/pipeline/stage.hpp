@@ -312,24 +312,22 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
       entropy_sum += res.metrics.entropy_sum;
       entropy_tokens += res.metrics.entropy_tokens;
       if (w != 0.0) {
-        std::vector<std::vector<Real>> dlogp(static_cast<std::size_t>(n));
-        for (index_t i = 0; i < n; ++i) {
-          auto& d = dlogp[static_cast<std::size_t>(i)];
-          d.resize(logp[static_cast<std::size_t>(i)].size());
-          for (std::size_t t = 0; t < d.size(); ++t)
-            d[t] = static_cast<Real>(w * static_cast<double>(res.grad_logp(i, static_cast<index_t>(t))));
-        }
+        // w * the [n, max_len] gradient, cut to each completion's length (what policy.backward takes)
+        const auto ragged = [&](const typename ObjectiveResult<Real>::Matrix& g) {
+          std::vector<std::vector<Real>> out(static_cast<std::size_t>(n));
+          for (index_t i = 0; i < n; ++i) {
+            auto& d = out[static_cast<std::size_t>(i)];
+            d.resize(logp[static_cast<std::size_t>(i)].size());
+            for (std::size_t t = 0; t < d.size(); ++t)
+              d[t] = static_cast<Real>(w * static_cast<double>(g(i, static_cast<index_t>(t))));
+          }
+          return out;
+        };
+        const std::vector<std::vector<Real>> dlogp = ragged(res.grad_logp);
         bool done = false;
         if constexpr (entropy_policy<P>) {
           if (oc.entropy_coef != 0.0) {
-            std::vector<std::vector<Real>> dentropy(static_cast<std::size_t>(n));
-            for (index_t i = 0; i < n; ++i) {
-              auto& d = dentropy[static_cast<std::size_t>(i)];
-              d.resize(logp[static_cast<std::size_t>(i)].size());
-              for (std::size_t t = 0; t < d.size(); ++t)
-                d[t] = static_cast<Real>(w * static_cast<double>(res.grad_entropy(i, static_cast<index_t>(t))));
-            }
-            policy.backward(scored, dlogp, dentropy, std::span<Real>(grad));
+            policy.backward(scored, dlogp, ragged(res.grad_entropy), std::span<Real>(grad));
             done = true;
           }
         }
