@@ -773,13 +773,13 @@ void Model<Real>::backward_impl(const Scored<Real>& scored, const std::vector<st
       corl::require(std::isfinite(static_cast<double>(g)), "ulm::Model::backward: dlogp[", r, "][", t, "] = ", g,
                     ", expected finite");
       const Vec<Real> ls = layers::log_softmax<Real>(z.col(t));
-      const Vec<Real> p = ls.array().exp().matrix();
-      dz.col(t) = -g * p;
+      dz.col(t) = -g * ls.array().exp().matrix();  // this exact expression: results stay bitwise those of earlier runs
       if (dentropy) {
         const Real e = (*dentropy)[r][static_cast<std::size_t>(t)];
         corl::require(std::isfinite(static_cast<double>(e)), "ulm::Model::backward: dentropy[", r, "][", t, "] = ", e,
                       ", expected finite");
         if (e != Real(0)) {
+          const Vec<Real> p = ls.array().exp().matrix();
           Real h = 0;
           for (index_t v = 0; v < ls.size(); ++v)
             if (std::isfinite(static_cast<double>(ls(v)))) h -= p(v) * ls(v);
