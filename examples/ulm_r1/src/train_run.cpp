@@ -199,10 +199,7 @@ struct Runner {
     const auto ckpt = corl::read_checkpoint<float>(cfg.unified_ckpt);
     corl::require(ckpt.stage_name == "unified", "ulm_r1 train: unified.ckpt = '", cfg.unified_ckpt,
                   "' is a checkpoint of stage '", ckpt.stage_name, "', expected one of stage 'unified'");
-    auto params = policy.parameters();
-    corl::require(ckpt.parameters.size() == params.size(), "ulm_r1 train: unified.ckpt = '", cfg.unified_ckpt,
-                  "' holds ", ckpt.parameters.size(), " parameters, the SFT model has ", params.size());
-    std::copy(ckpt.parameters.begin(), ckpt.parameters.end(), params.begin());
+    corl::load_policy_parameters(policy, ckpt.parameters, "ulm_r1 train: unified.ckpt = '" + cfg.unified_ckpt + "'");
     progress.message("loaded the unified policy from " + cfg.unified_ckpt + " (" + std::to_string(ckpt.step) +
                      " unified steps); the unified stage is not run");
   }

@@ -9,6 +9,7 @@
 // read_checkpoint throws corl::Error naming the file and what was wrong (missing, truncated, wrong magic / precision).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -111,6 +112,16 @@ PipelineCheckpoint<Real> read_checkpoint(const std::string& path) {
   is.read(c.optimizer_state.data(), static_cast<std::streamsize>(k));
   require(static_cast<bool>(is), "corl::read_checkpoint: '", path, "' is truncated in the optimizer state");
   return c;
+}
+
+/// Copies checkpoint values (PipelineCheckpoint::parameters or ::reference) into `policy.parameters()`. Throws
+/// corl::Error "<what> has N values, the policy has M parameters" unless the sizes agree.
+template <class P, class Real>
+void load_policy_parameters(P& policy, const std::vector<Real>& values, const std::string& what) {
+  auto params = policy.parameters();
+  require(params.size() == values.size(), what, " has ", values.size(), " values, the policy has ", params.size(),
+          " parameters");
+  std::copy(values.begin(), values.end(), params.begin());
 }
 
 }  // namespace corl

@@ -72,7 +72,7 @@ class Pipeline {
       const auto prev = stage_config(first_stage - 1);
       const auto ck = read_checkpoint<Real>(
           checkpoint_path(options.checkpoint_dir, first_stage - 1, prev.name, prev.steps));
-      load_parameters(current, ck.parameters, "parameters");
+      load_policy_parameters(current, ck.parameters, "corl::Pipeline: checkpoint parameters");
     }
     index_t s = 0;
     std::apply(
@@ -99,14 +99,6 @@ class Pipeline {
     return out;
   }
 
-  template <class P, class V>
-  static void load_parameters(P& p, const V& values, const char* what) {
-    auto params = p.parameters();
-    require(params.size() == values.size(), "corl::Pipeline: checkpoint ", what, " has ", values.size(),
-            " values, the policy has ", params.size(), " parameters");
-    std::copy(values.begin(), values.end(), params.begin());
-  }
-
   template <class StageT, class P, class MakeOptimizer, class OnStep>
   static void run_one(const StageT& stage, index_t idx, index_t start_step, P& current, const PipelineOptions& options,
                       MakeOptimizer& make_optimizer, OnStep& on_step) {
@@ -125,11 +117,11 @@ class Pipeline {
       require(ck.stage == idx && ck.step == start_step && ck.stage_name == cfg.name, "corl::Pipeline::run: '", path,
               "' holds stage ", ck.stage, " '", ck.stage_name, "' step ", ck.step, ", expected stage ", idx, " '",
               cfg.name, "' step ", start_step);
-      load_parameters(current, ck.parameters, "parameters");
+      load_policy_parameters(current, ck.parameters, "corl::Pipeline: checkpoint parameters");
       if (need_ref) {
         require(!ck.reference.empty(), "corl::Pipeline::run: '", path, "' has no reference policy, stage '", cfg.name,
                 "' has beta = ", cfg.beta);
-        load_parameters(reference, ck.reference, "reference");
+        load_policy_parameters(reference, ck.reference, "corl::Pipeline: checkpoint reference");
       }
       optimizer.load_state(ck.optimizer_state);
     }

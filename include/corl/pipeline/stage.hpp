@@ -324,14 +324,14 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
           return out;
         };
         const std::vector<std::vector<Real>> dlogp = ragged(res.grad_logp);
-        bool done = false;
         if constexpr (entropy_policy<P>) {
-          if (oc.entropy_coef != 0.0) {
+          if (oc.entropy_coef != 0.0)
             policy.backward(scored, dlogp, ragged(res.grad_entropy), std::span<Real>(grad));
-            done = true;
-          }
+          else
+            policy.backward(scored, dlogp, std::span<Real>(grad));
+        } else {
+          policy.backward(scored, dlogp, std::span<Real>(grad));
         }
-        if (!done) policy.backward(scored, dlogp, std::span<Real>(grad));
       }
     }
     m.task_loss.push_back(task_loss);
