@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "unit/pipeline_toy_policy.hpp"
@@ -41,6 +43,25 @@ struct InfReward {
   template <class S>
   double operator()(const S&) const {
     return std::numeric_limits<double>::infinity();
+  }
+};
+
+// PairReward with a batch form (corl::batch_reward_function) that counts its calls and can be made to misbehave.
+struct BatchPairReward {
+  int* batch_calls = nullptr;
+  int drop = 0;         ///< values left off the end of the batch
+  bool inf_at_3 = false;
+  template <class S>
+  double operator()(const S& s) const {
+    return PairReward{}(s);
+  }
+  template <class S>
+  std::vector<double> score_batch(const toy::Policy&, std::span<const S> samples) const {
+    if (batch_calls) ++*batch_calls;
+    std::vector<double> out;
+    for (std::size_t i = 0; i + static_cast<std::size_t>(drop) < samples.size(); ++i)
+      out.push_back(inf_at_3 && i == 3 ? std::numeric_limits<double>::infinity() : PairReward{}(samples[i]));
+    return out;
   }
 };
 
@@ -355,6 +376,35 @@ TEST_CASE("non-finite rewards are rejected, NaN rewards get advantage 0") {
   auto bad = corl::Pipeline{corl::make_unified_stage(cfg, make_rows(), InfReward{}, t2i, mm2t)};
   CHECK_THROWS_WITH_AS(bad.run(toy::Policy{}, corl::PipelineOptions{1, "", -1, 0}, make_sgd),
                        doctest::Contains("expected a finite value"), corl::Error);
+}
+
+TEST_CASE("a batch reward is called once per step and gives the per-sample run exactly, and its output is checked") {
+  using S2 = corl::StageSample<toy::Row, toy::Policy::completion_type, 2>;
+  static_assert(corl::batch_reward_function<BatchPairReward, toy::Policy, S2>);
+  static_assert(!corl::batch_reward_function<PairReward, toy::Policy, S2>);
+  auto run = [&](auto reward) {
+    auto pipeline = corl::Pipeline{corl::make_unified_stage(unified_cfg(4), make_rows(), reward, t2i, mm2t)};
+    std::vector<corl::StepMetrics> log;
+    const toy::Policy out = pipeline.run(toy::Policy{}, corl::PipelineOptions{3, "", -1, 0}, make_sgd,
+                                         [&](const corl::StepMetrics& m) { log.push_back(m); });
+    return std::pair{log, std::vector<double>(out.parameters().begin(), out.parameters().end())};
+  };
+  int calls = 0;
+  const auto [batch_log, batch_params] = run(BatchPairReward{&calls});
+  const auto [single_log, single_params] = run(PairReward{});
+  CHECK(calls == 4);
+  REQUIRE(batch_log.size() == single_log.size());
+  for (std::size_t i = 0; i < batch_log.size(); ++i) CHECK(batch_log[i].same_record(single_log[i]));
+  CHECK(batch_params == single_params);
+  CHECK(batch_log.back().reward_mean != batch_log.front().reward_mean);  // it trained: not a comparison of constants
+  auto short_batch = corl::Pipeline{corl::make_unified_stage(unified_cfg(1), make_rows(), BatchPairReward{nullptr, 1},
+                                                             t2i, mm2t)};
+  CHECK_THROWS_WITH_AS(short_batch.run(toy::Policy{}, corl::PipelineOptions{1, "", -1, 0}, make_sgd),
+                       doctest::Contains("score_batch returned 31 values for 32 samples"), corl::Error);
+  auto inf_batch = corl::Pipeline{corl::make_unified_stage(unified_cfg(1), make_rows(),
+                                                           BatchPairReward{nullptr, 0, true}, t2i, mm2t)};
+  CHECK_THROWS_WITH_AS(inf_batch.run(toy::Policy{}, corl::PipelineOptions{1, "", -1, 0}, make_sgd),
+                       doctest::Contains("for sample 3, expected a finite value"), corl::Error);
 }
 
 TEST_CASE("a stage takes any corl::Objective: PPO clip + k3, seq-mean-token-mean") {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "corl/core/error.hpp"
+#include "parallel_shards.hpp"
 
 namespace ulm {
 
@@ -25,8 +26,21 @@ void PolicySampling::validate() const {
                 ", expected finite >= 0");
 }
 
-UlmPolicy::UlmPolicy(Model<float> model, PolicySampling sampling) : model_(std::move(model)), sampling_(sampling) {
+void PolicyThreads::validate() const {
+  constexpr const char* where = "ulm::PolicyThreads";
+  corl::require(threads >= 1 && threads <= 256, where, ": threads = ", threads, ", expected 1..256");
+  corl::require(shards >= 1 && shards <= 256, where, ": shards = ", shards, ", expected 1..256");
+}
+
+UlmPolicy::UlmPolicy(Model<float> model, PolicySampling sampling, PolicyThreads threads)
+    : model_(std::move(model)), sampling_(sampling), threads_(threads) {
   sampling_.validate();
+  threads_.validate();
+}
+
+void UlmPolicy::set_threads(PolicyThreads threads) {
+  threads.validate();
+  threads_ = threads;
 }
 
 SampleOptions UlmPolicy::options_for(Modality modality) const {
@@ -52,19 +66,34 @@ std::vector<corl::Rollout<PolicyCompletion, float>> UlmPolicy::sample(const std:
                   "] asks for another modality than prompts[0]; one call samples one modality");
     seqs.push_back(prompts[i].tokens);
   }
+  corl::require(group >= 1, "ulm::UlmPolicy::sample: group = ", group, ", expected >= 1");
   SampleOptions o = options_for(modality);
   o.seed = key.seed;
   o.offset = key.offset;
-  auto samples = model_.sample(seqs, modality, group, o);
+  // shards of whole prompts; shard s starts at sample bounds[s] * group and draws from those Philox streams
+  const auto bounds = shard_bounds(seqs.size(), static_cast<std::size_t>(threads_.shards));
+  const std::size_t n_shards = bounds.size() - 1;
+  const auto g = static_cast<std::size_t>(group);
+  std::vector<std::vector<Sample<float>>> pieces(n_shards);
+  parallel_shards(n_shards, threads_.threads, [&](std::size_t s) {
+    const std::vector<Sequence> part(seqs.begin() + static_cast<std::ptrdiff_t>(bounds[s]),
+                                     seqs.begin() + static_cast<std::ptrdiff_t>(bounds[s + 1]));
+    SampleOptions po = o;
+    corl::require(bounds[s] * g < (std::size_t{1} << 32), "ulm::UlmPolicy::sample: ", seqs.size(), " prompts x ",
+                  group, " samples exceed the 2^32 Philox streams");
+    po.first_stream = static_cast<std::uint32_t>(bounds[s] * g);
+    pieces[s] = model_.sample(part, modality, group, po);
+  });
   std::vector<corl::Rollout<PolicyCompletion, float>> out;
-  out.reserve(samples.size());
-  for (auto& s : samples)
-    out.push_back(corl::Rollout<PolicyCompletion, float>{PolicyCompletion{std::move(s.tokens), modality},
-                                                         std::move(s.logps)});
+  out.reserve(seqs.size() * g);
+  for (auto& piece : pieces)
+    for (auto& smp : piece)
+      out.push_back(corl::Rollout<PolicyCompletion, float>{PolicyCompletion{std::move(smp.tokens), modality},
+                                                           std::move(smp.logps)});
   return out;
 }
 
-Scored<float> UlmPolicy::score(const std::vector<PolicyPrompt>& prompts,
+ShardedScored UlmPolicy::score(const std::vector<PolicyPrompt>& prompts,
                                const std::vector<PolicyCompletion>& completions) const {
   corl::require(prompts.size() == completions.size(), "ulm::UlmPolicy::score: ", prompts.size(), " prompts but ",
                 completions.size(), " completions, expected one completion per prompt");
@@ -84,12 +113,78 @@ Scored<float> UlmPolicy::score(const std::vector<PolicyPrompt>& prompts,
   } else {
     so.temperature = sampling_.text_temperature;
   }
-  return model_.score(rows, so);
+  ShardedScored out;
+  out.begin = shard_bounds(rows.size(), static_cast<std::size_t>(threads_.shards));
+  const std::size_t n_shards = out.begin.size() - 1;
+  out.shards.resize(n_shards);
+  parallel_shards(n_shards, threads_.threads, [&](std::size_t s) {
+    const std::vector<ScoreRow> part(rows.begin() + static_cast<std::ptrdiff_t>(out.begin[s]),
+                                     rows.begin() + static_cast<std::ptrdiff_t>(out.begin[s + 1]));
+    out.shards[s] = model_.score(part, so);
+  });
+  out.logp.reserve(rows.size());
+  for (const auto& sh : out.shards) out.logp.insert(out.logp.end(), sh.logp.begin(), sh.logp.end());
+  return out;
 }
 
-void UlmPolicy::backward(const Scored<float>& scored, const std::vector<std::vector<float>>& dlogp,
+namespace {
+/// Rows [begin[s], begin[s + 1]) of a per-row table: one shard's part.
+std::vector<std::vector<float>> shard_rows(const std::vector<std::vector<float>>& all, const ShardedScored& scored,
+                                           std::size_t s) {
+  return {all.begin() + static_cast<std::ptrdiff_t>(scored.begin[s]),
+          all.begin() + static_cast<std::ptrdiff_t>(scored.begin[s + 1])};
+}
+
+void check_sharded(const ShardedScored& scored, std::size_t rows, const char* what, const char* where) {
+  corl::require(scored.begin.size() == scored.shards.size() + 1 && !scored.shards.empty() &&
+                    scored.begin.back() == scored.logp.size(),
+                where, ": the scored batch is not one UlmPolicy::score made");
+  corl::require(rows == scored.logp.size(), where, ": ", what, " has ", rows, " rows, expected ", scored.logp.size(),
+                " (one per scored row)");
+}
+}  // namespace
+
+void UlmPolicy::backward_sharded(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
+                                 const std::vector<std::vector<float>>* dentropy, std::span<float> grad) const {
+  constexpr const char* where = "ulm::UlmPolicy::backward";
+  check_sharded(scored, dlogp.size(), "dlogp", where);
+  if (dentropy) check_sharded(scored, dentropy->size(), "dentropy", where);
+  corl::require(grad.size() == model_.parameters().size(), where, ": grad has ", grad.size(), " entries, expected ",
+                model_.parameters().size());
+  // every shard adds into its own zeroed buffer; the buffers are added to grad in shard order (thread-count free)
+  const std::size_t n_shards = scored.shards.size();
+  std::vector<std::vector<float>> part_grad(n_shards, std::vector<float>(grad.size(), 0.0f));
+  parallel_shards(n_shards, threads_.threads, [&](std::size_t s) {
+    const auto dl = shard_rows(dlogp, scored, s);
+    if (dentropy) {
+      model_.backward(scored.shards[s], dl, shard_rows(*dentropy, scored, s), part_grad[s]);
+    } else {
+      model_.backward(scored.shards[s], dl, part_grad[s]);
+    }
+  });
+  for (const auto& pg : part_grad)
+    for (std::size_t i = 0; i < grad.size(); ++i) grad[i] += pg[i];
+}
+
+void UlmPolicy::backward(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
                          std::span<float> grad) const {
-  model_.backward(scored, dlogp, grad);
+  backward_sharded(scored, dlogp, nullptr, grad);
+}
+
+void UlmPolicy::backward(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
+                         const std::vector<std::vector<float>>& dentropy, std::span<float> grad) const {
+  backward_sharded(scored, dlogp, &dentropy, grad);
+}
+
+std::vector<std::vector<float>> UlmPolicy::entropy(const ShardedScored& scored) const {
+  check_sharded(scored, scored.logp.size(), "logp", "ulm::UlmPolicy::entropy");
+  std::vector<std::vector<std::vector<float>>> parts(scored.shards.size());
+  parallel_shards(parts.size(), threads_.threads, [&](std::size_t s) { parts[s] = model_.entropy(scored.shards[s]); });
+  std::vector<std::vector<float>> out;
+  out.reserve(scored.logp.size());
+  for (auto& p : parts)
+    for (auto& row : p) out.push_back(std::move(row));
+  return out;
 }
 
 std::vector<int> UlmPolicy::greedy_text(const Sequence& prompt, int max_new_tokens) const {
@@ -98,6 +193,22 @@ std::vector<int> UlmPolicy::greedy_text(const Sequence& prompt, int max_new_toke
   o.max_new_tokens = max_new_tokens;
   auto s = model_.sample({prompt}, Modality::text, 1, o);
   return std::move(s.front().tokens);
+}
+
+std::vector<std::vector<int>> UlmPolicy::greedy_texts(const std::vector<Sequence>& prompts, int max_new_tokens) const {
+  SampleOptions o;
+  o.temperature = 0.0;  // greedy
+  o.max_new_tokens = max_new_tokens;
+  const auto bounds = shard_bounds(prompts.size(), static_cast<std::size_t>(threads_.shards));
+  std::vector<std::vector<int>> out(prompts.size());
+  if (prompts.empty()) return out;
+  parallel_shards(bounds.size() - 1, threads_.threads, [&](std::size_t s) {
+    const std::vector<Sequence> part(prompts.begin() + static_cast<std::ptrdiff_t>(bounds[s]),
+                                     prompts.begin() + static_cast<std::ptrdiff_t>(bounds[s + 1]));
+    auto samples = model_.sample(part, Modality::text, 1, o);
+    for (std::size_t i = 0; i < samples.size(); ++i) out[bounds[s] + i] = std::move(samples[i].tokens);
+  });
+  return out;
 }
 
 }  // namespace ulm

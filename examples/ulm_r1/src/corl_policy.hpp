@@ -11,6 +11,10 @@
 //               the reference code scored image tokens without CFG and unshifted (DESIGN.md section 1);
 //   backward    Model::backward (adds to the flat gradient);  parameters  the flat parameter vector;
 //   snapshot    a copy (the frozen reference; the hand-off between stages).
+// Threads: sample, score, entropy and backward cut their batch into PolicyThreads::shards contiguous pieces (by
+// prompt for sample, by row otherwise) and run the pieces on up to PolicyThreads::threads threads
+// (parallel_shards.hpp). Each piece samples from its own Philox streams (SampleOptions::first_stream), and the
+// pieces' gradients are summed in piece order, so results depend on `shards` but never on `threads`.
 #pragma once
 
 #include <span>
@@ -42,26 +46,41 @@ struct PolicySampling {
   void validate() const;
 };
 
+/// How a policy spreads a batch over threads (see the header comment): the results depend on `shards` only.
+struct PolicyThreads {
+  int threads = 1;  ///< threads that run the shards (1 = the calling thread only)
+  int shards = 4;   ///< pieces a batch is cut into (at most one per prompt / row)
+
+  /// Throws corl::Error naming the field (threads in 1..256, shards in 1..256).
+  void validate() const;
+};
+
+/// UlmPolicy's scored_type: the log-probs of the whole batch and the model's tape of each shard.
+struct ShardedScored {
+  std::vector<std::vector<float>> logp;  ///< logp[r][t], all rows in order
+  std::vector<Scored<float>> shards;     ///< Model::score of rows [begin[s], begin[s + 1])
+  std::vector<std::size_t> begin;        ///< shard boundaries (shards.size() + 1 entries)
+};
+
 class UlmPolicy {
  public:
   using real_type = float;
   using prompt_type = PolicyPrompt;
   using completion_type = PolicyCompletion;
-  using scored_type = Scored<float>;
+  using scored_type = ShardedScored;
 
-  UlmPolicy(Model<float> model, PolicySampling sampling);
+  UlmPolicy(Model<float> model, PolicySampling sampling, PolicyThreads threads = {});
 
   std::vector<corl::Rollout<PolicyCompletion, float>> sample(const std::vector<PolicyPrompt>& prompts, int group,
                                                              corl::SampleKey key) const;
-  Scored<float> score(const std::vector<PolicyPrompt>& prompts, const std::vector<PolicyCompletion>& completions) const;
-  void backward(const Scored<float>& scored, const std::vector<std::vector<float>>& dlogp, std::span<float> grad) const;
+  ShardedScored score(const std::vector<PolicyPrompt>& prompts, const std::vector<PolicyCompletion>& completions) const;
+  void backward(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
+                std::span<float> grad) const;
   /// corl::entropy_policy: per-token entropy of the sampling distribution (CFG mix and temperature included) and the
   /// backward with dL/dentropy.
-  std::vector<std::vector<float>> entropy(const Scored<float>& scored) const { return model_.entropy(scored); }
-  void backward(const Scored<float>& scored, const std::vector<std::vector<float>>& dlogp,
-                const std::vector<std::vector<float>>& dentropy, std::span<float> grad) const {
-    model_.backward(scored, dlogp, dentropy, grad);
-  }
+  std::vector<std::vector<float>> entropy(const ShardedScored& scored) const;
+  void backward(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
+                const std::vector<std::vector<float>>& dentropy, std::span<float> grad) const;
   std::span<float> parameters() { return model_.parameters(); }
   std::span<const float> parameters() const { return model_.parameters(); }
   UlmPolicy snapshot() const { return *this; }
@@ -69,14 +88,22 @@ class UlmPolicy {
   const Model<float>& model() const { return model_; }
   Model<float>& model() { return model_; }
   const PolicySampling& sampling() const { return sampling_; }
+  const PolicyThreads& threads() const { return threads_; }
+  void set_threads(PolicyThreads threads);
 
   /// Greedy text completion of one prompt (deterministic): how the policy captions an image for R_cycle.
   std::vector<int> greedy_text(const Sequence& prompt, int max_new_tokens) const;
+  /// Greedy completions of many prompts, decoded together in shards on the policy's threads (same shards, same bits,
+  /// whatever the thread count).
+  std::vector<std::vector<int>> greedy_texts(const std::vector<Sequence>& prompts, int max_new_tokens) const;
 
  private:
   SampleOptions options_for(Modality modality) const;
+  void backward_sharded(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
+                        const std::vector<std::vector<float>>* dentropy, std::span<float> grad) const;
   Model<float> model_;
   PolicySampling sampling_;
+  PolicyThreads threads_;
 };
 
 static_assert(corl::policy<UlmPolicy>, "UlmPolicy must satisfy corl::policy");

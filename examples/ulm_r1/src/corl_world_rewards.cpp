@@ -32,19 +32,27 @@ std::string completion_text(const PolicyCompletion& completion, const Tokenizer&
   return tok.decode(completion.tokens, /*skip_special=*/true);
 }
 
+Sequence caption_prompt(const WorldContext& ctx, const Grid& image) {
+  return understanding_prompt(ctx.tokenizer, image, kCaptionInstruction);
+}
+
 std::string policy_caption(const UlmPolicy& policy, const WorldContext& ctx, const Grid& image, int max_tokens) {
-  const Sequence prompt = understanding_prompt(ctx.tokenizer, image, kCaptionInstruction);
-  const std::vector<int> ids = policy.greedy_text(prompt, max_tokens);
+  const std::vector<int> ids = policy.greedy_text(caption_prompt(ctx, image), max_tokens);
   return ctx.tokenizer.decode(ids, /*skip_special=*/true);
+}
+
+double cycle_reward_from_caption(const WorldContext& ctx, const UnifiedRow& row, const Grid& generated,
+                                 std::string caption, CycleParts* parts) {
+  const double image_side = grid_similarity(row.image, generated, ctx.world);
+  const double text_side = caption_prompt_similarity(caption, row.prompt, ctx.world);
+  if (parts) *parts = CycleParts{image_side, text_side, std::move(caption)};
+  return image_side + text_side;
 }
 
 double cycle_reward(const UlmPolicy& policy, const WorldContext& ctx, const UnifiedRow& row, const Grid& generated,
                     int caption_max_tokens, CycleParts* parts) {
-  const double image_side = grid_similarity(row.image, generated, ctx.world);
-  const std::string cap = policy_caption(policy, ctx, generated, caption_max_tokens);
-  const double text_side = caption_prompt_similarity(cap, row.prompt, ctx.world);
-  if (parts) *parts = CycleParts{image_side, text_side, cap};
-  return image_side + text_side;
+  return cycle_reward_from_caption(ctx, row, generated, policy_caption(policy, ctx, generated, caption_max_tokens),
+                                   parts);
 }
 
 corl::TimInputs tim_inputs(const UlmPolicy& policy, const WorldContext& ctx, const std::string& prompt,
@@ -85,7 +93,7 @@ double accuracy_reward(const WorldContext& ctx, const UnifiedRow& row, const std
 double format_reward(const std::string& answer_text) { return corl::FormatReward{}(answer_text); }
 
 double WorldReward::score(const UlmPolicy& policy, const UnifiedRow& row, const PolicyCompletion* image,
-                          const PolicyCompletion* answer) const {
+                          const PolicyCompletion* answer, const std::string* caption) const {
   corl::require(ctx != nullptr, "ulm::WorldReward: no world context");
   double total = 0;
   auto note = [&](std::size_t k, double v) {
@@ -95,7 +103,8 @@ double WorldReward::score(const UlmPolicy& policy, const UnifiedRow& row, const 
     const Grid g = completion_grid(*image, ctx->world);
     if (weights.cycle != 0) {
       CycleParts parts;
-      total += weights.cycle * cycle_reward(policy, *ctx, row, g, caption_max_tokens, &parts);
+      total += weights.cycle * (caption ? cycle_reward_from_caption(*ctx, row, g, *caption, &parts)
+                                        : cycle_reward(policy, *ctx, row, g, caption_max_tokens, &parts));
       note(0, parts.image_side);
       note(1, parts.text_side);
     }
@@ -119,6 +128,33 @@ double WorldReward::score(const UlmPolicy& policy, const UnifiedRow& row, const 
     }
   }
   return total;
+}
+
+std::vector<double> WorldReward::score_all(const UlmPolicy& policy, const std::vector<const UnifiedRow*>& rows,
+                                           const std::vector<const PolicyCompletion*>& images,
+                                           const std::vector<const PolicyCompletion*>& answers) const {
+  corl::require(ctx != nullptr, "ulm::WorldReward: no world context");
+  corl::require(images.size() == rows.size() && answers.size() == rows.size(), "ulm::WorldReward::score_all: ",
+                rows.size(), " rows, ", images.size(), " images and ", answers.size(),
+                " answers, expected one of each per sample");
+  // 1. every caption R_cycle needs, in one batch (sample order)
+  std::vector<std::string> captions(rows.size());
+  if (weights.cycle != 0) {
+    std::vector<Sequence> prompts;
+    std::vector<std::size_t> who;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (!images[i]) continue;
+      prompts.push_back(caption_prompt(*ctx, completion_grid(*images[i], ctx->world)));
+      who.push_back(i);
+    }
+    const auto ids = policy.greedy_texts(prompts, caption_max_tokens);
+    for (std::size_t c = 0; c < who.size(); ++c) captions[who[c]] = ctx->tokenizer.decode(ids[c], /*skip_special=*/true);
+  }
+  // 2. the rewards, sample by sample (the RewardLog is filled in sample order, as by the per-sample form)
+  std::vector<double> out(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    out[i] = score(policy, *rows[i], images[i], answers[i], images[i] && weights.cycle != 0 ? &captions[i] : nullptr);
+  return out;
 }
 
 }  // namespace ulm

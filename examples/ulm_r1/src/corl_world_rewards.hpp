@@ -17,10 +17,14 @@
 // WorldReward sums them with weights: the unified stage uses R_cycle + R_TIM + 0.8 (R_acc + R_format); the refined
 // T2I stage R_cycle + R_TIM; the refined QA stages R_acc + R_format. Parts with weight 0 are not computed (the
 // caption is the expensive part). A RewardLog, when attached, accumulates the mean of every part for the metrics.
+// WorldReward is a corl::batch_reward_function: score_batch captions all of a step's images in one sharded greedy
+// decode on the policy's threads (UlmPolicy::greedy_texts), then scores sample by sample; same values as the
+// per-sample form (tests/corl_world_rewards.cpp).
 #pragma once
 
 #include <array>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,6 +57,8 @@ Grid completion_grid(const PolicyCompletion& completion, const WorldConfig& worl
 /// The decoded text of a text completion, without <eos>/<pad>/<bos>.
 std::string completion_text(const PolicyCompletion& completion, const Tokenizer& tok);
 
+/// The prompt the policy captions an image from: "<bos> <image> {codes} </image> describe the image .".
+Sequence caption_prompt(const WorldContext& ctx, const Grid& image);
 /// The policy's greedy caption of an image.
 std::string policy_caption(const UlmPolicy& policy, const WorldContext& ctx, const Grid& image, int max_tokens);
 
@@ -63,6 +69,9 @@ struct CycleParts {
 /// R_cycle of one generated image for `row` (see the header comment); `parts` (optional) receives the two sides.
 double cycle_reward(const UlmPolicy& policy, const WorldContext& ctx, const UnifiedRow& row, const Grid& generated,
                     int caption_max_tokens, CycleParts* parts = nullptr);
+/// R_cycle with the policy's caption of `generated` already made.
+double cycle_reward_from_caption(const WorldContext& ctx, const UnifiedRow& row, const Grid& generated,
+                                 std::string caption, CycleParts* parts = nullptr);
 /// The hidden states and the image / text row indices R_TIM reads (no hard-coded positions).
 corl::TimInputs tim_inputs(const UlmPolicy& policy, const WorldContext& ctx, const std::string& prompt,
                            const Grid& generated);
@@ -103,8 +112,29 @@ struct WorldReward {
     const PolicyCompletion* answer = qa_task >= 0 ? &s.completion(static_cast<std::size_t>(qa_task)) : nullptr;
     return score(policy, s.row, image, answer);
   }
+  /// corl::batch_reward_function: the values operator() gives, the captions of all images made in one batch.
+  template <std::size_t K>
+  std::vector<double> score_batch(const UlmPolicy& policy,
+                                  std::span<const corl::StageSample<UnifiedRow, PolicyCompletion, K>> samples) const {
+    std::vector<const PolicyCompletion*> images(samples.size(), nullptr), answers(samples.size(), nullptr);
+    std::vector<const UnifiedRow*> rows(samples.size());
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      rows[i] = &samples[i].row;
+      if (image_task >= 0) images[i] = &samples[i].completion(static_cast<std::size_t>(image_task));
+      if (qa_task >= 0) answers[i] = &samples[i].completion(static_cast<std::size_t>(qa_task));
+    }
+    return score_all(policy, rows, images, answers);
+  }
   double score(const UlmPolicy& policy, const UnifiedRow& row, const PolicyCompletion* image,
-               const PolicyCompletion* answer) const;
+               const PolicyCompletion* answer, const std::string* caption = nullptr) const;
+  /// score() of every (row, image, answer) triple, the captions made in one UlmPolicy::greedy_texts call.
+  std::vector<double> score_all(const UlmPolicy& policy, const std::vector<const UnifiedRow*>& rows,
+                                const std::vector<const PolicyCompletion*>& images,
+                                const std::vector<const PolicyCompletion*>& answers) const;
 };
+
+static_assert(corl::batch_reward_function<WorldReward, UlmPolicy, corl::StageSample<UnifiedRow, PolicyCompletion, 2>> &&
+                  corl::batch_reward_function<WorldReward, UlmPolicy, corl::StageSample<UnifiedRow, PolicyCompletion, 1>>,
+              "the stages must see WorldReward's batch form");
 
 }  // namespace ulm

@@ -839,6 +839,9 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
   const bool cfg = image && opt.cfg_weight != 1.0;
   const int max_new = image ? c.image_tokens : opt.max_new_tokens;
   const std::size_t n_samples = prompts.size() * static_cast<std::size_t>(group);
+  corl::require(static_cast<std::uint64_t>(opt.first_stream) + n_samples <= (std::uint64_t{1} << 32),
+                "ulm::Model::sample: first_stream = ", opt.first_stream, " + ", n_samples,
+                " samples exceeds the 2^32 Philox streams");
   const std::size_t per = cfg ? 2 : 1;  // cache rows per sample: cond (+ uncond)
   std::vector<RowCache<Real>> caches(n_samples * per);
   for (auto& rc : caches) {
@@ -893,7 +896,8 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
           cfg ? std::span<const Real>(logits.data() + static_cast<index_t>(a * per + 1) * vocab,
                                       static_cast<std::size_t>(vocab))
               : std::span<const Real>{};
-      const auto st = corl::sampling::sample_row<Real, Real>(cond, uncond, params, key, static_cast<std::uint32_t>(s));
+      const auto st = corl::sampling::sample_row<Real, Real>(cond, uncond, params, key,
+                                                            opt.first_stream + static_cast<std::uint32_t>(s));
       const int token = static_cast<int>(st.token);
       out[s].tokens.push_back(token);
       out[s].logps.push_back(static_cast<Real>(st.logp));

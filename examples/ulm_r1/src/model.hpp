@@ -118,6 +118,10 @@ struct SampleOptions {
   int max_new_tokens = 32;  ///< text; images always produce config.image_tokens codes
   std::uint64_t seed = 0;
   std::uint64_t offset = 0;  ///< Philox offset of step 0; decoding step k uses offset + k (advance by >= max_new)
+  /// Philox stream of the call's first sample: sample s (prompt-major, prompt * group + g) draws from stream
+  /// first_stream + s, so a batch sampled in pieces (first_stream = the piece's first sample) draws what it would
+  /// have drawn in one call.
+  std::uint32_t first_stream = 0;
 };
 
 template <class Real>

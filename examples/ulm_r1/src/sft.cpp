@@ -5,10 +5,10 @@
 #include <chrono>
 #include <cmath>
 #include <iomanip>
-#include <thread>
 
 #include "corl/core/rng.hpp"
 #include "corl/optim/adamw.hpp"
+#include "parallel_shards.hpp"
 
 namespace ulm {
 
@@ -120,19 +120,7 @@ SftResult run_sft(const SftOptions& o, std::ostream* progress) {
       shard_loss[s] = static_cast<double>(model.cross_entropy(shards[s], shard_grads[s], scale)) * shard_tokens[s] /
                       total_tokens;
     };
-    const int workers = std::max(1, std::min(o.threads, o.shards));
-    if (workers == 1) {
-      for (std::size_t s = 0; s < shards.size(); ++s) run_shard(s);
-    } else {
-      std::vector<std::thread> pool;
-      for (int w = 0; w < workers; ++w) {
-        pool.emplace_back([&, w]() {
-          for (std::size_t s = static_cast<std::size_t>(w); s < shards.size(); s += static_cast<std::size_t>(workers))
-            run_shard(s);
-        });
-      }
-      for (auto& t : pool) t.join();
-    }
+    parallel_shards(shards.size(), o.threads, run_shard);
     std::fill(grad.begin(), grad.end(), 0.0f);
     double loss = 0;
     for (std::size_t s = 0; s < shards.size(); ++s) {

@@ -94,7 +94,6 @@ struct Runner {
   Progress progress;
   std::ofstream metrics;
   RewardLog log;
-  PolicySampling sampling;
 
   Runner(const TrainConfig& c, std::ostream* os, int total_steps)
       : cfg(c), ctx(WorldConfig{}), progress(os, total_steps) {}
@@ -332,7 +331,8 @@ TrainResult run_training(const TrainConfig& config, std::ostream* progress) {
   ps.image_temperature = config.image_temperature;
   ps.cfg_weight = config.cfg_weight;
   ps.max_new_tokens = config.max_answer_tokens;
-  const UlmPolicy sft_policy(sft_model, ps);
+  // RL batches run on config.threads threads, cut into a fixed number of shards: the results do not depend on threads
+  const UlmPolicy sft_policy(sft_model, ps, PolicyThreads{config.threads, PolicyThreads{}.shards});
 
   // 2-4. CoRL
   const WorldRewardWeights w = main_reward_weights(config);

@@ -9,6 +9,10 @@
 //     change the parameters it is judging.
 // corl::reward_for<R, Policy, Sample> accepts either; corl::evaluate_reward (corl/reward/evaluate.hpp) calls whichever
 // form R provides, so composite rewards (corl/reward/combine.hpp) can mix both.
+// A reward may in addition score a whole step's samples at once (corl::batch_reward_function: `r.score_batch(policy,
+// samples)`, like TRL's reward functions that take lists of completions), e.g. to run the policy once over all
+// generated images, or on several threads. corl::evaluate_rewards (and the stage pipelines) then call it instead of the
+// per-sample form; its values must be those the per-sample form gives, sample for sample.
 //
 // T satisfies reward_function<T, Sample> if:
 //   1. `std::as_const(t)(sample)` is valid for a `const Sample&` and its result converts to double;
@@ -20,6 +24,8 @@
 #pragma once
 
 #include <concepts>
+#include <span>
+#include <vector>
 
 namespace corl {
 
@@ -35,5 +41,14 @@ concept policy_reward_function = requires(const R& r, const Policy& p, const Sam
 
 template <class R, class Policy, class Sample>
 concept reward_for = reward_function<R, Sample> || policy_reward_function<R, Policy, Sample>;
+
+/// T satisfies batch_reward_function<T, Policy, Sample> if it is a reward_for the sample type and
+/// `std::as_const(t).score_batch(std::as_const(policy), samples)` (samples a std::span<const Sample>) returns one value
+/// per sample, std::vector<double>, equal to what the per-sample form returns for each (same determinism rules).
+template <class R, class Policy, class Sample>
+concept batch_reward_function =
+    reward_for<R, Policy, Sample> && requires(const R& r, const Policy& p, std::span<const Sample> samples) {
+      { r.score_batch(p, samples) } -> std::same_as<std::vector<double>>;
+    };
 
 }  // namespace corl

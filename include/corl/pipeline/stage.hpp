@@ -9,7 +9,8 @@
 //   1. for each task k: prompts_k = task_k(row_j);  rollouts_k = policy.sample(prompts_k, G, sample_key(seed, stage,
 //      step, k)), prompt-major;
 //   2. R_{j,g} = reward(policy, StageSample{row_j, (rollout_{0,jG+g}, ..., rollout_{K-1,jG+g})}): ONE reward per
-//      (image, answer) pair in the unified stage;
+//      (image, answer) pair in the unified stage (all B x G samples in one reward.score_batch call when the reward
+//      has one: corl::batch_reward_function);
 //   3. A_{j,g} = (R_{j,g} - mean_j) / (std_j + eps), unbiased std, NaN reward -> A = 0 (corl::GroupZScore);
 //   4. for each task k, the same A_{j,g} on every token of completion (k, j, g): L_k = the corl::Objective
 //      (corl/loss/objective.hpp) of the task's B x G completions, with config.beta = the stage's beta, logp_old = the
@@ -181,20 +182,23 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
             " rollouts for task ", k, ", expected rows x group = ", n);
   }
 
-  // 2. one reward per sample tuple
-  std::vector<double> rewards(static_cast<std::size_t>(n));
+  // 2. one reward per sample tuple (all of the step's samples in one call: a batch reward may run them together)
+  std::vector<StageSample<Row, Completion, K>> samples;
+  samples.reserve(static_cast<std::size_t>(n));
   std::vector<index_t> groups(static_cast<std::size_t>(n));
   for (index_t j = 0; j < B; ++j) {
     for (index_t g = 0; g < G; ++g) {
       const index_t i = j * G + g;
       std::array<const Completion*, K> comps{};
       for (std::size_t k = 0; k < K; ++k) comps[k] = &rollouts[k][static_cast<std::size_t>(i)].completion;
-      const StageSample<Row, Completion, K> sample{stage.rows[static_cast<std::size_t>(row_ids[static_cast<std::size_t>(j)])],
-                                                   comps, row_ids[static_cast<std::size_t>(j)], g, stage_index, step};
-      rewards[static_cast<std::size_t>(i)] = evaluate_reward(stage.reward, std::as_const(policy), sample);
+      samples.push_back(StageSample<Row, Completion, K>{
+          stage.rows[static_cast<std::size_t>(row_ids[static_cast<std::size_t>(j)])], comps,
+          row_ids[static_cast<std::size_t>(j)], g, stage_index, step});
       groups[static_cast<std::size_t>(i)] = j;
     }
   }
+  const std::vector<double> rewards = evaluate_rewards(
+      stage.reward, std::as_const(policy), std::span<const StageSample<Row, Completion, K>>(samples));
 
   // 3. group advantages
   std::vector<double> adv(static_cast<std::size_t>(n));
