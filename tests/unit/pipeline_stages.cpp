@@ -91,10 +91,22 @@ corl::StageConfig refined_cfg(corl::index_t steps) {
 
 auto make_sgd = [](const corl::StageConfig&, corl::index_t) { return toy::MomentumSgd{}; };
 
+// The stages of make_pipeline, with scheduled learning rates (a resumed run must resume the schedule at its step).
+corl::StageConfig pipeline_unified_cfg() {
+  auto c = unified_cfg(6);
+  c.lr_schedule = corl::LrSchedule::cosine;
+  c.warmup_steps = 1;
+  return c;
+}
+corl::StageConfig pipeline_refined_cfg() {
+  auto c = refined_cfg(4);
+  c.lr_schedule = corl::LrSchedule::linear;
+  return c;
+}
+
 auto make_pipeline() {
-  return corl::Pipeline{
-      corl::make_unified_stage(unified_cfg(6), make_rows(), PairReward{}, t2i, mm2t),
-      corl::make_refined_stage(refined_cfg(4), make_rows(), PairReward{}, mm2t)};
+  return corl::Pipeline{corl::make_unified_stage(pipeline_unified_cfg(), make_rows(), PairReward{}, t2i, mm2t),
+                        corl::make_refined_stage(pipeline_refined_cfg(), make_rows(), PairReward{}, mm2t)};
 }
 
 std::filesystem::path fresh_dir(const char* name) {
@@ -125,6 +137,58 @@ TEST_CASE("unified stage: mean reward rises and the pair reward drives both task
     CHECK(m.kl == 0.0);
     CHECK(m.task_tokens == std::vector<corl::index_t>{4 * 8 * toy::kLen, 4 * 8 * toy::kLen});
   }
+}
+
+TEST_CASE("learning-rate schedules: hand-computed rates, and a stage steps with them") {
+  corl::StageConfig c;
+  c.learning_rate = 0.1;
+  c.steps = 10;
+  c.warmup_steps = 0;
+  using corl::stage_learning_rate;
+  CHECK(stage_learning_rate(c, 0) == 0.1);  // constant
+  CHECK(stage_learning_rate(c, 9) == 0.1);
+  c.lr_schedule = corl::LrSchedule::linear;  // 0.1 (10 - s) / 10
+  CHECK(stage_learning_rate(c, 0) == doctest::Approx(0.1));
+  CHECK(stage_learning_rate(c, 4) == doctest::Approx(0.06));
+  CHECK(stage_learning_rate(c, 9) == doctest::Approx(0.01));
+  c.warmup_steps = 2;  // warm-up 0, 0.05; then 0.1 (10 - s) / 8
+  CHECK(stage_learning_rate(c, 0) == 0.0);
+  CHECK(stage_learning_rate(c, 1) == doctest::Approx(0.05));
+  CHECK(stage_learning_rate(c, 2) == doctest::Approx(0.1));
+  CHECK(stage_learning_rate(c, 6) == doctest::Approx(0.05));
+  c.lr_schedule = corl::LrSchedule::cosine;  // 0.1 (1 + cos(pi (s - 2) / 8)) / 2
+  CHECK(stage_learning_rate(c, 2) == doctest::Approx(0.1));
+  CHECK(stage_learning_rate(c, 4) == doctest::Approx(0.05 * (1 + std::sqrt(0.5))));
+  CHECK(stage_learning_rate(c, 6) == doctest::Approx(0.05));
+  CHECK(stage_learning_rate(c, 9) == doctest::Approx(0.05 * (1 + std::cos(3.14159265358979 * 7 / 8))));
+  c.warmup_steps = 11;
+  CHECK_THROWS_WITH_AS(corl::validate_stage_config(c, 1), doctest::Contains("warmup_steps = 11, expected 0 <= "),
+                       corl::Error);
+
+  // in a stage: the metrics report the rate each step used
+  auto cfg = unified_cfg(6);
+  cfg.lr_schedule = corl::LrSchedule::linear;
+  cfg.warmup_steps = 1;
+  auto pipeline = corl::Pipeline{corl::make_unified_stage(cfg, make_rows(), PairReward{}, t2i, mm2t)};
+  std::vector<corl::StepMetrics> log;
+  pipeline.run(toy::Policy{}, corl::PipelineOptions{7, "", -1, 0}, make_sgd,
+               [&](const corl::StepMetrics& m) { log.push_back(m); });
+  REQUIRE(log.size() == 6);
+  for (std::size_t s = 0; s < log.size(); ++s)
+    CHECK(log[s].learning_rate == corl::stage_learning_rate(cfg, static_cast<corl::index_t>(s)));
+  CHECK(log[0].learning_rate == 0.0);
+  CHECK(log[1].learning_rate == doctest::Approx(0.5));
+  CHECK(log[5].learning_rate == doctest::Approx(0.1));
+  // and the optimizer gets that rate: a one-step stage that is all warm-up (lr 0) leaves the policy as it was
+  auto warm = unified_cfg(1);
+  warm.warmup_steps = 1;
+  auto still = corl::Pipeline{corl::make_unified_stage(warm, make_rows(), PairReward{}, t2i, mm2t)};
+  const toy::Policy start;
+  const toy::Policy after = still.run(start, corl::PipelineOptions{7, "", -1, 0}, make_sgd);
+  CHECK(std::equal(start.parameters().begin(), start.parameters().end(), after.parameters().begin()));
+  auto moving = corl::Pipeline{corl::make_unified_stage(unified_cfg(1), make_rows(), PairReward{}, t2i, mm2t)};
+  const toy::Policy moved = moving.run(start, corl::PipelineOptions{7, "", -1, 0}, make_sgd);
+  CHECK(!std::equal(start.parameters().begin(), start.parameters().end(), moved.parameters().begin()));
 }
 
 TEST_CASE("pipeline resume at any stage and step reproduces the uninterrupted run exactly") {
@@ -184,7 +248,7 @@ TEST_CASE("stage hand-off: stage 2 starts from the policy stage 1 ended with") {
   // the refined stage is stage 1 in the chain: its rows/draws are keyed by stage index 1, so use a 2-stage chain whose
   // first stage has 0 steps
   auto chain = corl::Pipeline{corl::make_unified_stage(unified_cfg(0), make_rows(), PairReward{}, t2i, mm2t),
-                              corl::make_refined_stage(refined_cfg(4), make_rows(), PairReward{}, mm2t)};
+                              corl::make_refined_stage(pipeline_refined_cfg(), make_rows(), PairReward{}, mm2t)};
   const toy::Policy alone = chain.run(mid, corl::PipelineOptions{3, "", -1, 0}, make_sgd,
                                       [&](const corl::StepMetrics& m) { log2.push_back(m); });
   REQUIRE(log2.size() == 4);

@@ -43,6 +43,16 @@ bool parse_bool(const std::string& key, const std::string& v, const std::string&
   corl::fail(source, ": ", key, " = '", v, "' is not a boolean (true/false)");
 }
 
+corl::LrSchedule parse_schedule(const std::string& key, const std::string& v, const std::string& source) {
+  if (v == "constant") return corl::LrSchedule::constant;
+  if (v == "linear") return corl::LrSchedule::linear;
+  if (v == "cosine") return corl::LrSchedule::cosine;
+  corl::fail(source, ": ", key, " = '", v, "' is not a learning-rate schedule (constant, linear or cosine)");
+}
+std::string schedule_name(corl::LrSchedule s) {
+  return s == corl::LrSchedule::linear ? "linear" : s == corl::LrSchedule::cosine ? "cosine" : "constant";
+}
+
 struct Field {
   std::string key;
   std::function<void(TrainConfig&, const std::string&, const std::string&)> set;
@@ -109,6 +119,14 @@ std::vector<Field> fields() {
     add_stage_double("beta", &TrainStageSettings::beta);
     add_stage_double("max_grad_norm", &TrainStageSettings::max_grad_norm);
     add_stage_double("entropy_coef", &TrainStageSettings::entropy_coef);
+    {
+      const std::string key = p + ".lr_schedule";
+      f.push_back({key, [key, stage](TrainConfig& c, const std::string& v, const std::string& s) {
+                     (c.*stage).lr_schedule = parse_schedule(key, v, s);
+                   },
+                   [stage](const TrainConfig& c) { return schedule_name((c.*stage).lr_schedule); }});
+    }
+    add_stage_int("warmup_steps", &TrainStageSettings::warmup_steps);
     if (p == "unified") {
       add_stage_double("weight_t2i", &TrainStageSettings::weight_t2i);
       add_stage_double("weight_mm2t", &TrainStageSettings::weight_mm2t);
@@ -189,6 +207,8 @@ void check_stage(const TrainStageSettings& s, const std::string& name) {
   corl::require(s.max_grad_norm >= 0, p, "max_grad_norm = ", s.max_grad_norm, ", expected >= 0 (0 = off)");
   corl::require(std::isfinite(s.entropy_coef) && s.entropy_coef >= 0, p, "entropy_coef = ", s.entropy_coef,
                 ", expected a finite value >= 0 (0 = off)");
+  corl::require(s.warmup_steps >= 0 && s.warmup_steps <= s.steps, p, "warmup_steps = ", s.warmup_steps,
+                ", expected 0..steps = ", s.steps);
   corl::require(s.weight_t2i >= 0 && s.weight_mm2t >= 0, p, "weight_t2i / weight_mm2t = ", s.weight_t2i, " / ",
                 s.weight_mm2t, ", expected >= 0");
 }
@@ -246,6 +266,8 @@ corl::StageConfig TrainConfig::stage_config(const std::string& name) const {
   c.rows_per_step = s->rows_per_step;
   c.steps = s->steps;
   c.learning_rate = s->learning_rate;
+  c.lr_schedule = s->lr_schedule;
+  c.warmup_steps = s->warmup_steps;
   c.beta = s->beta;
   c.max_grad_norm = s->max_grad_norm;
   c.task_weights = name == "unified" ? std::vector<double>{s->weight_t2i, s->weight_mm2t} : std::vector<double>{1.0};

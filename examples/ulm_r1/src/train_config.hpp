@@ -28,6 +28,10 @@ struct TrainStageSettings {
   /// Entropy bonus (verl `entropy_coeff`): the stage's loss gets -entropy_coef x the token-mean entropy of the
   /// sampling distribution (CFG mix and temperature included); 0 = off.
   double entropy_coef = 0.0;
+  /// Learning-rate schedule over the stage's steps (corl::stage_learning_rate; transformers' schedulers): constant,
+  /// linear (decay to 0) or cosine, after a linear warm-up of warmup_steps steps.
+  corl::LrSchedule lr_schedule = corl::LrSchedule::constant;
+  int warmup_steps = 0;
 };
 
 struct TrainConfig {
@@ -38,7 +42,7 @@ struct TrainConfig {
   int sft_steps = 600;
   int sft_batch = 48;
   double sft_lr = 3e-3;
-  int threads = 2;
+  int threads = 2;           ///< SFT and RL stages (fixed shards: the results do not depend on it)
   /// When set, the unified stage is not run: its policy is read from this pipeline checkpoint (one the unified stage
   /// wrote, out_dir/checkpoints/corl/stage0-unified-stepN.ckpt), so that the refined stages can be rerun alone.
   std::string unified_ckpt;

@@ -155,6 +155,7 @@ struct Runner {
       j.set("ratio_mean", m.ratio_mean);
       j.set("max_abs_logp_diff", m.max_abs_logp_diff);
       j.set("grad_norm", m.grad_norm);
+      j.set("lr", m.learning_rate);
       if (cfg.stage_settings(m.stage_name).entropy_coef != 0.0) j.set("entropy", m.entropy);
       j.set("seconds", m.wall_seconds);
       metrics << dump_json(j) << "\n" << std::flush;

@@ -34,6 +34,12 @@ TEST_CASE("config file and overrides set the documented keys") {
   CHECK(sc.task_weights == std::vector<double>{1.0, 1.0});
   CHECK(c.stage_config("refined_mc").task_weights.size() == 1);
   CHECK(ulm::train_config_values(c).at("unified.steps") == "7");
+  ulm::set_train_config_value(c, "unified.lr_schedule", "cosine", "--unified.lr_schedule");
+  ulm::set_train_config_value(c, "unified.warmup_steps", "2", "--unified.warmup_steps");
+  CHECK(c.stage_config("unified").lr_schedule == corl::LrSchedule::cosine);
+  CHECK(c.stage_config("unified").warmup_steps == 2);
+  CHECK(c.stage_config("refined_t2i").lr_schedule == corl::LrSchedule::constant);
+  CHECK(ulm::train_config_values(c).at("unified.lr_schedule") == "cosine");
   std::filesystem::remove(path);
 }
 
@@ -65,6 +71,13 @@ TEST_CASE("bad config values and files fail with messages naming the source, key
   g = ulm::TrainConfig{};
   g.text_temperature = 0;
   CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("temperatures must be > 0"), corl::Error);
+  CHECK_THROWS_WITH_AS(ulm::set_train_config_value(g, "refined_mc.lr_schedule", "step", "--refined_mc.lr_schedule"),
+                       doctest::Contains("refined_mc.lr_schedule = 'step' is not a learning-rate schedule"),
+                       corl::Error);
+  g = ulm::TrainConfig{};
+  g.unified.warmup_steps = g.unified.steps + 1;
+  CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("unified.warmup_steps = 601, expected 0..steps = 600"),
+                       corl::Error);
   g = ulm::TrainConfig{};
   g.qa_merge_alpha = 2;
   CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("merge.qa_alpha = 2"), corl::Error);

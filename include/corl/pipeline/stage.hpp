@@ -17,7 +17,8 @@
 //      sampler's log-probs (ratio 1 up to sampler/trainer mismatch) and the task's own global normalisers (default
 //      aggregation token-mean over the task's tokens of the step); L = sum_k w_k L_k; w_k dL_k/dlogp goes to
 //      policy.backward.
-//   5. the gradient's global norm is clipped to max_grad_norm, then optimizer.step(params, grad, learning_rate).
+//   5. the gradient's global norm is clipped to max_grad_norm, then optimizer.step(params, grad, lr), lr the
+//      schedule's rate for the step (stage_learning_rate: constant, linear or cosine decay, optional warm-up).
 // The default objective is Objective<Reinforce, K3, TokenMean> (the CoRL reference trainer is REINFORCE with a group
 // baseline; K3 is TRL's beta term); with beta = 0 the reference policy is never scored.
 // Any non-finite log-prob, loss or gradient throws corl::Error naming the stage, step, task, row and token.
@@ -80,6 +81,7 @@ struct StepMetrics {
   double max_abs_logp_diff = 0;   ///< max |logp - logp_sampler|: sampler/trainer parity
   double grad_norm = 0;           ///< before clipping
   double entropy = 0;             ///< token-mean policy entropy (0 unless the objective uses entropy)
+  double learning_rate = 0;       ///< the rate the step's update used (the stage's schedule)
   double wall_seconds = 0;        ///< not part of the deterministic record
   std::vector<double> task_loss;  ///< L_k per task
   std::vector<index_t> task_tokens;
@@ -90,6 +92,7 @@ struct StepMetrics {
            reward_std == o.reward_std && reward_min == o.reward_min && reward_max == o.reward_max &&
            zero_std_fraction == o.zero_std_fraction && loss == o.loss && kl == o.kl && ratio_mean == o.ratio_mean &&
            max_abs_logp_diff == o.max_abs_logp_diff && grad_norm == o.grad_norm && entropy == o.entropy &&
+           learning_rate == o.learning_rate &&
            task_loss == o.task_loss &&
            task_tokens == o.task_tokens;
   }
@@ -352,7 +355,8 @@ StepMetrics run_stage_step(const Stage<Row, Reward, Obj, Tasks...>& stage, index
     const Real scale = static_cast<Real>(cfg.max_grad_norm / m.grad_norm);
     for (Real& g : grad) g *= scale;
   }
-  optimizer.step(policy.parameters(), std::span<const Real>(grad), cfg.learning_rate);
+  m.learning_rate = stage_learning_rate(cfg, step);
+  optimizer.step(policy.parameters(), std::span<const Real>(grad), m.learning_rate);
   m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return m;
 }
