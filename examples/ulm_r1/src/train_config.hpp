@@ -50,7 +50,7 @@ struct TrainConfig {
   int train_rows = 3000;     ///< unified rows generated from the train split for RL
   // stages
   // defaults = configs/default.conf (kept in sync by the test train_config_errors)
-  TrainStageSettings unified{600, 8, 8, 3e-4, 0.0, 1.0, 1.0, 1.0};
+  TrainStageSettings unified{600, 16, 8, 4e-4, 0.02, 1.0, 1.0, 1.0};
   TrainStageSettings refined_t2i{20, 4, 16, 7.5e-5, 0.02, 1.0, 1.0, 1.0};
   TrainStageSettings refined_mc{20, 4, 16, 3e-5, 0.02, 1.0, 1.0, 1.0};
   TrainStageSettings refined_oe{20, 4, 16, 3e-5, 0.02, 1.0, 1.0, 1.0};
