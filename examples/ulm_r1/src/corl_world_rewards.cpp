@@ -148,7 +148,8 @@ std::vector<double> WorldReward::score_all(const UlmPolicy& policy, const std::v
       who.push_back(i);
     }
     const auto ids = policy.greedy_texts(prompts, caption_max_tokens);
-    for (std::size_t c = 0; c < who.size(); ++c) captions[who[c]] = ctx->tokenizer.decode(ids[c], /*skip_special=*/true);
+    for (std::size_t c = 0; c < who.size(); ++c)
+      captions[who[c]] = ctx->tokenizer.decode(ids[c], /*skip_special=*/true);
   }
   // 2. the rewards, sample by sample (the RewardLog is filled in sample order, as by the per-sample form)
   std::vector<double> out(rows.size());

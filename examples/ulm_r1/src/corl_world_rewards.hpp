@@ -133,8 +133,10 @@ struct WorldReward {
                                 const std::vector<const PolicyCompletion*>& answers) const;
 };
 
-static_assert(corl::batch_reward_function<WorldReward, UlmPolicy, corl::StageSample<UnifiedRow, PolicyCompletion, 2>> &&
-                  corl::batch_reward_function<WorldReward, UlmPolicy, corl::StageSample<UnifiedRow, PolicyCompletion, 1>>,
-              "the stages must see WorldReward's batch form");
+template <std::size_t K>
+using WorldStageSample = corl::StageSample<UnifiedRow, PolicyCompletion, K>;
+static_assert(corl::batch_reward_function<WorldReward, UlmPolicy, WorldStageSample<2>> &&
+                  corl::batch_reward_function<WorldReward, UlmPolicy, WorldStageSample<1>>,
+              "the stages must see WorldReward's batch form (one captioning batch per step)");
 
 }  // namespace ulm
