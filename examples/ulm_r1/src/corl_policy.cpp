@@ -66,30 +66,36 @@ std::vector<corl::Rollout<PolicyCompletion, float>> UlmPolicy::sample(const std:
                   "] asks for another modality than prompts[0]; one call samples one modality");
     seqs.push_back(prompts[i].tokens);
   }
-  corl::require(group >= 1, "ulm::UlmPolicy::sample: group = ", group, ", expected >= 1");
   SampleOptions o = options_for(modality);
   o.seed = key.seed;
   o.offset = key.offset;
+  auto samples = sample_sharded(seqs, modality, group, o);
+  std::vector<corl::Rollout<PolicyCompletion, float>> out;
+  out.reserve(samples.size());
+  for (auto& smp : samples)
+    out.push_back(corl::Rollout<PolicyCompletion, float>{PolicyCompletion{std::move(smp.tokens), modality},
+                                                         std::move(smp.logps)});
+  return out;
+}
+
+std::vector<Sample<float>> UlmPolicy::sample_sharded(const std::vector<Sequence>& seqs, Modality modality, int group,
+                                                     const SampleOptions& options) const {
+  corl::require(group >= 1, "ulm::UlmPolicy::sample: group = ", group, ", expected >= 1");
+  const auto g = static_cast<std::size_t>(group);
+  corl::require(seqs.size() * g <= (std::size_t{1} << 32), "ulm::UlmPolicy::sample: ", seqs.size(), " prompts x ",
+                group, " samples exceed the 2^32 Philox streams");
   // shards of whole prompts; shard s starts at sample bounds[s] * group and draws from those Philox streams
   const auto bounds = shard_bounds(seqs.size(), static_cast<std::size_t>(threads_.shards));
-  const std::size_t n_shards = bounds.size() - 1;
-  const auto g = static_cast<std::size_t>(group);
-  std::vector<std::vector<Sample<float>>> pieces(n_shards);
-  parallel_shards(n_shards, threads_.threads, [&](std::size_t s) {
-    const std::vector<Sequence> part(seqs.begin() + static_cast<std::ptrdiff_t>(bounds[s]),
-                                     seqs.begin() + static_cast<std::ptrdiff_t>(bounds[s + 1]));
-    SampleOptions po = o;
-    corl::require(bounds[s] * g < (std::size_t{1} << 32), "ulm::UlmPolicy::sample: ", seqs.size(), " prompts x ",
-                  group, " samples exceed the 2^32 Philox streams");
+  std::vector<std::vector<Sample<float>>> pieces(bounds.size() - 1);
+  parallel_shards(pieces.size(), threads_.threads, [&](std::size_t s) {
+    SampleOptions po = options;
     po.first_stream = static_cast<std::uint32_t>(bounds[s] * g);
-    pieces[s] = model_.sample(part, modality, group, po);
+    pieces[s] = model_.sample(shard_slice(seqs, bounds, s), modality, group, po);
   });
-  std::vector<corl::Rollout<PolicyCompletion, float>> out;
+  std::vector<Sample<float>> out;
   out.reserve(seqs.size() * g);
   for (auto& piece : pieces)
-    for (auto& smp : piece)
-      out.push_back(corl::Rollout<PolicyCompletion, float>{PolicyCompletion{std::move(smp.tokens), modality},
-                                                           std::move(smp.logps)});
+    for (auto& smp : piece) out.push_back(std::move(smp));
   return out;
 }
 
@@ -117,24 +123,14 @@ ShardedScored UlmPolicy::score(const std::vector<PolicyPrompt>& prompts,
   out.begin = shard_bounds(rows.size(), static_cast<std::size_t>(threads_.shards));
   const std::size_t n_shards = out.begin.size() - 1;
   out.shards.resize(n_shards);
-  parallel_shards(n_shards, threads_.threads, [&](std::size_t s) {
-    const std::vector<ScoreRow> part(rows.begin() + static_cast<std::ptrdiff_t>(out.begin[s]),
-                                     rows.begin() + static_cast<std::ptrdiff_t>(out.begin[s + 1]));
-    out.shards[s] = model_.score(part, so);
-  });
+  parallel_shards(n_shards, threads_.threads,
+                  [&](std::size_t s) { out.shards[s] = model_.score(shard_slice(rows, out.begin, s), so); });
   out.logp.reserve(rows.size());
   for (const auto& sh : out.shards) out.logp.insert(out.logp.end(), sh.logp.begin(), sh.logp.end());
   return out;
 }
 
 namespace {
-/// Rows [begin[s], begin[s + 1]) of a per-row table: one shard's part.
-std::vector<std::vector<float>> shard_rows(const std::vector<std::vector<float>>& all, const ShardedScored& scored,
-                                           std::size_t s) {
-  return {all.begin() + static_cast<std::ptrdiff_t>(scored.begin[s]),
-          all.begin() + static_cast<std::ptrdiff_t>(scored.begin[s + 1])};
-}
-
 void check_sharded(const ShardedScored& scored, std::size_t rows, const char* what, const char* where) {
   corl::require(scored.begin.size() == scored.shards.size() + 1 && !scored.shards.empty() &&
                     scored.begin.back() == scored.logp.size(),
@@ -155,9 +151,9 @@ void UlmPolicy::backward_sharded(const ShardedScored& scored, const std::vector<
   const std::size_t n_shards = scored.shards.size();
   std::vector<std::vector<float>> part_grad(n_shards, std::vector<float>(grad.size(), 0.0f));
   parallel_shards(n_shards, threads_.threads, [&](std::size_t s) {
-    const auto dl = shard_rows(dlogp, scored, s);
+    const auto dl = shard_slice(dlogp, scored.begin, s);
     if (dentropy) {
-      model_.backward(scored.shards[s], dl, shard_rows(*dentropy, scored, s), part_grad[s]);
+      model_.backward(scored.shards[s], dl, shard_slice(*dentropy, scored.begin, s), part_grad[s]);
     } else {
       model_.backward(scored.shards[s], dl, part_grad[s]);
     }
@@ -196,18 +192,14 @@ std::vector<int> UlmPolicy::greedy_text(const Sequence& prompt, int max_new_toke
 }
 
 std::vector<std::vector<int>> UlmPolicy::greedy_texts(const std::vector<Sequence>& prompts, int max_new_tokens) const {
+  std::vector<std::vector<int>> out;
+  if (prompts.empty()) return out;
   SampleOptions o;
   o.temperature = 0.0;  // greedy
   o.max_new_tokens = max_new_tokens;
-  const auto bounds = shard_bounds(prompts.size(), static_cast<std::size_t>(threads_.shards));
-  std::vector<std::vector<int>> out(prompts.size());
-  if (prompts.empty()) return out;
-  parallel_shards(bounds.size() - 1, threads_.threads, [&](std::size_t s) {
-    const std::vector<Sequence> part(prompts.begin() + static_cast<std::ptrdiff_t>(bounds[s]),
-                                     prompts.begin() + static_cast<std::ptrdiff_t>(bounds[s + 1]));
-    auto samples = model_.sample(part, Modality::text, 1, o);
-    for (std::size_t i = 0; i < samples.size(); ++i) out[bounds[s] + i] = std::move(samples[i].tokens);
-  });
+  auto samples = sample_sharded(prompts, Modality::text, 1, o);
+  out.reserve(samples.size());
+  for (auto& smp : samples) out.push_back(std::move(smp.tokens));
   return out;
 }
 

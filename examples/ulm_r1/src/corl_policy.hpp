@@ -99,6 +99,9 @@ class UlmPolicy {
 
  private:
   SampleOptions options_for(Modality modality) const;
+  /// Model::sample of all prompts, in shards of whole prompts on the policy's threads (the streams of one call).
+  std::vector<Sample<float>> sample_sharded(const std::vector<Sequence>& seqs, Modality modality, int group,
+                                            const SampleOptions& options) const;
   void backward_sharded(const ShardedScored& scored, const std::vector<std::vector<float>>& dlogp,
                         const std::vector<std::vector<float>>* dentropy, std::span<float> grad) const;
   Model<float> model_;

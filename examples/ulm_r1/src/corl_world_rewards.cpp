@@ -92,27 +92,22 @@ double accuracy_reward(const WorldContext& ctx, const UnifiedRow& row, const std
 
 double format_reward(const std::string& answer_text) { return corl::FormatReward{}(answer_text); }
 
-double WorldReward::score(const UlmPolicy& policy, const UnifiedRow& row, const PolicyCompletion* image,
-                          const PolicyCompletion* answer, const std::string* caption) const {
-  corl::require(ctx != nullptr, "ulm::WorldReward: no world context");
+double WorldReward::score_one(const UlmPolicy& policy, const UnifiedRow& row, const Grid* generated,
+                              const std::string& caption, const PolicyCompletion* answer) const {
   double total = 0;
   auto note = [&](std::size_t k, double v) {
     if (log) log->sum[k] += v, log->count[k] += 1;
   };
-  if (image && (weights.cycle != 0 || weights.tim != 0)) {
-    const Grid g = completion_grid(*image, ctx->world);
-    if (weights.cycle != 0) {
-      CycleParts parts;
-      total += weights.cycle * (caption ? cycle_reward_from_caption(*ctx, row, g, *caption, &parts)
-                                        : cycle_reward(policy, *ctx, row, g, caption_max_tokens, &parts));
-      note(0, parts.image_side);
-      note(1, parts.text_side);
-    }
-    if (weights.tim != 0) {
-      const double t = tim_reward(policy, *ctx, row.prompt, g);
-      total += weights.tim * t;
-      note(2, t);
-    }
+  if (generated && weights.cycle != 0) {
+    CycleParts parts;
+    total += weights.cycle * cycle_reward_from_caption(*ctx, row, *generated, caption, &parts);
+    note(0, parts.image_side);
+    note(1, parts.text_side);
+  }
+  if (generated && weights.tim != 0) {
+    const double t = tim_reward(policy, *ctx, row.prompt, *generated);
+    total += weights.tim * t;
+    note(2, t);
   }
   if (answer && (weights.acc != 0 || weights.format != 0)) {
     const std::string text = completion_text(*answer, ctx->tokenizer);
@@ -137,24 +132,29 @@ std::vector<double> WorldReward::score_all(const UlmPolicy& policy, const std::v
   corl::require(images.size() == rows.size() && answers.size() == rows.size(), "ulm::WorldReward::score_all: ",
                 rows.size(), " rows, ", images.size(), " images and ", answers.size(),
                 " answers, expected one of each per sample");
-  // 1. every caption R_cycle needs, in one batch (sample order)
+  // 1. the generated grids the image parts read (parts with weight 0 are not computed)
+  const bool image_parts = weights.cycle != 0 || weights.tim != 0;
+  std::vector<Grid> grids(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    if (images[i] && image_parts) grids[i] = completion_grid(*images[i], ctx->world);
+  // 2. every caption R_cycle needs, in one batch (sample order)
   std::vector<std::string> captions(rows.size());
   if (weights.cycle != 0) {
     std::vector<Sequence> prompts;
     std::vector<std::size_t> who;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       if (!images[i]) continue;
-      prompts.push_back(caption_prompt(*ctx, completion_grid(*images[i], ctx->world)));
+      prompts.push_back(caption_prompt(*ctx, grids[i]));
       who.push_back(i);
     }
     const auto ids = policy.greedy_texts(prompts, caption_max_tokens);
     for (std::size_t c = 0; c < who.size(); ++c)
       captions[who[c]] = ctx->tokenizer.decode(ids[c], /*skip_special=*/true);
   }
-  // 2. the rewards, sample by sample (the RewardLog is filled in sample order, as by the per-sample form)
+  // 3. the rewards, sample by sample (the RewardLog is filled in sample order)
   std::vector<double> out(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i)
-    out[i] = score(policy, *rows[i], images[i], answers[i], images[i] && weights.cycle != 0 ? &captions[i] : nullptr);
+    out[i] = score_one(policy, *rows[i], images[i] && image_parts ? &grids[i] : nullptr, captions[i], answers[i]);
   return out;
 }
 

@@ -18,8 +18,8 @@
 // T2I stage R_cycle + R_TIM; the refined QA stages R_acc + R_format. Parts with weight 0 are not computed (the
 // caption is the expensive part). A RewardLog, when attached, accumulates the mean of every part for the metrics.
 // WorldReward is a corl::batch_reward_function: score_batch captions all of a step's images in one sharded greedy
-// decode on the policy's threads (UlmPolicy::greedy_texts), then scores sample by sample; same values as the
-// per-sample form (tests/corl_world_rewards.cpp).
+// decode on the policy's threads (UlmPolicy::greedy_texts), then scores sample by sample; the per-sample form is a
+// batch of one (tests/policy_threads.cpp checks that both give the same values).
 #pragma once
 
 #include <array>
@@ -108,11 +108,9 @@ struct WorldReward {
 
   template <std::size_t K>
   double operator()(const UlmPolicy& policy, const corl::StageSample<UnifiedRow, PolicyCompletion, K>& s) const {
-    const PolicyCompletion* image = image_task >= 0 ? &s.completion(static_cast<std::size_t>(image_task)) : nullptr;
-    const PolicyCompletion* answer = qa_task >= 0 ? &s.completion(static_cast<std::size_t>(qa_task)) : nullptr;
-    return score(policy, s.row, image, answer);
+    return score_batch(policy, std::span<const corl::StageSample<UnifiedRow, PolicyCompletion, K>>(&s, 1)).front();
   }
-  /// corl::batch_reward_function: the values operator() gives, the captions of all images made in one batch.
+  /// corl::batch_reward_function: the captions of all images made in one UlmPolicy::greedy_texts call.
   template <std::size_t K>
   std::vector<double> score_batch(const UlmPolicy& policy,
                                   std::span<const corl::StageSample<UnifiedRow, PolicyCompletion, K>> samples) const {
@@ -125,12 +123,16 @@ struct WorldReward {
     }
     return score_all(policy, rows, images, answers);
   }
-  double score(const UlmPolicy& policy, const UnifiedRow& row, const PolicyCompletion* image,
-               const PolicyCompletion* answer, const std::string* caption = nullptr) const;
-  /// score() of every (row, image, answer) triple, the captions made in one UlmPolicy::greedy_texts call.
+  /// The reward of every (row, image, answer) triple (image / answer may be null: that part is not scored).
   std::vector<double> score_all(const UlmPolicy& policy, const std::vector<const UnifiedRow*>& rows,
                                 const std::vector<const PolicyCompletion*>& images,
                                 const std::vector<const PolicyCompletion*>& answers) const;
+
+ private:
+  /// One sample's reward; `generated` is its image's grid (null without an image), `caption` the policy's caption
+  /// of it (read only when R_cycle is weighted).
+  double score_one(const UlmPolicy& policy, const UnifiedRow& row, const Grid* generated, const std::string& caption,
+                   const PolicyCompletion* answer) const;
 };
 
 template <std::size_t K>

@@ -517,12 +517,13 @@ Mat<Real> gather_cols(const Mat<Real>& m, const std::vector<index_t>& cols) {
   return out;
 }
 
-/// H = -sum_v p_v log p_v from a log-softmax column; terms with p = 0 (log p = -inf) contribute 0, not 0 * -inf.
+/// H = -sum_v p_v log p_v from a log-softmax column and its exp (p = exp(ls), which the backward also needs, so it
+/// is computed once); terms with p = 0 (log p = -inf) contribute 0, not 0 * -inf.
 template <class Real>
-Real entropy_of_log_softmax(const Vec<Real>& ls) {
+Real entropy_of_log_softmax(const Vec<Real>& ls, const Vec<Real>& p) {
   Real h = 0;
   for (index_t v = 0; v < ls.size(); ++v)
-    if (std::isfinite(static_cast<double>(ls(v)))) h -= std::exp(ls(v)) * ls(v);
+    if (std::isfinite(static_cast<double>(ls(v)))) h -= p(v) * ls(v);
   return h;
 }
 
@@ -744,7 +745,8 @@ std::vector<std::vector<Real>> Model<Real>::entropy(const Scored<Real>& scored) 
     const Mat<Real>& z = scored.logits[r];
     out[r].resize(static_cast<std::size_t>(z.cols()));
     for (index_t t = 0; t < z.cols(); ++t) {
-      out[r][static_cast<std::size_t>(t)] = entropy_of_log_softmax<Real>(layers::log_softmax<Real>(z.col(t)));
+      const Vec<Real> ls = layers::log_softmax<Real>(z.col(t));
+      out[r][static_cast<std::size_t>(t)] = entropy_of_log_softmax<Real>(ls, ls.array().exp().matrix());
     }
   }
   return out;
@@ -784,7 +786,7 @@ void Model<Real>::backward_impl(const Scored<Real>& scored, const std::vector<st
                       ", expected finite");
         if (e != Real(0)) {
           const Vec<Real> p = ls.array().exp().matrix();
-          const Real h = entropy_of_log_softmax(ls);
+          const Real h = entropy_of_log_softmax<Real>(ls, p);
           for (index_t v = 0; v < ls.size(); ++v)
             if (std::isfinite(static_cast<double>(ls(v)))) dz(v, t) -= e * p(v) * (ls(v) + h);
         }

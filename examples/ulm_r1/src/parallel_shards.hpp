@@ -50,4 +50,11 @@ inline std::vector<std::size_t> shard_bounds(std::size_t n, std::size_t shards) 
   return b;
 }
 
+/// Items [bounds[s], bounds[s + 1]) of `all`: shard s's part of a per-item table.
+template <class T>
+std::vector<T> shard_slice(const std::vector<T>& all, const std::vector<std::size_t>& bounds, std::size_t s) {
+  return {all.begin() + static_cast<std::ptrdiff_t>(bounds[s]),
+          all.begin() + static_cast<std::ptrdiff_t>(bounds[s + 1])};
+}
+
 }  // namespace ulm

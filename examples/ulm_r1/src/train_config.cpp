@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <utility>
 
 #include "corl/core/error.hpp"
 
@@ -43,14 +44,19 @@ bool parse_bool(const std::string& key, const std::string& v, const std::string&
   corl::fail(source, ": ", key, " = '", v, "' is not a boolean (true/false)");
 }
 
+constexpr std::pair<const char*, corl::LrSchedule> kSchedules[] = {
+    {"constant", corl::LrSchedule::constant},
+    {"linear", corl::LrSchedule::linear},
+    {"cosine", corl::LrSchedule::cosine}};
 corl::LrSchedule parse_schedule(const std::string& key, const std::string& v, const std::string& source) {
-  if (v == "constant") return corl::LrSchedule::constant;
-  if (v == "linear") return corl::LrSchedule::linear;
-  if (v == "cosine") return corl::LrSchedule::cosine;
+  for (const auto& [name, schedule] : kSchedules)
+    if (v == name) return schedule;
   corl::fail(source, ": ", key, " = '", v, "' is not a learning-rate schedule (constant, linear or cosine)");
 }
 std::string schedule_name(corl::LrSchedule s) {
-  return s == corl::LrSchedule::linear ? "linear" : s == corl::LrSchedule::cosine ? "cosine" : "constant";
+  for (const auto& [name, schedule] : kSchedules)
+    if (s == schedule) return name;
+  return "constant";
 }
 
 struct Field {
