@@ -57,9 +57,12 @@ void validate_reward_table(const char* where, const RewardTable<Real>& table, st
 
 /// r_i = sum over the non-NaN R_ij of w_j R_ij; NaN when all of sequence i's rewards are NaN. Throws corl::Error
 /// naming the sequence (and function) for an infinite reward or a sum that overflows Real.
+namespace detail {
+/// The weighted sum of each sequence's valid rewards (NaN when it has none), for a table already validated by
+/// validate_reward_table(where, ...).
 template <class Real>
-std::vector<Real> weighted_reward_sum(const RewardTable<Real>& table, std::span<const double> weights) {
-  detail::validate_reward_table("weighted_reward_sum", table, weights);
+std::vector<Real> weighted_sum_of_valid(const char* where, const RewardTable<Real>& table,
+                                        std::span<const double> weights) {
   std::vector<Real> out(static_cast<std::size_t>(table.num_seqs));
   for (index_t i = 0; i < table.num_seqs; ++i) {
     double sum = 0.0;
@@ -72,10 +75,17 @@ std::vector<Real> weighted_reward_sum(const RewardTable<Real>& table, std::span<
     }
     // An overflowing sum (or one outside Real's range) would reach the estimator as inf: say where it came from.
     require(!any || (std::isfinite(sum) && std::abs(sum) <= static_cast<double>(std::numeric_limits<Real>::max())),
-            "weighted_reward_sum: the weighted sum of sequence ", i, "'s rewards overflows (", sum, ")");
+            where, ": the weighted sum of sequence ", i, "'s rewards overflows (", sum, ")");
     out[static_cast<std::size_t>(i)] = any ? static_cast<Real>(sum) : std::numeric_limits<Real>::quiet_NaN();
   }
   return out;
+}
+}  // namespace detail
+
+template <class Real>
+std::vector<Real> weighted_reward_sum(const RewardTable<Real>& table, std::span<const double> weights) {
+  detail::validate_reward_table("weighted_reward_sum", table, weights);
+  return detail::weighted_sum_of_valid("weighted_reward_sum", table, weights);
 }
 
 /// Sum the weighted rewards, then run `estimator` on the sum. Returns the estimator's stats.
@@ -107,7 +117,7 @@ AdvantageStats normalize_then_sum(const Estimator& estimator, const RewardTable<
     estimator.compute(RewardBatch<Real>{column, group, num_groups, lengths}, std::span<Real>(column_adv));
     for (std::size_t i = 0; i < n; ++i) sum[i] += weights[static_cast<std::size_t>(j)] * static_cast<double>(column_adv[i]);
   }
-  const std::vector<Real> summed = weighted_reward_sum(table, weights);
+  const std::vector<Real> summed = detail::weighted_sum_of_valid(where, table, weights);
   const auto valid = [&](index_t i) { return reward_is_valid(summed[static_cast<std::size_t>(i)]); };
   const GroupStats b = batch_statistics(table.num_seqs, [&](index_t i) { return sum[static_cast<std::size_t>(i)]; }, valid);
   for (std::size_t i = 0; i < n; ++i) {
