@@ -115,7 +115,8 @@ double Args::get_double(const std::string& key, double fallback) const {
 
 int cmd_sft(const std::vector<std::string>& args) {
   const Args a("sft", args,
-               {"--steps", "--seed", "--out", "--threads", "--batch", "--lr", "--rows", "--quiet!", "--eval!"});
+               {"--steps", "--seed", "--out", "--threads", "--batch", "--lr", "--rows", "--quiet!", "--eval!",
+                "--factored-codes!"});
   SftOptions o;
   o.steps = a.get_int("--steps", o.steps);
   o.seed = a.get_u64("--seed", o.seed);
@@ -124,6 +125,7 @@ int cmd_sft(const std::vector<std::string>& args) {
   o.lr = a.get_double("--lr", o.lr);
   o.train_rows = a.get_int("--rows", o.train_rows);
   if (a.has("--quiet")) o.progress_every = 0;
+  o.factored_codes = a.has("--factored-codes");
   const std::string out = a.get("--out", "sft.safetensors");
   std::cout << "sft: " << o.steps << " steps, batch " << o.batch << ", seed " << o.seed << ", " << o.threads
             << " threads" << std::endl;

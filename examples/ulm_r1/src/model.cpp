@@ -7,6 +7,7 @@
 #include "model.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -46,6 +47,12 @@ void ModelConfig::validate() const {
                 ", expected even (rotary pairs)");
   corl::require(rope_theta > 1.0, "ulm::ModelConfig::validate: rope_theta = ", rope_theta, ", expected > 1");
   corl::require(norm_eps > 0.0, "ulm::ModelConfig::validate: norm_eps = ", norm_eps, ", expected > 0");
+  corl::require(code_colours >= 0 && code_shapes >= 0 && (code_colours > 0) == (code_shapes > 0),
+                "ulm::ModelConfig::validate: code_colours = ", code_colours, ", code_shapes = ", code_shapes,
+                ", expected both 0 (plain image-code tables) or both > 0 (factored codes)");
+  corl::require(!factored_codes() || image_vocab == 1 + code_colours * code_shapes,
+                "ulm::ModelConfig::validate: factored codes need image_vocab = 1 + code_colours * code_shapes = ",
+                1 + code_colours * code_shapes, ", got ", image_vocab);
   for (auto [id, name] : {std::pair{pad_id, "pad_id"}, std::pair{bos_id, "bos_id"}, std::pair{eos_id, "eos_id"},
                           std::pair{image_begin_id, "image_begin_id"}}) {
     corl::require(id >= 0 && id < text_vocab, "ulm::ModelConfig::validate: ", name, " = ", id,
@@ -77,6 +84,10 @@ std::map<std::string, std::string> ModelConfig::to_metadata() const {
   put("bos_id", bos_id);
   put("eos_id", eos_id);
   put("image_begin_id", image_begin_id);
+  if (factored_codes()) {
+    put("code_colours", code_colours);
+    put("code_shapes", code_shapes);
+  }
   return m;
 }
 
@@ -131,6 +142,10 @@ ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>&
   get_int("bos_id", &c.bos_id);
   get_int("eos_id", &c.eos_id);
   get_int("image_begin_id", &c.image_begin_id);
+  if (meta.count("code_colours") || meta.count("code_shapes")) {  // absent: plain tables (checkpoints before them)
+    get_int("code_colours", &c.code_colours);
+    get_int("code_shapes", &c.code_shapes);
+  }
   c.validate();
   return c;
 }
@@ -196,6 +211,12 @@ std::vector<ParamInfo> param_layout(const ModelConfig& c) {
   add("gen_head.0.bias", {d});
   add("gen_head.2.weight", {vi, d});
   add("gen_head.2.bias", {vi});
+  if (c.factored_codes()) {  // after every plain parameter: the plain layout is a prefix of this one
+    const index_t nf = c.code_colours + c.code_shapes;
+    add("image_factors.und_embed.weight", {nf, dc});
+    add("image_factors.gen_embed.weight", {nf, d});
+    add("image_factors.gen_head.weight", {nf, d});
+  }
   return out;
 }
 
@@ -209,6 +230,7 @@ struct Index {
   };
   std::vector<Layer> layers;
   index_t norm, lm_head, g0w, g0b, g2w, g2b;
+  index_t f_und = -1, f_gen = -1, f_head = -1;  ///< factor tables (factored codes only)
 };
 
 Index make_index(const std::vector<ParamInfo>& lay, int n_layers) {
@@ -239,8 +261,95 @@ Index make_index(const std::vector<ParamInfo>& lay, int n_layers) {
   ix.g0b = next();
   ix.g2w = next();
   ix.g2b = next();
+  if (i < lay.size()) {
+    ix.f_und = next();
+    ix.f_gen = next();
+    ix.f_head = next();
+  }
   return ix;
 }
+
+/// One image-code table the forward reads and its factor table (code_colours colour rows, then code_shapes shape
+/// rows), both `width` wide (factored codes only).
+struct CodeTable {
+  index_t table, factors, width;
+};
+std::array<CodeTable, 3> code_tables(const ModelConfig& c, const Index& ix) {
+  return {CodeTable{ix.und_embed, ix.f_und, c.d_code}, CodeTable{ix.gen_embed, ix.f_gen, c.d_model},
+          CodeTable{ix.g2w, ix.f_head, c.d_model}};
+}
+index_t colour_row(const ModelConfig& c, index_t code) { return (code - 1) / c.code_shapes; }
+index_t shape_row(const ModelConfig& c, index_t code) { return c.code_colours + (code - 1) % c.code_shapes; }
+
+/// The parameters the forward reads: the parameter vector itself for plain codes; for factored codes a copy whose
+/// code tables hold table[k] + colours[colour(k)] + shapes[shape(k)] for k >= 1 (code 0, the empty cell, has no
+/// factors). Everything else reads the same offsets in both.
+template <class Real>
+class ForwardParams {
+ public:
+  ForwardParams(const ModelConfig& c, const Index& ix, const std::vector<Real>& params) {
+    if (!c.factored_codes()) {
+      data_ = params.data();
+      return;
+    }
+    copy_ = params;
+    for (const CodeTable& t : code_tables(c, ix)) {
+      for (index_t k = 1; k < c.image_vocab; ++k) {
+        Real* row = copy_.data() + t.table + k * t.width;
+        const Real* colour = params.data() + t.factors + colour_row(c, k) * t.width;
+        const Real* shape = params.data() + t.factors + shape_row(c, k) * t.width;
+        for (index_t j = 0; j < t.width; ++j) row[j] += colour[j] + shape[j];
+      }
+    }
+    data_ = copy_.data();
+  }
+  const Real* data() const { return data_; }
+
+ private:
+  std::vector<Real> copy_;
+  const Real* data_ = nullptr;
+};
+
+/// Factored codes: the backward adds each code table's gradient into G's table slice; that gradient also belongs to
+/// the code's colour and shape rows. take() clears the slices (keeping what the caller had accumulated) so that,
+/// after the backward, give_back() can read this call's contribution exactly, add it to the factor rows and restore
+/// the caller's values.
+template <class Real>
+class CodeGradientFold {
+ public:
+  CodeGradientFold(const ModelConfig& c, const Index& ix, Real* G) : c_(c), ix_(ix), G_(G) {
+    if (!c.factored_codes()) return;
+    for (const CodeTable& t : code_tables(c, ix)) {
+      Real* slice = G + t.table;
+      const index_t n = c.image_vocab * t.width;
+      saved_.emplace_back(slice, slice + n);
+      std::fill(slice, slice + n, Real(0));
+    }
+  }
+  void give_back() {
+    if (!c_.factored_codes()) return;
+    std::size_t s = 0;
+    for (const CodeTable& t : code_tables(c_, ix_)) {
+      Real* table = G_ + t.table;
+      for (index_t k = 1; k < c_.image_vocab; ++k) {
+        Real* colour = G_ + t.factors + colour_row(c_, k) * t.width;
+        Real* shape = G_ + t.factors + shape_row(c_, k) * t.width;
+        for (index_t j = 0; j < t.width; ++j) {
+          colour[j] += table[k * t.width + j];
+          shape[j] += table[k * t.width + j];
+        }
+      }
+      const std::vector<Real>& keep = saved_[s++];
+      for (std::size_t j = 0; j < keep.size(); ++j) table[j] += keep[j];
+    }
+  }
+
+ private:
+  const ModelConfig& c_;
+  const Index& ix_;
+  Real* G_;
+  std::vector<std::vector<Real>> saved_;
+};
 
 template <class Real>
 ConstWeightMap<Real> cw(const Real* base, index_t off, index_t rows, index_t cols) {
@@ -594,7 +703,8 @@ Scored<Real> Model<Real>::score(const std::vector<ScoreRow>& rows, const ScoreOp
   corl::require(std::isfinite(options.cfg_weight), "ulm::Model::score: options.cfg_weight = ", options.cfg_weight,
                 ", expected finite");
   const Index ix = make_index(layout_, c.n_layers);
-  const Real* P = params_.data();
+  const ForwardParams<Real> fp(c, ix, params_);
+  const Real* P = fp.data();
   Scored<Real> result;
   result.tape.reset(new Tape<Real>());
   Tape<Real>& T = *result.tape;
@@ -683,8 +793,10 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
   corl::require(dlogits.size() == T.rows.size(), "ulm::Model::backward_logits: dlogits has ", dlogits.size(),
                 " rows, expected ", T.rows.size());
   const Index ix = make_index(layout_, c.n_layers);
-  const Real* P = params_.data();
+  const ForwardParams<Real> fp(c, ix, params_);
+  const Real* P = fp.data();
   Real* G = grad.data();
+  CodeGradientFold<Real> fold(c, ix, G);
   const index_t d = c.d_model;
   Mat<Real> dtext = Mat<Real>::Zero(c.text_vocab, static_cast<index_t>(T.text_cols.size()));
   Mat<Real> dimage = Mat<Real>::Zero(c.image_vocab, static_cast<index_t>(T.image_cols.size()));
@@ -724,6 +836,7 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
     for (std::size_t i = 0; i < T.image_cols.size(); ++i) dhf.col(T.image_cols[i]) += dh.col(static_cast<index_t>(i));
   }
   trunk_backward<Real>(c, ix, P, rope_, T.trunk, dhf, G);
+  fold.give_back();
 }
 
 template <class Real>
@@ -824,7 +937,8 @@ Mat<Real> Model<Real>::hidden_states(const Sequence& sequence) const {
   check_tokens<Real>(config_, sequence, "ulm::Model::hidden_states");
   const Index ix = make_index(layout_, config_.n_layers);
   std::vector<Segment> segs{Segment{0, static_cast<index_t>(sequence.size()), 0, -1}};
-  return trunk_forward<Real>(config_, ix, params_.data(), rope_, sequence, segs, nullptr, nullptr);
+  const ForwardParams<Real> fp(config_, ix, params_);
+  return trunk_forward<Real>(config_, ix, fp.data(), rope_, sequence, segs, nullptr, nullptr);
 }
 
 template <class Real>
@@ -836,7 +950,8 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
   corl::require(opt.temperature >= 0 && std::isfinite(opt.temperature), "ulm::Model::sample: temperature = ",
                 opt.temperature, ", expected finite >= 0 (0 = greedy)");
   const Index ix = make_index(layout_, c.n_layers);
-  const Real* P = params_.data();
+  const ForwardParams<Real> fp(c, ix, params_);
+  const Real* P = fp.data();
   const bool image = modality == Modality::image_out;
   const bool cfg = image && opt.cfg_weight != 1.0;
   const int max_new = image ? c.image_tokens : opt.max_new_tokens;

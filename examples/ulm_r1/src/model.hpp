@@ -54,6 +54,12 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   int pad_id = 0, bos_id = 1, eos_id = 2, image_begin_id = 3;  ///< the tokenizer's special ids
+  /// Factored image codes: when both are > 0, image_vocab must be 1 + code_colours * code_shapes (code k >= 1 is
+  /// colour (k-1) / code_shapes, shape (k-1) % code_shapes) and each image-code table the model reads (und_embed,
+  /// gen_embed, gen_head.2.weight) is table[k] + colour_table[colour(k)] + shape_table[shape(k)]: codes that share a
+  /// colour or a shape share features, as a VQ codebook's vectors share visual features. 0, 0: plain tables.
+  int code_colours = 0, code_shapes = 0;
+  bool factored_codes() const { return code_colours > 0 && code_shapes > 0; }
 
   /// Throws corl::Error naming the field and the condition (sizes positive, d_model divisible by n_heads, even head
   /// size, special ids inside the text vocabulary).

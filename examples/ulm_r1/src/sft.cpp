@@ -36,7 +36,7 @@ Sequence answer_completion(const Tokenizer& tok, std::string_view answer) {
 
 Sequence image_completion(const Grid& image) { return image_sequence(image, Modality::image_out); }
 
-ModelConfig model_config_for(const WorldConfig& world, const Tokenizer& tok, ModelConfig base) {
+ModelConfig model_config_for(const WorldConfig& world, const Tokenizer& tok, ModelConfig base, bool factored_codes) {
   base.text_vocab = tok.vocab_size();
   base.image_vocab = world.codebook_size();
   base.image_tokens = world.num_cells();
@@ -45,6 +45,8 @@ ModelConfig model_config_for(const WorldConfig& world, const Tokenizer& tok, Mod
   base.eos_id = Tokenizer::kEos;
   base.image_begin_id = Tokenizer::kImageBegin;
   base.max_seq = std::max(base.max_seq, world.num_cells() + 96);
+  base.code_colours = factored_codes ? world.num_colours() : 0;
+  base.code_shapes = factored_codes ? world.num_shapes() : 0;
   base.validate();
   return base;
 }
@@ -75,7 +77,7 @@ SftResult run_sft(const SftOptions& o, std::ostream* progress) {
   gen.split = Split::train;
   const std::vector<UnifiedRow> rows = generate_rows(o.world, gen);
 
-  SftResult result{Model<float>(model_config_for(o.world, tok, o.model), o.seed), {}, 0};
+  SftResult result{Model<float>(model_config_for(o.world, tok, o.model, o.factored_codes), o.seed), {}, 0};
   Model<float>& model = result.model;
   const ModelConfig& mc = model.config();
   const std::size_t n_params = model.parameters().size();

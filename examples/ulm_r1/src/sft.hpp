@@ -36,7 +36,8 @@ Sequence answer_completion(const Tokenizer& tok, std::string_view answer);
 Sequence image_completion(const Grid& image);
 
 /// The model configuration for a world: vocabularies and image size from the world, widths from `base`.
-ModelConfig model_config_for(const WorldConfig& world, const Tokenizer& tok, ModelConfig base = {});
+ModelConfig model_config_for(const WorldConfig& world, const Tokenizer& tok, ModelConfig base = {},
+                             bool factored_codes = false);
 
 /// The three supervised examples of one unified row.
 ScoreRow t2i_example(const Tokenizer& tok, const UnifiedRow& row);
@@ -77,6 +78,9 @@ struct SftOptions {
   int shards = 2;                 ///< fixed gradient shards per batch
   int progress_every = 25;        ///< steps between progress lines (0 = silent)
   ModelConfig model = {};         ///< widths; vocabularies are overwritten from the world
+  /// Image-code tables as per-code + per-colour + per-shape rows (ModelConfig::code_colours / code_shapes, set from
+  /// the world); false: plain per-code tables.
+  bool factored_codes = false;
   WorldConfig world = {};
 };
 

@@ -99,6 +99,7 @@ std::vector<Field> fields() {
   add_string("unified.ckpt", &TrainConfig::unified_ckpt);
   add_int("sft.batch", &TrainConfig::sft_batch);
   add_double("sft.lr", &TrainConfig::sft_lr);
+  add_int("model.factored_codes", &TrainConfig::model_factored_codes);
   add_int("threads", &TrainConfig::threads);
   add_int("data.train_rows", &TrainConfig::train_rows);
   for (auto [name, stage] : {std::pair{"unified", &TrainConfig::unified}, std::pair{"refined_t2i", &TrainConfig::refined_t2i},
@@ -230,6 +231,8 @@ void TrainConfig::validate() const {
                 "': file not found");
   corl::require(sft_batch >= 1, p, "sft.batch = ", sft_batch, ", expected >= 1");
   corl::require(sft_lr > 0 && sft_lr < 1, p, "sft.lr = ", sft_lr, ", expected in (0, 1)");
+  corl::require(model_factored_codes == 0 || model_factored_codes == 1, p, "model.factored_codes = ",
+                model_factored_codes, ", expected 0 (plain image-code tables) or 1 (factored)");
   corl::require(threads >= 1 && threads <= 256, p, "threads = ", threads, ", expected 1..256");
   corl::require(train_rows >= 6, p, "data.train_rows = ", train_rows, ", expected >= 6 (one per category)");
   check_stage(unified, "unified");

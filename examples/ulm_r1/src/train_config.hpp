@@ -42,6 +42,9 @@ struct TrainConfig {
   int sft_steps = 600;
   int sft_batch = 48;
   double sft_lr = 3e-3;
+  /// 1: image-code tables factored into per-code + per-colour + per-shape rows (ModelConfig::code_colours /
+  /// code_shapes); 0: plain per-code tables. Must match sft.ckpt's model when one is loaded.
+  int model_factored_codes = 0;
   int threads = 2;           ///< SFT and RL stages (fixed shards: the results do not depend on it)
   /// When set, the unified stage is not run: its policy is read from this pipeline checkpoint (one the unified stage
   /// wrote, out_dir/checkpoints/corl/stage0-unified-stepN.ckpt), so that the refined stages can be rerun alone.

@@ -309,13 +309,18 @@ TrainResult run_training(const TrainConfig& config, std::ostream* progress) {
   Model<float> sft_model = [&] {
     if (!config.sft_ckpt.empty()) {
       r.progress.message("loading SFT checkpoint " + config.sft_ckpt);
-      return load_checkpoint<float>(config.sft_ckpt);
+      Model<float> m = load_checkpoint<float>(config.sft_ckpt);
+      corl::require(m.config().factored_codes() == (config.model_factored_codes == 1), "ulm_r1 train: sft.ckpt = '",
+                    config.sft_ckpt, "' has ", m.config().factored_codes() ? "factored" : "plain",
+                    " image-code tables but model.factored_codes = ", config.model_factored_codes);
+      return m;
     }
     SftOptions so;
     so.steps = config.sft_steps;
     so.batch = config.sft_batch;
     so.seed = config.seed;
     so.lr = config.sft_lr;
+    so.factored_codes = config.model_factored_codes == 1;
     so.threads = config.threads;
     so.progress_every = 50;
     SftResult res = run_sft(so, progress);

@@ -70,19 +70,22 @@ double weighted_logp(const Model<double>& m, const std::vector<ScoreRow>& rows, 
   return total;
 }
 
-void check_all_parameters(const ScoreOptions& options, bool with_entropy = false) {
-  Model<double> m(tiny_config(), 11);
+/// `grad_before`: the gradient buffer starts at this value (backward accumulates) and it is subtracted again.
+void check_all_parameters(const ScoreOptions& options, bool with_entropy = false,
+                          const ModelConfig& config = tiny_config(), double grad_before = 0.0) {
+  Model<double> m(config, 11);
   const auto rows = mixed_rows();
   const auto w = weights_for(rows);
   const auto u_values = weights_for(rows, 23);
   const auto* u = with_entropy ? &u_values : nullptr;
-  std::vector<double> grad(static_cast<std::size_t>(m.num_parameters()), 0.0);
+  std::vector<double> grad(static_cast<std::size_t>(m.num_parameters()), grad_before);
   const auto s = m.score(rows, options);
   if (with_entropy) {
     m.backward(s, w, u_values, grad);
   } else {
     m.backward(s, w, grad);
   }
+  for (double& g : grad) g -= grad_before;
   auto params = m.parameters();
   double max_err = 0;
   index_t checked = 0;
@@ -119,6 +122,62 @@ TEST_CASE("model gradient: every parameter, T = 1, no CFG, against finite differ
 
 TEST_CASE("model gradient: every parameter, T = 0.7, CFG weight 3 on image rows") {
   check_all_parameters(ScoreOptions{0.7, 3.0});
+}
+
+TEST_CASE("factored image codes: every parameter (colour and shape tables too), T = 0.7, CFG 3, accumulating") {
+  ModelConfig c = tiny_config();
+  c.code_colours = 2;  // image_vocab 7 = 1 + 2 x 3
+  c.code_shapes = 3;
+  const Model<double> m(c, 11);
+  REQUIRE(m.layout().size() == Model<double>(tiny_config(), 11).layout().size() + 3);
+  CHECK(m.layout().back().name == "image_factors.gen_head.weight");
+  CHECK(m.layout().back().shape == std::vector<index_t>{5, 8});
+  check_all_parameters(ScoreOptions{0.7, 3.0}, false, c, 0.25);
+  check_all_parameters(ScoreOptions{1.0, 1.0}, true, c);
+}
+
+TEST_CASE("factored image codes: code k reads table[k] + colour[(k-1)/S] + shape[(k-1)%S], and bad configs") {
+  ModelConfig c = tiny_config();
+  c.code_colours = 2;
+  c.code_shapes = 3;
+  Model<double> m(c, 5);
+  Model<double> by_hand(tiny_config(), 5);
+  // the plain layout is a prefix of the factored one, initialised alike
+  const auto plain = by_hand.parameters();
+  const auto all = m.parameters();
+  REQUIRE(all.size() == plain.size() + 5 * (4 + 8 + 8));
+  CHECK(std::equal(plain.begin(), plain.end(), all.begin()));
+  // factors: gen_embed colour 1 feature 0 = 1, shape 2 feature 1 = 2, all others 0
+  for (const char* name : {"image_factors.und_embed.weight", "image_factors.gen_embed.weight",
+                           "image_factors.gen_head.weight"}) {
+    auto f = m.parameter(name);
+    std::fill(f.begin(), f.end(), 0.0);
+  }
+  auto f = m.parameter("image_factors.gen_embed.weight");
+  f[1 * 8 + 0] = 1.0;
+  f[(2 + 2) * 8 + 1] = 2.0;
+  // by hand: code 6 = colour 1, shape 2 gets both; code 3 = colour 0, shape 2 only the shape's; code 4 = colour 1
+  auto gh = by_hand.parameter("gen_embed.weight");
+  gh[6 * 8 + 0] += 1.0;
+  gh[6 * 8 + 1] += 2.0;
+  gh[3 * 8 + 1] += 2.0;
+  gh[4 * 8 + 0] += 1.0;
+  gh[5 * 8 + 0] += 1.0;
+  ScoreRow row;
+  row.prompt = text({1, 3});
+  for (int code : {6, 3, 4, 5, 0}) row.prompt.push_back(Token{code, Modality::image_out});
+  row.completion = image_sequence(std::vector<int>{2, 4}, Modality::image_out);
+  const auto a = m.score({row}, ScoreOptions{});
+  const auto b = by_hand.score({row}, ScoreOptions{});
+  CHECK(a.logp == b.logp);
+
+  ModelConfig bad = tiny_config();
+  bad.code_colours = 2;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("expected both 0 (plain image-code tables) or both > 0"),
+                       corl::Error);
+  bad.code_shapes = 2;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("image_vocab = 1 + code_colours * code_shapes = 5, got 7"),
+                       corl::Error);
 }
 
 TEST_CASE("model gradient with an entropy term: every parameter, T = 0.7, CFG weight 3, against finite differences") {

@@ -79,6 +79,10 @@ TEST_CASE("bad config values and files fail with messages naming the source, key
   CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("unified.warmup_steps = 601, expected 0..steps = 600"),
                        corl::Error);
   g = ulm::TrainConfig{};
+  g.model_factored_codes = 2;
+  CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("model.factored_codes = 2, expected 0 (plain image-code tables) or 1"),
+                       corl::Error);
+  g = ulm::TrainConfig{};
   g.qa_merge_alpha = 2;
   CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("merge.qa_alpha = 2"), corl::Error);
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "checkpoint.hpp"
 #include "corl/core/error.hpp"
 #include "tiny_train_config.hpp"
 #include "train_run.hpp"
@@ -72,5 +73,31 @@ TEST_CASE("unified.ckpt: refined stages from the unified checkpoint reproduce th
   wrong.unified_ckpt = (dir / "no_such.ckpt").string();
   CHECK_THROWS_WITH_AS(ulm::run_training(wrong, nullptr), doctest::Contains("no_such.ckpt': file not found"),
                        corl::Error);
+  // an SFT checkpoint whose model does not have the requested image-code tables
+  wrong.unified_ckpt.clear();
+  wrong.model_factored_codes = 1;
+  CHECK_THROWS_WITH_AS(ulm::run_training(wrong, nullptr),
+                       doctest::Contains("has plain image-code tables but model.factored_codes = 1"), corl::Error);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("model.factored_codes = 1: the trainer builds a factored model, its checkpoints reload as factored") {
+  const auto dir = std::filesystem::temp_directory_path() / "corl_test_factored_codes";
+  std::filesystem::remove_all(dir);
+  ulm::TrainConfig c = tiny_config((dir / "run").string());
+  c.model_factored_codes = 1;
+  const ulm::TrainResult r = ulm::run_training(c, nullptr);
+  CHECK(r.eval("corl").result.geneval.total() == 6);
+  for (const char* file : {"sft.safetensors", "corl.safetensors"}) {
+    const ulm::Model<float> m = ulm::load_checkpoint<float>((dir / "run" / file).string());
+    CHECK(m.config().factored_codes());
+    CHECK(m.config().code_colours == 6);
+    CHECK(m.config().code_shapes == 4);
+  }
+  // and a plain run cannot start from that SFT checkpoint
+  ulm::TrainConfig plain = tiny_config((dir / "plain").string());
+  plain.sft_ckpt = (dir / "run" / "sft.safetensors").string();
+  CHECK_THROWS_WITH_AS(ulm::run_training(plain, nullptr),
+                       doctest::Contains("has factored image-code tables but model.factored_codes = 0"), corl::Error);
   std::filesystem::remove_all(dir);
 }
