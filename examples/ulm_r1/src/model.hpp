@@ -9,6 +9,9 @@
 //              image_in   -> und_aligner(und_embed[code])                  (understanding path; stands in for SigLIP +
 //                                                                            the aligner: a Linear over a code table)
 //              image_out  -> gen_embed[code]                               (generation path: codes the model produced)
+//              optional factored codes (ModelConfig::code_colours / code_shapes): und_embed, gen_embed and the gen
+//              head's output rows read table[code] + colour_table[colour] + shape_table[shape], so codes that share a
+//              colour or a shape share features (as a VQ codebook's vectors share visual features)
 //   outputs    the hidden state at position t predicts token t+1 with the head of token t+1's modality:
 //              text       -> lm_head                                       (text vocabulary)
 //              image_out  -> gen_head = Linear - GELU - Linear             (image codebook)
