@@ -2,6 +2,7 @@
 #include "geneval.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "corl/core/error.hpp"
@@ -103,6 +104,18 @@ double GenEvalTally::overall() const {
     ++present;
   }
   return present > 0 ? sum / present : 0.0;
+}
+
+double GenEvalTally::overall_standard_error() const {
+  double variance = 0.0;
+  int present = 0;
+  for (const Category c : kAllCategories) {
+    if (total(c) == 0) continue;
+    const double a = accuracy(c);
+    variance += a * (1.0 - a) / total(c);
+    ++present;
+  }
+  return present > 0 ? std::sqrt(variance) / present : 0.0;
 }
 
 int GenEvalTally::total() const {

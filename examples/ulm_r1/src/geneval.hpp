@@ -45,6 +45,10 @@ class GenEvalTally {
   double accuracy(Category category) const;
   /// Mean of the accuracies of the categories that have at least one prompt; 0 when none has.
   double overall() const;
+  /// One standard error of overall() from the finite sample of prompts (each a Bernoulli draw, categories
+  /// independent): sqrt(sum_c a_c (1 - a_c) / n_c) / K over the K categories present, with the observed accuracies
+  /// a_c (plug-in; a category at 0 or 1 contributes 0). Covers evaluation noise only, not training-seed variation.
+  double overall_standard_error() const;
   int total() const;
   /// {"overall": x, "categories": {"single_object": {"correct": c, "total": n, "accuracy": a}, ...}}
   Json to_json() const;

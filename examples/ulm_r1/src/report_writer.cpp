@@ -1,6 +1,7 @@
 // report_writer.cpp — see report_writer.hpp.
 #include "report_writer.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -134,8 +135,15 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
   }
   if (const auto* a = find_eval(result, "sft"); a != nullptr) {
     if (const auto* b = find_eval(result, "corl"); b != nullptr) {
+      // independent evaluation errors of the two models add in quadrature
+      const double se_gen = std::hypot(a->result.geneval.overall_standard_error(),
+                                       b->result.geneval.overall_standard_error());
+      const double se_qa = std::hypot(a->qa_standard_error(), b->qa_standard_error());
       md << "\nCoRL - SFT: GenEval overall " << f3(b->result.geneval.overall() - a->result.geneval.overall())
-         << ", QA all " << f3(b->qa_accuracy() - a->qa_accuracy()) << " (target: >= 0.050 on both).\n";
+         << " (+- " << f3(se_gen) << "), QA all " << f3(b->qa_accuracy() - a->qa_accuracy()) << " (+- " << f3(se_qa)
+         << ") (target: >= 0.050 on both). +- is one standard error from the evaluation's finite sample of prompts "
+            "and questions; runs with another seed, or with rounding-level changes, vary more "
+            "(examples/ulm_r1/configs/README.md).\n";
     }
   }
   md << "\n## In-distribution view: world-GenEval on the training prompt specs\n\nFresh rows and sampling draws of the "

@@ -33,6 +33,12 @@ double EvalRecord::qa_accuracy() const {
   return total > 0 ? static_cast<double>(result.mc_correct + result.oe_correct) / total : 0.0;
 }
 
+double EvalRecord::qa_standard_error() const {
+  const int total = result.mc_total + result.oe_total;
+  const double p = qa_accuracy();
+  return total > 0 ? std::sqrt(p * (1.0 - p) / total) : 0.0;
+}
+
 const EvalRecord& TrainResult::eval(const std::string& name) const {
   for (const auto& e : evals)
     if (e.name == name) return e;
@@ -408,9 +414,15 @@ int cmd_train(const std::vector<std::string>& args) {
   const TrainResult res = run_training(cfg, &std::cerr);
   const auto& sft = res.eval("sft");
   const auto& corl = res.eval("corl");
-  std::cout << "world-GenEval overall: SFT " << std::fixed << std::setprecision(3) << sft.result.geneval.overall()
-            << " -> CoRL " << corl.result.geneval.overall() << "\nQA accuracy: SFT " << sft.qa_accuracy()
-            << " -> CoRL " << corl.qa_accuracy() << "\n";
+  const double gen_diff = corl.result.geneval.overall() - sft.result.geneval.overall();
+  const double qa_diff = corl.qa_accuracy() - sft.qa_accuracy();
+  std::cout << std::fixed << std::setprecision(3) << "world-GenEval overall: SFT " << sft.result.geneval.overall()
+            << " -> CoRL " << corl.result.geneval.overall() << " (" << std::showpos << gen_diff << std::noshowpos
+            << " +- "
+            << std::hypot(sft.result.geneval.overall_standard_error(), corl.result.geneval.overall_standard_error())
+            << ")\nQA accuracy: SFT " << sft.qa_accuracy() << " -> CoRL " << corl.qa_accuracy() << " ("
+            << std::showpos << qa_diff << std::noshowpos << " +- "
+            << std::hypot(sft.qa_standard_error(), corl.qa_standard_error()) << ")\n";
   return 0;
 }
 

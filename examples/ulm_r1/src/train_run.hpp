@@ -47,6 +47,8 @@ struct EvalRecord {
   double wall_seconds = 0;
   GenEvalTally train_prompts;  ///< world-GenEval on fresh rows of the training prompt specs (in-distribution view)
   double qa_accuracy() const;  ///< (mc_correct + oe_correct) / (mc_total + oe_total)
+  /// One standard error of qa_accuracy() from the finite sample of questions: sqrt(p (1 - p) / n).
+  double qa_standard_error() const;
 };
 
 struct TrainResult {

@@ -3,7 +3,9 @@
 // its evaluation (not retrained), the others were trained, and the reports name them.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <iomanip>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -61,7 +63,24 @@ TEST_CASE("--ablation with R_TIM switched off in the main run: R_cycle + R_TIM i
   CHECK(md.find("| R_TIM only |") != std::string::npos);
   CHECK(md.find("reward.tim = 0") != std::string::npos);
   CHECK(md.find("## Paradigm table") != std::string::npos);
+  // the CoRL - SFT line carries one standard error of each difference (evaluation noise, added in quadrature)
+  const auto& sft = r.eval("sft");
+  std::ostringstream qa_line;
+  qa_line << std::fixed << std::setprecision(3) << "QA all " << corl.qa_accuracy() - sft.qa_accuracy() << " (+- "
+          << std::hypot(sft.qa_standard_error(), corl.qa_standard_error()) << ")";
+  CHECK(md.find(qa_line.str()) != std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("qa_standard_error: sqrt(p (1 - p) / n) over all questions, by hand") {
+  ulm::EvalRecord rec;
+  CHECK(rec.qa_standard_error() == 0.0);  // no questions
+  rec.result.mc_total = 3;
+  rec.result.mc_correct = 1;
+  rec.result.oe_total = 1;
+  rec.result.oe_correct = 1;
+  CHECK(rec.qa_accuracy() == doctest::Approx(0.5));
+  CHECK(rec.qa_standard_error() == doctest::Approx(0.25));  // sqrt(0.25 / 4)
 }
 
 TEST_CASE("--ablation with the paper's R_cycle + R_TIM in the main run: the two single-part rows are trained") {

@@ -102,6 +102,10 @@ TEST_CASE("geneval: tally per category, overall is the mean over categories pres
   CHECK(j.at("categories").at("counting").at("total").as_int() == 3);
   CHECK(tally.table().find("overall") != std::string::npos);
   CHECK(GenEvalTally{}.overall() == 0.0);
+  // standard error by hand: single_object 1/2 of 2, counting 1/3 of 3, position 1/1 (contributes 0), K = 3
+  CHECK(tally.overall_standard_error() ==
+        doctest::Approx(std::sqrt(0.5 * 0.5 / 2 + (1.0 / 3.0) * (2.0 / 3.0) / 3) / 3.0));
+  CHECK(GenEvalTally{}.overall_standard_error() == 0.0);
   CHECK_THROWS_WITH_AS(evaluate_geneval(specs, {hand_grid()}, config), doctest::Contains("6 specs but 1 grids"),
                        corl::Error);
 }
