@@ -134,6 +134,7 @@ std::vector<Field> fields() {
                    [stage](const TrainConfig& c) { return schedule_name((c.*stage).lr_schedule); }});
     }
     add_stage_int("warmup_steps", &TrainStageSettings::warmup_steps);
+    add_stage_int("checkpoint_every", &TrainStageSettings::checkpoint_every);
     if (p == "unified") {
       add_stage_double("weight_t2i", &TrainStageSettings::weight_t2i);
       add_stage_double("weight_mm2t", &TrainStageSettings::weight_mm2t);
@@ -216,6 +217,8 @@ void check_stage(const TrainStageSettings& s, const std::string& name) {
                 ", expected a finite value >= 0 (0 = off)");
   corl::require(s.warmup_steps >= 0 && s.warmup_steps <= s.steps, p, "warmup_steps = ", s.warmup_steps,
                 ", expected 0..steps = ", s.steps);
+  corl::require(s.checkpoint_every >= 0, p, "checkpoint_every = ", s.checkpoint_every,
+                ", expected >= 0 (0 = only at the end)");
   corl::require(s.weight_t2i >= 0 && s.weight_mm2t >= 0, p, "weight_t2i / weight_mm2t = ", s.weight_t2i, " / ",
                 s.weight_mm2t, ", expected >= 0");
 }
@@ -279,6 +282,7 @@ corl::StageConfig TrainConfig::stage_config(const std::string& name) const {
   c.warmup_steps = s->warmup_steps;
   c.beta = s->beta;
   c.max_grad_norm = s->max_grad_norm;
+  c.checkpoint_every = s->checkpoint_every;
   c.task_weights = name == "unified" ? std::vector<double>{s->weight_t2i, s->weight_mm2t} : std::vector<double>{1.0};
   return c;
 }

@@ -32,6 +32,9 @@ struct TrainStageSettings {
   /// linear (decay to 0) or cosine, after a linear warm-up of warmup_steps steps.
   corl::LrSchedule lr_schedule = corl::LrSchedule::constant;
   int warmup_steps = 0;
+  /// Also write a pipeline checkpoint every N steps (0: only at the end of the stage); a unified one can be given
+  /// as unified.ckpt to run the refined stages from an intermediate unified policy.
+  int checkpoint_every = 0;
 };
 
 struct TrainConfig {

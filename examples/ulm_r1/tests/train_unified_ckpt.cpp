@@ -81,6 +81,36 @@ TEST_CASE("unified.ckpt: refined stages from the unified checkpoint reproduce th
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("unified.checkpoint_every: an intermediate unified checkpoint is the policy a shorter run ends with") {
+  const auto dir = std::filesystem::temp_directory_path() / "corl_test_checkpoint_every";
+  std::filesystem::remove_all(dir);
+  ulm::TrainConfig two = tiny_config((dir / "two").string());
+  two.unified.checkpoint_every = 1;
+  ulm::run_training(two, nullptr);
+  const auto ckpts = dir / "two" / "checkpoints" / "corl";
+  CHECK(std::filesystem::exists(ckpts / "stage0-unified-step1.ckpt"));
+  CHECK(std::filesystem::exists(ckpts / "stage0-unified-step2.ckpt"));
+  CHECK(!std::filesystem::exists(ckpts / "stage0-refined_t2i-step1.ckpt"));  // only where asked
+  // the refined stages from the step-1 checkpoint == a run whose unified stage has 1 step (same SFT, same seeds)
+  ulm::TrainConfig one = tiny_config((dir / "one").string());
+  one.sft_ckpt = (dir / "two" / "sft.safetensors").string();
+  one.unified.steps = 1;
+  ulm::run_training(one, nullptr);
+  ulm::TrainConfig from = tiny_config((dir / "from").string());
+  from.sft_ckpt = one.sft_ckpt;
+  from.unified_ckpt = (ckpts / "stage0-unified-step1.ckpt").string();
+  ulm::run_training(from, nullptr);
+  const std::string a = file_bytes(dir / "one" / "corl.safetensors");
+  REQUIRE(a.size() > 1000);
+  CHECK(a == file_bytes(dir / "from" / "corl.safetensors"));
+  CHECK(a != file_bytes(dir / "two" / "corl.safetensors"));
+  ulm::TrainConfig bad = tiny_config((dir / "bad").string());
+  bad.refined_mc.checkpoint_every = -1;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("refined_mc.checkpoint_every = -1, expected >= 0"),
+                       corl::Error);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("model.factored_codes = 1: the trainer builds a factored model, its checkpoints reload as factored") {
   const auto dir = std::filesystem::temp_directory_path() / "corl_test_factored_codes";
   std::filesystem::remove_all(dir);
