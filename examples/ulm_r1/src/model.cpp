@@ -311,9 +311,9 @@ class ForwardParams {
 };
 
 /// Factored codes: the backward adds each code table's gradient into G's table slice; that gradient also belongs to
-/// the code's colour and shape rows. take() clears the slices (keeping what the caller had accumulated) so that,
-/// after the backward, give_back() can read this call's contribution exactly, add it to the factor rows and restore
-/// the caller's values.
+/// the code's colour and shape rows. The constructor clears the slices (keeping what the caller had accumulated) so
+/// that, after the backward, give_back() can read this call's contribution exactly, add it to the factor rows and
+/// restore the caller's values. Constructed after every input check, so an error leaves the caller's buffer intact.
 template <class Real>
 class CodeGradientFold {
  public:
@@ -796,7 +796,6 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
   const ForwardParams<Real> fp(c, ix, params_);
   const Real* P = fp.data();
   Real* G = grad.data();
-  CodeGradientFold<Real> fold(c, ix, G);
   const index_t d = c.d_model;
   Mat<Real> dtext = Mat<Real>::Zero(c.text_vocab, static_cast<index_t>(T.text_cols.size()));
   Mat<Real> dimage = Mat<Real>::Zero(c.image_vocab, static_cast<index_t>(T.image_cols.size()));
@@ -815,6 +814,7 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
       D.middleCols(tr.cond_first, tr.n) += dmix;
     }
   }
+  CodeGradientFold<Real> fold(c, ix, G);  // inputs checked: from here on only G is written
   const Mat<Real>& hf = T.trunk.hf;
   Mat<Real> dhf = Mat<Real>::Zero(d, hf.cols());
   if (!T.text_cols.empty()) {

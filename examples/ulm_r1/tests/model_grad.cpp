@@ -2,6 +2,7 @@
 // and temperature, an understanding-image prompt) against central finite differences of every parameter.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -134,6 +135,15 @@ TEST_CASE("factored image codes: every parameter (colour and shape tables too), 
   CHECK(m.layout().back().shape == std::vector<index_t>{5, 8});
   check_all_parameters(ScoreOptions{0.7, 3.0}, false, c, 0.25);
   check_all_parameters(ScoreOptions{1.0, 1.0}, true, c);
+  // a bad dL/dlogits is an error that leaves the caller's accumulated gradient as it was
+  const auto rows = mixed_rows();
+  const auto s = m.score(rows, ScoreOptions{});
+  std::vector<layers::Mat<double>> dlogits;
+  for (const auto& z : s.logits) dlogits.push_back(layers::Mat<double>::Ones(z.rows(), z.cols()));
+  dlogits.back() = layers::Mat<double>::Ones(3, 1);
+  std::vector<double> grad(static_cast<std::size_t>(m.num_parameters()), 0.5);
+  CHECK_THROWS_WITH_AS(m.backward_logits(s, dlogits, grad), doctest::Contains("dlogits[2] is 3 x 1"), corl::Error);
+  CHECK(std::all_of(grad.begin(), grad.end(), [](double g) { return g == 0.5; }));
 }
 
 TEST_CASE("factored image codes: code k reads table[k] + colour[(k-1)/S] + shape[(k-1)%S], and bad configs") {
