@@ -47,6 +47,13 @@ TEST_CASE("weighted_reward_sum: infinite rewards and overflowing sums are errors
   CHECK_THROWS_WITH_AS(corl::normalize_then_sum(corl::GroupZScore{}, corl::RewardTable<double>{t_inf, 2, 2}, w, g, 1,
                                                 std::span<double>(adv)),
                        doctest::Contains("normalize_then_sum: reward 1 of sequence 1 = inf"), corl::Error);
+  // and names itself when the weighted sum overflows (float rewards, each finite)
+  const std::vector<float> tf2{3e38f, 3e38f, 1.0f, 2.0f};
+  std::vector<float> adv_f(2);
+  CHECK_THROWS_WITH_AS(corl::normalize_then_sum(corl::GroupZScore{}, corl::RewardTable<float>{tf2, 2, 2},
+                                                std::vector<double>{1.0, 1.0}, g, 1, std::span<float>(adv_f)),
+                       doctest::Contains("normalize_then_sum: the weighted sum of sequence 0's rewards overflows"),
+                       corl::Error);
 }
 
 TEST_CASE("sum then normalise vs GDPO normalise then sum: hand-computed group of four") {

@@ -56,6 +56,11 @@ EvalResult evaluate(const Model<float>& model, const EvalOptions& o) {
                 model.config().image_vocab, ", image_tokens ", model.config().image_tokens,
                 ") does not match the world (", tok.vocab_size(), ", ", o.world.codebook_size(), ", ",
                 o.world.num_cells(), ")");
+  corl::require(!model.config().factored_codes() || (model.config().code_colours == o.world.num_colours() &&
+                                                     model.config().code_shapes == o.world.num_shapes()),
+                "ulm::evaluate: the model's factored codes (", model.config().code_colours, " colours x ",
+                model.config().code_shapes, " shapes) do not match the world (", o.world.num_colours(), " x ",
+                o.world.num_shapes(), ")");
   GeneratorOptions gen;
   gen.seed = o.seed;
   gen.rows = o.rows;

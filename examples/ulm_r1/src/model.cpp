@@ -50,9 +50,10 @@ void ModelConfig::validate() const {
   corl::require(code_colours >= 0 && code_shapes >= 0 && (code_colours > 0) == (code_shapes > 0),
                 "ulm::ModelConfig::validate: code_colours = ", code_colours, ", code_shapes = ", code_shapes,
                 ", expected both 0 (plain image-code tables) or both > 0 (factored codes)");
-  corl::require(!factored_codes() || image_vocab == 1 + code_colours * code_shapes,
+  const long long factored_vocab = 1 + static_cast<long long>(code_colours) * code_shapes;  // no int overflow
+  corl::require(!factored_codes() || image_vocab == factored_vocab,
                 "ulm::ModelConfig::validate: factored codes need image_vocab = 1 + code_colours * code_shapes = ",
-                1 + code_colours * code_shapes, ", got ", image_vocab);
+                factored_vocab, ", got ", image_vocab);
   for (auto [id, name] : {std::pair{pad_id, "pad_id"}, std::pair{bos_id, "bos_id"}, std::pair{eos_id, "eos_id"},
                           std::pair{image_begin_id, "image_begin_id"}}) {
     corl::require(id >= 0 && id < text_vocab, "ulm::ModelConfig::validate: ", name, " = ", id,

@@ -60,12 +60,15 @@ struct ModelConfig {
   /// Factored image codes: when both are > 0, image_vocab must be 1 + code_colours * code_shapes (code k >= 1 is
   /// colour (k-1) / code_shapes, shape (k-1) % code_shapes) and each image-code table the model reads (und_embed,
   /// gen_embed, gen_head.2.weight) is table[k] + colour_table[colour(k)] + shape_table[shape(k)]: codes that share a
-  /// colour or a shape share features, as a VQ codebook's vectors share visual features. 0, 0: plain tables.
+  /// colour or a shape share features, as a VQ codebook's vectors share visual features. 0, 0: plain tables. The
+  /// factor tables are initialised like the tables they add to (normal, std 1 for the embeddings, 1/sqrt(d_model)
+  /// for the head), so a factored model does not start as the plain one.
   int code_colours = 0, code_shapes = 0;
   bool factored_codes() const { return code_colours > 0 && code_shapes > 0; }
 
   /// Throws corl::Error naming the field and the condition (sizes positive, d_model divisible by n_heads, even head
-  /// size, special ids inside the text vocabulary).
+  /// size, special ids inside the text vocabulary, code_colours / code_shapes both 0 or both > 0 with image_vocab =
+  /// 1 + code_colours * code_shapes).
   void validate() const;
   int head_dim() const { return d_model / n_heads; }
   /// key -> value strings (stored as the checkpoint's __metadata__) and back.

@@ -104,6 +104,9 @@ void write_report_json(const std::string& path, const TrainConfig& config, const
       imp.set("qa_all", b->qa_accuracy() - a->qa_accuracy());
       imp.set("qa_mc", b->result.mc() - a->result.mc());
       imp.set("qa_oe", b->result.oe() - a->result.oe());
+      imp.set("geneval_overall_stderr", std::hypot(a->result.geneval.overall_standard_error(),
+                                                   b->result.geneval.overall_standard_error()));
+      imp.set("qa_all_stderr", std::hypot(a->qa_standard_error(), b->qa_standard_error()));
       j.set("improvement", imp);
     }
   }
@@ -135,15 +138,16 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
   }
   if (const auto* a = find_eval(result, "sft"); a != nullptr) {
     if (const auto* b = find_eval(result, "corl"); b != nullptr) {
-      // independent evaluation errors of the two models add in quadrature
+      // the two evaluations' errors added in quadrature, as if independent: they share the prompts and questions,
+      // so this overstates the error of the difference (conservative)
       const double se_gen = std::hypot(a->result.geneval.overall_standard_error(),
                                        b->result.geneval.overall_standard_error());
       const double se_qa = std::hypot(a->qa_standard_error(), b->qa_standard_error());
       md << "\nCoRL - SFT: GenEval overall " << f3(b->result.geneval.overall() - a->result.geneval.overall())
          << " (+- " << f3(se_gen) << "), QA all " << f3(b->qa_accuracy() - a->qa_accuracy()) << " (+- " << f3(se_qa)
-         << ") (target: >= 0.050 on both). +- is one standard error from the evaluation's finite sample of prompts "
-            "and questions; runs with another seed, or with rounding-level changes, vary more "
-            "(examples/ulm_r1/configs/README.md).\n";
+         << ") (target: >= 0.050 on both). +- is one standard error from the evaluations' finite samples of prompts "
+            "and questions, treating the two as independent (they share the prompts, so it is conservative); runs "
+            "with another seed, or with rounding-level changes, vary more (examples/ulm_r1/configs/README.md).\n";
     }
   }
   md << "\n## In-distribution view: world-GenEval on the training prompt specs\n\nFresh rows and sampling draws of the "

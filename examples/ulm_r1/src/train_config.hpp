@@ -33,7 +33,8 @@ struct TrainStageSettings {
   corl::LrSchedule lr_schedule = corl::LrSchedule::constant;
   int warmup_steps = 0;
   /// Also write a pipeline checkpoint every N steps (0: only at the end of the stage); a unified one can be given
-  /// as unified.ckpt to run the refined stages from an intermediate unified policy.
+  /// as unified.ckpt to run the refined stages from an intermediate unified policy (with a constant schedule that
+  /// is the policy a k-step unified stage ends with).
   int checkpoint_every = 0;
 };
 

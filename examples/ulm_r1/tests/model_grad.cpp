@@ -157,25 +157,28 @@ TEST_CASE("factored image codes: code k reads table[k] + colour[(k-1)/S] + shape
   const auto all = m.parameters();
   REQUIRE(all.size() == plain.size() + 5 * (4 + 8 + 8));
   CHECK(std::equal(plain.begin(), plain.end(), all.begin()));
-  // factors: gen_embed colour 1 feature 0 = 1, shape 2 feature 1 = 2, all others 0
+  // one non-zero factor entry per table, added by hand to the rows of the codes that have that colour or shape:
+  // code k = 1 + colour * 3 + shape, so colour 1 = codes 4, 5, 6 and shape 2 = codes 3, 6
   for (const char* name : {"image_factors.und_embed.weight", "image_factors.gen_embed.weight",
                            "image_factors.gen_head.weight"}) {
     auto f = m.parameter(name);
     std::fill(f.begin(), f.end(), 0.0);
   }
-  auto f = m.parameter("image_factors.gen_embed.weight");
-  f[1 * 8 + 0] = 1.0;
-  f[(2 + 2) * 8 + 1] = 2.0;
-  // by hand: code 6 = colour 1, shape 2 gets both; code 3 = colour 0, shape 2 only the shape's; code 4 = colour 1
-  auto gh = by_hand.parameter("gen_embed.weight");
-  gh[6 * 8 + 0] += 1.0;
-  gh[6 * 8 + 1] += 2.0;
-  gh[3 * 8 + 1] += 2.0;
-  gh[4 * 8 + 0] += 1.0;
-  gh[5 * 8 + 0] += 1.0;
+  m.parameter("image_factors.gen_embed.weight")[1 * 8 + 0] = 1.0;        // colour 1, feature 0
+  m.parameter("image_factors.und_embed.weight")[(2 + 2) * 4 + 3] = -2.0;  // shape 2, feature 3
+  m.parameter("image_factors.gen_head.weight")[1 * 8 + 5] = 0.5;         // colour 1, feature 5
+  m.parameter("image_factors.gen_head.weight")[(2 + 1) * 8 + 2] = 3.0;   // shape 1, feature 2
+  auto gen = by_hand.parameter("gen_embed.weight");
+  for (int k : {4, 5, 6}) gen[k * 8 + 0] += 1.0;
+  auto und = by_hand.parameter("und_embed.weight");
+  for (int k : {3, 6}) und[k * 4 + 3] -= 2.0;
+  auto head = by_hand.parameter("gen_head.2.weight");
+  for (int k : {4, 5, 6}) head[k * 8 + 5] += 0.5;
+  for (int k : {2, 5}) head[k * 8 + 2] += 3.0;
   ScoreRow row;
   row.prompt = text({1, 3});
   for (int code : {6, 3, 4, 5, 0}) row.prompt.push_back(Token{code, Modality::image_out});
+  for (int code : {3, 6, 1}) row.prompt.push_back(Token{code, Modality::image_in});
   row.completion = image_sequence(std::vector<int>{2, 4}, Modality::image_out);
   const auto a = m.score({row}, ScoreOptions{});
   const auto b = by_hand.score({row}, ScoreOptions{});
@@ -188,6 +191,8 @@ TEST_CASE("factored image codes: code k reads table[k] + colour[(k-1)/S] + shape
   bad.code_shapes = 2;
   CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("image_vocab = 1 + code_colours * code_shapes = 5, got 7"),
                        corl::Error);
+  bad.code_colours = bad.code_shapes = 1 << 20;  // the product does not fit an int: still a plain error
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("= 1099511627777, got 7"), corl::Error);
 }
 
 TEST_CASE("model gradient with an entropy term: every parameter, T = 0.7, CFG weight 3, against finite differences") {

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "checkpoint.hpp"
 #include "cli.hpp"
@@ -105,6 +106,23 @@ TEST_CASE("SFT smoke: the loss decreases, any thread count gives the same bits, 
   CHECK(a.model.cross_entropy(rows, g1) == back.cross_entropy(rows, g2));
   CHECK(g1 == g2);
   std::remove(path.c_str());
+}
+
+TEST_CASE("evaluation: a model that does not fit the world is an error naming both (vocabularies, factored codes)") {
+  const WorldConfig world;
+  const Tokenizer tok(world);
+  ModelConfig small = tiny_sft().model;
+  ModelConfig mc = model_config_for(world, tok, small);
+  mc.image_vocab += 1;
+  EvalOptions e;
+  e.rows = 6;
+  CHECK_THROWS_WITH_AS(evaluate(Model<float>(mc, 1), e), doctest::Contains("does not match the world"), corl::Error);
+  mc = model_config_for(world, tok, small, true);
+  std::swap(mc.code_colours, mc.code_shapes);  // 4 x 6 instead of 6 x 4: same image_vocab, factors mixed up
+  CHECK_THROWS_WITH_AS(evaluate(Model<float>(mc, 1), e),
+                       doctest::Contains("factored codes (4 colours x 6 shapes) do not match the world (6 x 4)"),
+                       corl::Error);
+  CHECK(evaluate(Model<float>(model_config_for(world, tok, small, true), 1), e).geneval.total() == 6);
 }
 
 TEST_CASE("evaluation: JSON has exactly geneval{overall, 6 categories} and qa{mc, oe}, values in [0, 1]") {

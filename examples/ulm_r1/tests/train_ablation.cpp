@@ -5,12 +5,13 @@
 
 #include <cmath>
 #include <filesystem>
-#include <iomanip>
 #include <fstream>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include "json.hpp"
 #include "tiny_train_config.hpp"
 #include "train_run.hpp"
 
@@ -69,6 +70,12 @@ TEST_CASE("--ablation with R_TIM switched off in the main run: R_cycle + R_TIM i
   qa_line << std::fixed << std::setprecision(3) << "QA all " << corl.qa_accuracy() - sft.qa_accuracy() << " (+- "
           << std::hypot(sft.qa_standard_error(), corl.qa_standard_error()) << ")";
   CHECK(md.find(qa_line.str()) != std::string::npos);
+  const ulm::Json report = ulm::parse_json(read_text(dir / "report.json"), "report.json");
+  CHECK(report.at("improvement").at("qa_all_stderr").as_number() ==
+        doctest::Approx(std::hypot(sft.qa_standard_error(), corl.qa_standard_error())));
+  CHECK(report.at("improvement").at("geneval_overall_stderr").as_number() ==
+        doctest::Approx(std::hypot(sft.result.geneval.overall_standard_error(),
+                                   corl.result.geneval.overall_standard_error())));
   std::filesystem::remove_all(dir);
 }
 

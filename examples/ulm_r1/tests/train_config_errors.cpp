@@ -80,7 +80,8 @@ TEST_CASE("bad config values and files fail with messages naming the source, key
                        corl::Error);
   g = ulm::TrainConfig{};
   g.model_factored_codes = 2;
-  CHECK_THROWS_WITH_AS(g.validate(), doctest::Contains("model.factored_codes = 2, expected 0 (plain image-code tables) or 1"),
+  CHECK_THROWS_WITH_AS(g.validate(),
+                       doctest::Contains("model.factored_codes = 2, expected 0 (plain image-code tables) or 1"),
                        corl::Error);
   g = ulm::TrainConfig{};
   g.qa_merge_alpha = 2;

@@ -55,8 +55,6 @@ void validate_reward_table(const char* where, const RewardTable<Real>& table, st
 }
 }  // namespace detail
 
-/// r_i = sum over the non-NaN R_ij of w_j R_ij; NaN when all of sequence i's rewards are NaN. Throws corl::Error
-/// naming the sequence (and function) for an infinite reward or a sum that overflows Real.
 namespace detail {
 /// The weighted sum of each sequence's valid rewards (NaN when it has none), for a table already validated by
 /// validate_reward_table(where, ...).
@@ -82,6 +80,8 @@ std::vector<Real> weighted_sum_of_valid(const char* where, const RewardTable<Rea
 }
 }  // namespace detail
 
+/// r_i = sum over the non-NaN R_ij of w_j R_ij; NaN when all of sequence i's rewards are NaN. Throws corl::Error
+/// naming the sequence (and function) for an infinite reward or a sum that overflows Real.
 template <class Real>
 std::vector<Real> weighted_reward_sum(const RewardTable<Real>& table, std::span<const double> weights) {
   detail::validate_reward_table("weighted_reward_sum", table, weights);
