@@ -1,7 +1,6 @@
 // report_writer.cpp — see report_writer.hpp.
 #include "report_writer.hpp"
 
-#include <cmath>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -98,15 +97,15 @@ void write_report_json(const std::string& path, const TrainConfig& config, const
   j.set("stages", stages);
   if (const auto* a = find_eval(result, "sft"); a != nullptr) {
     if (const auto* b = find_eval(result, "corl"); b != nullptr) {
+      const Improvement d = improvement(*a, *b);
       Json imp = Json::object();
-      imp.set("geneval_overall", b->result.geneval.overall() - a->result.geneval.overall());
+      imp.set("geneval_overall", d.geneval);
       imp.set("geneval_train_prompts_overall", b->train_prompts.overall() - a->train_prompts.overall());
-      imp.set("qa_all", b->qa_accuracy() - a->qa_accuracy());
+      imp.set("qa_all", d.qa);
       imp.set("qa_mc", b->result.mc() - a->result.mc());
       imp.set("qa_oe", b->result.oe() - a->result.oe());
-      imp.set("geneval_overall_stderr", std::hypot(a->result.geneval.overall_standard_error(),
-                                                   b->result.geneval.overall_standard_error()));
-      imp.set("qa_all_stderr", std::hypot(a->qa_standard_error(), b->qa_standard_error()));
+      imp.set("geneval_overall_stderr", d.geneval_se);
+      imp.set("qa_all_stderr", d.qa_se);
       j.set("improvement", imp);
     }
   }
@@ -138,13 +137,9 @@ void write_report_markdown(const std::string& path, const TrainConfig& config, c
   }
   if (const auto* a = find_eval(result, "sft"); a != nullptr) {
     if (const auto* b = find_eval(result, "corl"); b != nullptr) {
-      // the two evaluations' errors added in quadrature, as if independent: they share the prompts and questions,
-      // so this overstates the error of the difference (conservative)
-      const double se_gen = std::hypot(a->result.geneval.overall_standard_error(),
-                                       b->result.geneval.overall_standard_error());
-      const double se_qa = std::hypot(a->qa_standard_error(), b->qa_standard_error());
-      md << "\nCoRL - SFT: GenEval overall " << f3(b->result.geneval.overall() - a->result.geneval.overall())
-         << " (+- " << f3(se_gen) << "), QA all " << f3(b->qa_accuracy() - a->qa_accuracy()) << " (+- " << f3(se_qa)
+      const Improvement d = improvement(*a, *b);
+      md << "\nCoRL - SFT: GenEval overall " << f3(d.geneval) << " (+- " << f3(d.geneval_se) << "), QA all "
+         << f3(d.qa) << " (+- " << f3(d.qa_se)
          << ") (target: >= 0.050 on both). +- is one standard error from the evaluations' finite samples of prompts "
             "and questions, treating the two as independent (they share the prompts, so it is conservative); runs "
             "with another seed, or with rounding-level changes, vary more (examples/ulm_r1/configs/README.md).\n";

@@ -39,6 +39,17 @@ double EvalRecord::qa_standard_error() const {
   return total > 0 ? std::sqrt(p * (1.0 - p) / total) : 0.0;
 }
 
+Improvement improvement(const EvalRecord& before, const EvalRecord& after) {
+  const GenEvalTally& a = before.result.geneval;
+  const GenEvalTally& b = after.result.geneval;
+  Improvement d;
+  d.geneval = b.overall() - a.overall();
+  d.geneval_se = std::hypot(a.overall_standard_error(), b.overall_standard_error());
+  d.qa = after.qa_accuracy() - before.qa_accuracy();
+  d.qa_se = std::hypot(before.qa_standard_error(), after.qa_standard_error());
+  return d;
+}
+
 const EvalRecord& TrainResult::eval(const std::string& name) const {
   for (const auto& e : evals)
     if (e.name == name) return e;
@@ -414,15 +425,11 @@ int cmd_train(const std::vector<std::string>& args) {
   const TrainResult res = run_training(cfg, &std::cerr);
   const auto& sft = res.eval("sft");
   const auto& corl = res.eval("corl");
-  const double gen_diff = corl.result.geneval.overall() - sft.result.geneval.overall();
-  const double qa_diff = corl.qa_accuracy() - sft.qa_accuracy();
+  const Improvement d = improvement(sft, corl);
   std::cout << std::fixed << std::setprecision(3) << "world-GenEval overall: SFT " << sft.result.geneval.overall()
-            << " -> CoRL " << corl.result.geneval.overall() << " (" << std::showpos << gen_diff << std::noshowpos
-            << " +- "
-            << std::hypot(sft.result.geneval.overall_standard_error(), corl.result.geneval.overall_standard_error())
-            << ")\nQA accuracy: SFT " << sft.qa_accuracy() << " -> CoRL " << corl.qa_accuracy() << " ("
-            << std::showpos << qa_diff << std::noshowpos << " +- "
-            << std::hypot(sft.qa_standard_error(), corl.qa_standard_error()) << ")\n";
+            << " -> CoRL " << corl.result.geneval.overall() << " (" << std::showpos << d.geneval << std::noshowpos
+            << " +- " << d.geneval_se << ")\nQA accuracy: SFT " << sft.qa_accuracy() << " -> CoRL "
+            << corl.qa_accuracy() << " (" << std::showpos << d.qa << std::noshowpos << " +- " << d.qa_se << ")\n";
   return 0;
 }
 

@@ -51,6 +51,14 @@ struct EvalRecord {
   double qa_standard_error() const;
 };
 
+/// after - before on the two target metrics (held-out GenEval overall, QA over all questions), each with one
+/// standard error of the difference: the two evaluations' errors in quadrature, as if independent (they share the
+/// prompts and questions, so this overstates it: conservative).
+struct Improvement {
+  double geneval = 0, geneval_se = 0, qa = 0, qa_se = 0;
+};
+Improvement improvement(const EvalRecord& before, const EvalRecord& after);
+
 struct TrainResult {
   std::vector<StageRecord> stages;
   std::vector<EvalRecord> evals;
