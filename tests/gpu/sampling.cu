@@ -1,6 +1,7 @@
 // GPU sampler (corl/cuda/sampling.cuh) against the CPU reference (corl/sampling/sampler.hpp): same tokens for the same
 // (seed, offset, row) wherever the arithmetic allows, log-prob parity, determinism, failure codes, and a chi-square
 // test of the GPU's draws (20000 rows = 20000 independent draws) against the exact truncated distribution.
+#include "device_array.cuh"
 #include "gpu_test_main.cuh"
 
 #include <cuda_bf16.h>
@@ -176,6 +177,14 @@ TEST_CASE("GPU and CPU samplers pick the same tokens with the same log-probs (fp
 TEST_CASE("GPU and CPU samplers agree on bf16 and fp16 rows") {
   check_parity<corl::bfloat16>(48, 16384, 16384, 0);
   check_parity<corl::float16>(48, 3001, 3003, 0);
+}
+
+TEST_CASE("GPU and CPU samplers agree on rows wider than 2^18 entries (64-bit radix bins) and just inside it") {
+  // Truncated rows of at most 2^18 entries keep their radix histograms in 32-bit words (the mass in three pieces),
+  // wider ones in 64-bit words: the same integer sums either way, so both must match the CPU reference.
+  if (corl_test::small_shapes_only()) return;  // under compute-sanitizer (scripts/gpu-check)
+  check_parity<float>(6, (index_t{1} << 18) + 3, (index_t{1} << 18) + 3, 0);
+  check_parity<float>(6, index_t{1} << 18, index_t{1} << 18, 0);
 }
 
 TEST_CASE("GPU sampler is deterministic and depends on (seed, offset)") {

@@ -11,12 +11,12 @@
 // bounds). Since S_g exp(-B) = (sum_{i in g} exp(z_i - m)) exp(m - B) and exp(z_i - m) is needed for the sum anyway, a
 // quad costs four exps, a sum and one compare; a quad that cannot win even with the smallest uniform does not ask for
 // its word at all (the caller's word source may then skip a Philox call). The filter is used only while
-// c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide a quad that could win; above that (no B
-// yet, or a new max far above B) every quad gets its exact key. The margin covers the rounding of exp (device:
-// __expf) and of the key for |z| < 4096; the exact comparison is always made on the exact key, so the winner is the
-// exhaustive argmax of the quad keys (ties: the smaller quad), the same as sample_row's, whatever the split of the row
-// and whatever valid B the caller passes. The token inside the winning quad is drawn afterwards (pick_in_quad), once
-// per row.
+// c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide a quad that could win; above that (no B yet,
+// or a new max far above B) every quad gets its exact key. The margin covers the rounding of exp (device: ex2.approx,
+// results below 2^-126 flushed to 0) and of the key for |z| < 4096; the exact comparison is always made on the exact
+// key, so the winner is the exhaustive argmax of the quad keys (ties: the smaller quad), the same as sample_row's,
+// whatever the split of the row and whatever valid B the caller passes. The token inside the winning quad is drawn
+// afterwards (pick_in_quad), once per row.
 // Source: Gumbel-max (Maddison et al. 2014); online softmax (Milakov & Gimelshein 2018).
 #pragma once
 
@@ -30,11 +30,16 @@
 
 namespace corl::sampling {
 
-/// exp for the online sum and the filter: __expf on the device (2 + 1.2 |x| ulp: ~1e-5 relative at |x| = 87, far
-/// inside the filter margin of 1e-3), std::exp on the host.
+/// exp for the online sum and the filter: ex2.approx on the device (as __expf: 2 + 1.2 |x| ulp, ~1e-5 relative at
+/// |x| = 87, far inside the filter margin of 1e-3), std::exp on the host.
 CORL_HD float stream_exp(float x) {
 #if defined(__CUDA_ARCH__)
-  return __expf(x);
+  // __expf's ex2.approx without its subnormal-result path (2 instructions instead of ~10 per call, a quarter of the
+  // pass-1 work per quad): a result below 2^-126 becomes 0. Nothing here can notice: a sum holds exp(0) = 1, and a
+  // flushed quad has S_g exp(m - B) <= 4 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
+  return y;
 #else
   return std::exp(x);
 #endif
@@ -84,7 +89,11 @@ CORL_HD void fold_race_quad(RaceState& st, float& c_bound, const float (&z)[4], 
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   const index_t i0 = g * 4;
   float quad_max = neg_inf;
+#if defined(__CUDA_ARCH__)
+  for (int k = 0; k < 4; ++k) quad_max = fmaxf(quad_max, z[k]);  // one FMNMX each; no z is NaN here
+#else
   for (int k = 0; k < 4; ++k) quad_max = z[k] > quad_max ? z[k] : quad_max;
+#endif
   if (quad_max > st.max) {
     st.sum = (st.max == neg_inf) ? 0.0f : st.sum * stream_exp(st.max - quad_max);
     st.max = quad_max;

@@ -69,6 +69,13 @@ namespace sampling_detail {
 inline constexpr int kBlock = 512;
 inline constexpr int kRadixBins = 2048;  // 11-bit digits: 11 + 11 + 10 = 32
 inline constexpr float kMassScale = 1099511627776.0f;     // 2^40: fixed-point scale of probability mass
+/// Rows of at most this many entries keep their radix histograms in 32-bit words, the fixed-point mass split into
+/// three pieces of 14 bits (a bin's piece sum is at most 2^18 * (2^14 - 1) < 2^32): shared-memory atomics on 32-bit
+/// words are single instructions (ATOMS.ADD, ATOMS.POPC.INC), while a 64-bit atomicAdd on shared memory compiles to a
+/// compare-and-swap loop (ATOMS.CAST.SPIN.64) that spins under contention on the few bins the first digit uses. Wider
+/// rows keep 64-bit bins. Both give the same integer sums, hence the same thresholds.
+inline constexpr index_t kNarrowHistMaxVocab = index_t{1} << 18;
+inline constexpr int kMassPieceBits = 14;
 
 struct Args {
   index_t vocab;
@@ -153,24 +160,22 @@ __device__ __forceinline__ void unpack4(const Raw4<In>& r, float out[4]) {
   }
 }
 
-/// Guided, tempered score; sets *bad when an input is NaN / +inf or the result overflows.
+/// Guided (kGuided; `u` unused otherwise), tempered score; sets *bad when an input is NaN / +inf or the result
+/// overflows. Unguided, "z is NaN or +inf" says it all: c * (1 / T) with 1 / T > 0 is NaN or +inf exactly when c is,
+/// or when it overflows; guided, the inputs are checked too (a negative weight can turn c = +inf into z = -inf).
+template <bool kGuided>
 __device__ __forceinline__ float score(float c, float u, const Args& a, bool* bad) {
   float mixed = c;
-  bool invalid = isnan(c) || c == INFINITY;
-  if (a.guided) {
-    invalid = invalid || isnan(u) || u == INFINITY;
-    mixed = corl::sampling::cfg_mix(c, u, a.weight);
-  }
-  const float z = (mixed == -INFINITY) ? -INFINITY : corl::sampling::mul_rn(mixed, a.inv_temperature);
-  *bad = invalid || isnan(z) || z == INFINITY;
+  if constexpr (kGuided) mixed = corl::sampling::cfg_mix(c, u, a.weight);
+  const float tempered = corl::sampling::mul_rn(mixed, a.inv_temperature);  // -inf * 0 would be NaN: select
+  const float z = (mixed == -INFINITY) ? -INFINITY : tempered;
+  bool invalid = !(z < INFINITY);  // NaN or +inf
+  if constexpr (kGuided) invalid = invalid || isnan(c) || c == INFINITY || isnan(u) || u == INFINITY;
+  *bad = invalid;
   return z;
 }
-
-/// Score of element i (scalar load), for the extra passes.
-template <class In>
-__device__ __forceinline__ float score_at(const In* cond, const In* uncond, index_t i, const Args& a) {
-  bool bad = false;
-  return score(to_float(cond[i]), a.guided ? to_float(uncond[i]) : 0.0f, a, &bad);
+__device__ __forceinline__ float score(float c, float u, const Args& a, bool* bad) {
+  return a.guided ? score<true>(c, u, a, bad) : score<false>(c, u, a, bad);
 }
 
 /// Scores of group g (elements 4g .. 4g + 3; -inf beyond the row), loaded as vectors when `vector_ok`: the extra
@@ -237,7 +242,7 @@ struct SumCountMass {
 };
 
 __device__ __forceinline__ unsigned long long fixed_mass(float z, float m) {
-  return z == -INFINITY ? 0ull : __float2ull_rn(__expf(z - m) * kMassScale);
+  return z == -INFINITY ? 0ull : __float2ull_rn(corl::sampling::stream_exp(z - m) * kMassScale);
 }
 
 template <bool kTruncate>
@@ -248,8 +253,16 @@ struct SharedStorage {
     typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
     typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
   } cub;
-  unsigned long long hist_count[kTruncate ? kRadixBins : 1];
-  unsigned long long hist_mass[kTruncate ? kRadixBins : 1];
+  union {
+    struct {  // vocab > kNarrowHistMaxVocab
+      unsigned long long count[kTruncate ? kRadixBins : 1];
+      unsigned long long mass[kTruncate ? kRadixBins : 1];
+    } wide;
+    struct {  // vocab <= kNarrowHistMaxVocab: mass = piece[0] + piece[1] 2^14 + piece[2] 2^28
+      std::uint32_t count[kTruncate ? kRadixBins : 1];
+      std::uint32_t mass[3][kTruncate ? kRadixBins : 1];
+    } narrow;
+  } hist;
   RowState row;
   // radix selection results
   std::uint32_t prefix;
@@ -279,9 +292,16 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
   for (int pass = 0; pass < 3; ++pass) {
     const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
     const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
+    const bool narrow = a.vocab <= kNarrowHistMaxVocab;
     for (int b = tid; b < kRadixBins; b += kBlock) {
-      s.hist_count[b] = 0;
-      s.hist_mass[b] = 0;
+      if (narrow) {
+        s.hist.narrow.count[b] = 0;
+#pragma unroll
+        for (int piece = 0; piece < 3; ++piece) s.hist.narrow.mass[piece][b] = 0;
+      } else {
+        s.hist.wide.count[b] = 0;
+        s.hist.wide.mass[b] = 0;
+      }
     }
     __syncthreads();
     const std::uint32_t prefix = s.prefix;
@@ -297,9 +317,22 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
         if (key < restrict_min || (key & mask) != prefix) continue;
         const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
         if (by_mass) {
-          atomicAdd(&s.hist_mass[bin], fixed_mass(z, m));
+          const unsigned long long w = fixed_mass(z, m);  // <= 2^40
+          if (narrow) {
+            constexpr unsigned long long kPieceMask = (1ull << kMassPieceBits) - 1;
+            const auto p0 = static_cast<std::uint32_t>(w & kPieceMask);
+            const auto p1 = static_cast<std::uint32_t>((w >> kMassPieceBits) & kPieceMask);
+            const auto p2 = static_cast<std::uint32_t>(w >> (2 * kMassPieceBits));
+            if (p0 != 0) atomicAdd(&s.hist.narrow.mass[0][bin], p0);
+            if (p1 != 0) atomicAdd(&s.hist.narrow.mass[1][bin], p1);
+            if (p2 != 0) atomicAdd(&s.hist.narrow.mass[2][bin], p2);
+          } else if (w != 0) {
+            atomicAdd(&s.hist.wide.mass[bin], w);
+          }
+        } else if (narrow) {
+          atomicAdd(&s.hist.narrow.count[bin], 1u);
         } else {
-          atomicAdd(&s.hist_count[bin], 1ull);
+          atomicAdd(&s.hist.wide.count[bin], 1ull);
         }
       }
     }
@@ -311,7 +344,14 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
 #pragma unroll
     for (int q = 0; q < kPer; ++q) {
       const int bin = kRadixBins - 1 - (tid * kPer + q);
-      local[q] = {s.hist_count[bin], s.hist_mass[bin]};
+      if (narrow) {
+        local[q] = {s.hist.narrow.count[bin],
+                    static_cast<unsigned long long>(s.hist.narrow.mass[0][bin]) +
+                        (static_cast<unsigned long long>(s.hist.narrow.mass[1][bin]) << kMassPieceBits) +
+                        (static_cast<unsigned long long>(s.hist.narrow.mass[2][bin]) << (2 * kMassPieceBits))};
+      } else {
+        local[q] = {s.hist.wide.count[bin], s.hist.wide.mass[bin]};
+      }
       thread_total.count += local[q].count;
       thread_total.mass += local[q].mass;
     }
@@ -369,22 +409,33 @@ struct RaceWordCache {
 };
 
 /// Scores one group of four loaded logits (quad g: indices 4g .. 4g + 3), records NaN / +inf, and folds it into the
-/// state.
+/// state. Beyond the row load4_raw gives -inf, whose unguided score is -inf (not bad); a guided one is NaN
+/// (cfg_mix(-inf, -inf)), so the row's last quad is masked when guided. The per-element work is one score and one
+/// compare; the index bookkeeping of bad entries runs only for a quad that has one.
+template <bool kGuided>
 __device__ __forceinline__ void fold_group(RowState& st, float& c_bound, RaceWordCache& cache, const float (&c)[4],
                                            const float (&u)[4], index_t g, const Args& a, std::uint32_t stream,
                                            float known_key) {
   const index_t i0 = g * 4;
+  const bool tail = kGuided && i0 + 3 >= a.vocab;
   float z[4];
+  bool bad[4];
+  bool any_bad = false;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    bool bad = false;
-    z[k] = score(c[k], u[k], a, &bad);
-    if (i0 + k >= a.vocab) {
+    z[k] = score<kGuided>(c[k], u[k], a, &bad[k]);
+    if (tail && i0 + k >= a.vocab) {
       z[k] = -INFINITY;
-      bad = false;
+      bad[k] = false;
     }
-    if (bad && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
-    if (bad) z[k] = -INFINITY;
+    any_bad = any_bad || bad[k];
+  }
+  if (any_bad) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if (bad[k] && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
+      if (bad[k]) z[k] = -INFINITY;
+    }
   }
   auto word_of = [&](index_t quad) { return cache.word(a, stream, quad); };
   corl::sampling::fold_race_quad(st, c_bound, z, g, a.greedy, word_of, OutOfLineQuadKey{}, known_key);
@@ -462,7 +513,7 @@ __global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
         float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         unpack4(rc[j], c);
         if constexpr (kGuided) unpack4(ru[j], u);
-        fold_group(st, c_bound, cache, c, u, g, a, stream, known_key);
+        fold_group<kGuided>(st, c_bound, cache, c, u, g, a, stream, known_key);
       }
     }
     if (!a.greedy) {
