@@ -124,7 +124,8 @@ void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign)
   const auto cond = random_rows<H>(rows, stride, 100 + static_cast<std::uint64_t>(vocab));
   const auto uncond = random_rows<H>(rows, stride, 200 + static_cast<std::uint64_t>(vocab));
   for (const Case& c : cases()) {
-    CAPTURE(c.name);
+    const std::string name = c.name;  // CAPTURE of a const char* prints the pointer
+    CAPTURE(name);
     CAPTURE(vocab);
     CAPTURE(stride);
     CAPTURE(misalign);
@@ -147,10 +148,14 @@ void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign)
         continue;
       }
       const float gl = gpu.logps[static_cast<std::size_t>(r)];
-      CHECK(std::abs(gl - cpu.logp) <= 2e-4f + 2e-5f * std::abs(cpu.logp));  // float sums in another order
+      // Float sums of V terms in another order. The V term is the float CPU reference's own error: against
+      // sampling_logprob<double> it is off by up to 5.8e-5 at V = 32000, 2.4e-4 at 102400 and 4.1e-4 at 262147
+      // (these rows, measured on the CPU), and the H200 agreed with it to 4.3e-4 at 262147.
+      const float tol = 2e-4f + 2e-9f * static_cast<float>(vocab);
+      CHECK(std::abs(gl - cpu.logp) <= tol + 2e-5f * std::abs(cpu.logp));
       // The GPU's logp is the CPU's sampling_logprob of the GPU's token (what the trainer recomputes).
       const float again = corl::sampling::sampling_logprob<float, float>(cr, ur, gt, c.params);
-      CHECK(std::abs(gl - again) <= 2e-4f + 2e-5f * std::abs(again));
+      CHECK(std::abs(gl - again) <= tol + 2e-5f * std::abs(again));
     }
     // Tokens differ only on near-ties of the quad race keys or of the draw inside the winning quad (a few ulp of expf /
     // logf / log1pf) or on a top-p boundary whose cumulative mass is within rounding of p: all have probability << 1%

@@ -470,11 +470,14 @@ __device__ __forceinline__ float warp_best_key(const RowState& st) {
 template <class In, bool kGuided>
 inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 
-/// kTruncate = false: plain / CFG / greedy rows, pass 1 only (fewer registers: 2 blocks of 512 threads per SM).
-/// kTruncate = true: top-k / top-p / min-p, pass 1 then the selection passes (1 block per SM).
+/// kTruncate = false: plain / CFG / greedy rows, pass 1 only. kTruncate = true: top-k / top-p / min-p, pass 1 then the
+/// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills ~660
+/// bytes, but only in the once-per-digit scan of radix_select; its element loops (pass 1, the histogram passes, the
+/// mass pass, the kept race) use no local memory (cuobjdump, sm_90), and it gets twice the warps it had at 124
+/// registers and 1 block per SM.
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
 template <class In, bool kTruncate, bool kGuided>
-__global__ void __launch_bounds__(kBlock, kTruncate ? 1 : 2)
+__global__ void __launch_bounds__(kBlock, 2)
     sample_rows_kernel(const In* __restrict__ cond_all, const In* __restrict__ uncond_all, Args a,
                        std::int64_t* __restrict__ tokens, float* __restrict__ logps) {
   __shared__ SharedStorage<kTruncate> s;
