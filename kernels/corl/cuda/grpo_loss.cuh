@@ -75,7 +75,9 @@ struct GrpoLossArgs {
   /// in shared memory (token-level losses; see grpo_loss_row_layout). 1 = one block per row, at most 8.
   int max_row_split = 8;
   /// sm_90, rows kept in shared memory: bring them in with the bulk-copy engine (cp.async.bulk on mbarriers) instead
-  /// of loads through registers. Same results bit for bit. Off by default until measured on a GPU.
+  /// of loads through registers. Same results bit for bit. Off by default: on an H200 (2026-11-27, three runs) it was
+  /// 1.966-1.988 ms against 1.996-2.016 ms at B32 T512 V102400 (~1% faster) but 0.373-0.378 ms against 0.352-0.354 ms
+  /// at B32 T576 V16384 (6% slower).
   bool bulk_copy = false;
 };
 

@@ -24,18 +24,19 @@
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
-// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.23-4.27 TB/s; docs/kernels.md section 6 has the
-// full table), all with the former per-element race (one Philox quarter, one filter test and one candidate key per
-// logit; replaced by the quad race after these runs, which has not yet run on a GPU). Before the warp-shared filter
-// (run 1 of 2026-11-26): plain fp32 V = 102400 155 us (6.3x the one-read floor of 24.6 us), bf16 186 us (15x),
-// V = 16384 40-42 us; top-p 0.9 fp32 1.09 ms. With it (runs 2-4): plain fp32 118-121 us (4.9x), bf16 125-127 us (10x),
-// V = 16384 33-38 us; CFG 5 fp32 V = 102400 142-145 us (2.9x its two-row floor); top-k 50 0.73-0.87 ms; top-p 0.9
-// 0.81-0.88 ms, 3.3-3.8x faster than PyTorch's sort-based top-p in the same run (2.9 ms at V = 102400, 0.58 ms at
-// 16384). The target (<= 2x the floor) was missed: Nsight Compute on the plain fp32 V = 102400 launch showed DRAM at
-// 20% and issue slots 66% busy, i.e. ~95 instructions per logit, because the per-element race drew a Philox quarter
-// and tested the filter for EVERY logit (the benchmark's logits span ~12 nats, so no element can be skipped). The quad
-// race divides the Philox work by four and the filter work by four; for the truncated modes a single-pass pivot
-// scheme instead of the 3-pass radix selection is the next step.
+// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.25 TB/s; docs/kernels.md section 6 has every
+// run): per-element race (2026-11-26) plain fp32 V = 102400 121 us (4.9x the one-read floor of 24.6 us), top-p 0.9
+// 0.88 ms. Quad race (2026-11-27 run 1): plain 95.6 us, top-p 0.837 ms. This code (run 3): plain fp32 V = 102400
+// 68 us (2.75x), bf16 67 us (5.4x its 12.3 us floor), V = 16384 24-25 us; CFG 5 fp32 116 us (2.4x its two-row
+// floor), bf16 108 us; top-k 50 fp32 0.272 ms, top-p 0.9 fp32 0.335 ms (13.6x), bf16 0.328 ms; PyTorch's sort-based
+// top-p in the same run 2.88 ms (8.6x slower). The 2x target is missed: the one-pass kernel issues ~200 instructions
+// per quad (Nsight: issue slots 63% busy, DRAM 35%), a fifth of them the Philox call shared by four quads; the
+// truncated modes make about five passes over the row (pass 1, three radix digits, the kept race), each costing
+// about what pass 1 does. What moved the figures in run 2-3: the radix histograms in 32-bit words (the 64-bit shared
+// atomicAdd was a compare-and-swap loop), the scores specialised on guidance, one bad-entry test per quad,
+// ex2.approx.ftz in the online sum (plain 95.6 -> 68 us: 1068 -> 731 SASS instructions per two-quad round), and the
+// truncated kernels at 2 blocks per SM (top-p 0.50 -> 0.335 ms). Next: race words from a cheaper counter hash than
+// Philox-10 (changes which token a seed gives, CPU and GPU alike), and fusing the kept race into the last radix pass.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
