@@ -156,6 +156,15 @@ void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign)
       // The GPU's logp is the CPU's sampling_logprob of the GPU's token (what the trainer recomputes).
       const float again = corl::sampling::sampling_logprob<float, float>(cr, ur, gt, c.params);
       CHECK(std::abs(gl - again) <= tol + 2e-5f * std::abs(again));
+      // Without truncation the kept set is the whole row, so a double reference describes the same distribution and
+      // the GPU's own error (float partial sums merged in a tree, ex2.approx, float CFG / temperature) is checked
+      // tightly, at every V. (With truncation a double reference can keep another set where the float one decides a
+      // boundary by rounding.)
+      const SamplingParams& q = c.params;
+      if (q.temperature > 0.0 && q.top_k == 0 && q.top_p >= 1.0 && q.min_p <= 0.0) {
+        const double exact = corl::sampling::sampling_logprob<double, float>(cr, ur, gt, q);
+        CHECK(std::abs(static_cast<double>(gl) - exact) <= 1e-4 + 1e-5 * std::abs(exact));
+      }
     }
     // Tokens differ only on near-ties of the quad race keys or of the draw inside the winning quad (a few ulp of expf /
     // logf / log1pf) or on a top-p boundary whose cumulative mass is within rounding of p: all have probability << 1%

@@ -34,9 +34,9 @@ namespace corl::sampling {
 /// |x| = 87, far inside the filter margin of 1e-3), std::exp on the host.
 CORL_HD float stream_exp(float x) {
 #if defined(__CUDA_ARCH__)
-  // __expf's ex2.approx without its subnormal-result path (2 instructions instead of ~10 per call, a quarter of the
-  // pass-1 work per quad): a result below 2^-126 becomes 0. Nothing here can notice: a sum holds exp(0) = 1, and a
-  // flushed quad has S_g exp(m - B) <= 4 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
+  // __expf's ex2.approx without its subnormal-result path (2 SASS instructions instead of 5 per call): a result
+  // below 2^-126 becomes 0. Nothing here can notice: a sum holds exp(0) = 1, and a flushed quad has
+  // S_g exp(m - B) <= 4 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
   return y;

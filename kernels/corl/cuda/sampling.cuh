@@ -9,7 +9,7 @@
 // log S_g - log E_g, S_g the quad's mass. The race needs E_g only for quads that can still win: since E_g >= x_g, a
 // quad with x_g >= S_g exp(-B) (checked with a 1e-3 margin) loses for sure, where B is the best key of the WARP so far
 // (the lanes share it with a shuffle after every round of loads, so the exact key, whose expf / logf / log1pf diverge
-// within the warp, runs rarely). So a quad costs four __expf, a sum, one compare and a quarter of a Philox call: a
+// within the warp, runs rarely). So a quad costs four exps, a sum, one compare and a quarter of a Philox call: a
 // thread folds the quads t, t + 512, t + 1024, t + 1536, ..., and the race words of four of them come from one call
 // (RaceWordCache), made only when one of them can win with the smallest uniform (peaked rows skip most calls). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
@@ -25,7 +25,7 @@
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
 // Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.25 TB/s; docs/kernels.md section 6 has every
-// run): per-element race (2026-11-26) plain fp32 V = 102400 121 us (4.9x the one-read floor of 24.6 us), top-p 0.9
+// run): per-element race (2026-11-26) plain fp32 V = 102400 121 us (4.9x the one-read floor of 24.7 us), top-p 0.9
 // 0.88 ms. Quad race (2026-11-27 run 1): plain 95.6 us, top-p 0.837 ms. This code (run 3): plain fp32 V = 102400
 // 68 us (2.75x), bf16 67 us (5.4x its 12.3 us floor), V = 16384 24-25 us; CFG 5 fp32 116 us (2.4x its two-row
 // floor), bf16 108 us; top-k 50 fp32 0.272 ms, top-p 0.9 fp32 0.335 ms (13.6x), bf16 0.328 ms; PyTorch's sort-based
