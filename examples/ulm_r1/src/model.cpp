@@ -282,34 +282,27 @@ std::array<CodeTable, 3> code_tables(const ModelConfig& c, const Index& ix) {
 index_t colour_row(const ModelConfig& c, index_t code) { return (code - 1) / c.code_shapes; }
 index_t shape_row(const ModelConfig& c, index_t code) { return c.code_colours + (code - 1) % c.code_shapes; }
 
-/// The parameters the forward reads: the parameter vector itself for plain codes; for factored codes a copy whose
-/// code tables hold table[k] + colours[colour(k)] + shapes[shape(k)] for k >= 1 (code 0, the empty cell, has no
-/// factors). Everything else reads the same offsets in both.
+/// The parameters the forward reads, for factored codes: a copy of the parameters whose code tables hold
+/// table[k] + colours[colour(k)] + shapes[shape(k)] for k >= 1 (code 0, the empty cell, has no factors); everything
+/// else reads the same offsets. Empty for plain codes, whose forward reads the parameters themselves (forward_data).
 template <class Real>
-class ForwardParams {
- public:
-  ForwardParams(const ModelConfig& c, const Index& ix, const std::vector<Real>& params) {
-    if (!c.factored_codes()) {
-      data_ = params.data();
-      return;
+std::vector<Real> factored_view(const ModelConfig& c, const Index& ix, const std::vector<Real>& params) {
+  if (!c.factored_codes()) return {};
+  std::vector<Real> view = params;
+  for (const CodeTable& t : code_tables(c, ix)) {
+    for (index_t k = 1; k < c.image_vocab; ++k) {
+      Real* row = view.data() + t.table + k * t.width;
+      const Real* colour = params.data() + t.factors + colour_row(c, k) * t.width;
+      const Real* shape = params.data() + t.factors + shape_row(c, k) * t.width;
+      for (index_t j = 0; j < t.width; ++j) row[j] += colour[j] + shape[j];
     }
-    copy_ = params;
-    for (const CodeTable& t : code_tables(c, ix)) {
-      for (index_t k = 1; k < c.image_vocab; ++k) {
-        Real* row = copy_.data() + t.table + k * t.width;
-        const Real* colour = params.data() + t.factors + colour_row(c, k) * t.width;
-        const Real* shape = params.data() + t.factors + shape_row(c, k) * t.width;
-        for (index_t j = 0; j < t.width; ++j) row[j] += colour[j] + shape[j];
-      }
-    }
-    data_ = copy_.data();
   }
-  const Real* data() const { return data_; }
-
- private:
-  std::vector<Real> copy_;
-  const Real* data_ = nullptr;
-};
+  return view;
+}
+template <class Real>
+const Real* forward_data(const std::vector<Real>& view, const std::vector<Real>& params) {
+  return view.empty() ? params.data() : view.data();
+}
 
 /// Factored codes: the backward adds each code table's gradient into G's table slice; that gradient also belongs to
 /// the code's colour and shape rows. The constructor clears the slices (keeping what the caller had accumulated) so
@@ -654,6 +647,8 @@ struct Tape {
   };
   std::vector<Row> rows;
   Real temperature = 1, cfg_weight = 1;
+  /// factored_view of the parameters the forward read (empty for plain codes), reused by the backward
+  std::vector<Real> factored_params;
 };
 
 template <class Real>
@@ -704,11 +699,11 @@ Scored<Real> Model<Real>::score(const std::vector<ScoreRow>& rows, const ScoreOp
   corl::require(std::isfinite(options.cfg_weight), "ulm::Model::score: options.cfg_weight = ", options.cfg_weight,
                 ", expected finite");
   const Index ix = make_index(layout_, c.n_layers);
-  const ForwardParams<Real> fp(c, ix, params_);
-  const Real* P = fp.data();
   Scored<Real> result;
   result.tape.reset(new Tape<Real>());
   Tape<Real>& T = *result.tape;
+  T.factored_params = factored_view(c, ix, params_);
+  const Real* P = forward_data(T.factored_params, params_);
   T.temperature = static_cast<Real>(options.temperature);
   T.cfg_weight = static_cast<Real>(options.cfg_weight);
 
@@ -794,8 +789,7 @@ void Model<Real>::backward_logits(const Scored<Real>& scored, const std::vector<
   corl::require(dlogits.size() == T.rows.size(), "ulm::Model::backward_logits: dlogits has ", dlogits.size(),
                 " rows, expected ", T.rows.size());
   const Index ix = make_index(layout_, c.n_layers);
-  const ForwardParams<Real> fp(c, ix, params_);
-  const Real* P = fp.data();
+  const Real* P = forward_data(T.factored_params, params_);
   Real* G = grad.data();
   const index_t d = c.d_model;
   Mat<Real> dtext = Mat<Real>::Zero(c.text_vocab, static_cast<index_t>(T.text_cols.size()));
@@ -938,8 +932,8 @@ Mat<Real> Model<Real>::hidden_states(const Sequence& sequence) const {
   check_tokens<Real>(config_, sequence, "ulm::Model::hidden_states");
   const Index ix = make_index(layout_, config_.n_layers);
   std::vector<Segment> segs{Segment{0, static_cast<index_t>(sequence.size()), 0, -1}};
-  const ForwardParams<Real> fp(config_, ix, params_);
-  return trunk_forward<Real>(config_, ix, fp.data(), rope_, sequence, segs, nullptr, nullptr);
+  const std::vector<Real> view = factored_view(config_, ix, params_);
+  return trunk_forward<Real>(config_, ix, forward_data(view, params_), rope_, sequence, segs, nullptr, nullptr);
 }
 
 template <class Real>
@@ -951,8 +945,8 @@ std::vector<Sample<Real>> Model<Real>::sample(const std::vector<Sequence>& promp
   corl::require(opt.temperature >= 0 && std::isfinite(opt.temperature), "ulm::Model::sample: temperature = ",
                 opt.temperature, ", expected finite >= 0 (0 = greedy)");
   const Index ix = make_index(layout_, c.n_layers);
-  const ForwardParams<Real> fp(c, ix, params_);
-  const Real* P = fp.data();
+  const std::vector<Real> view = factored_view(c, ix, params_);
+  const Real* P = forward_data(view, params_);
   const bool image = modality == Modality::image_out;
   const bool cfg = image && opt.cfg_weight != 1.0;
   const int max_new = image ? c.image_tokens : opt.max_new_tokens;

@@ -183,6 +183,8 @@ class Model {
   /// Teacher forcing: log-probs of every completion token of every row, keeping the activations for backward.
   Scored<Real> score(const std::vector<ScoreRow>& rows, const ScoreOptions& options) const;
   /// Accumulates into `grad` (same layout as parameters()) the gradient of sum_{r,t} dlogp[r][t] * logp[r][t].
+  /// The backward passes take `scored` from this model's score() with its parameters unchanged since (factored
+  /// codes: they reuse the code tables the score built, kept on its tape).
   void backward(const Scored<Real>& scored, const std::vector<std::vector<Real>>& dlogp, std::span<Real> grad) const;
   /// Per-token entropy H[r][t] = -sum_v p_v log p_v of the distribution logp[r][t] is read from (softmax of
   /// Scored::logits[r] column t: after the CFG mix and the temperature), in nats.
