@@ -166,7 +166,7 @@ void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign)
         CHECK(std::abs(static_cast<double>(gl) - exact) <= 1e-4 + 1e-5 * std::abs(exact));
       }
     }
-    // Tokens differ only on near-ties of the quad race keys or of the draw inside the winning quad (a few ulp of expf /
+    // Tokens differ only on near-ties of the group race keys or of the draw inside the winning group (a few ulp of expf /
     // logf / log1pf) or on a top-p boundary whose cumulative mass is within rounding of p: all have probability << 1%
     // per row.
     CHECK(mismatches <= 1);
@@ -267,6 +267,41 @@ TEST_CASE("failure codes: NaN row -> kBadLogit, all -inf -> kNoFiniteLogit, chec
     FAIL("expected corl::Error");
   } catch (const corl::Error& e) {
     CHECK(std::string(e.what()).find("row 1") != std::string::npos);
+  }
+  // Unguided rows are judged bad from the merged pass-1 state (a +inf score is the max, a NaN one makes the sum NaN):
+  // every kind of bad entry, anywhere in rows of every width, greedy, plain and truncated, and good rows stay good.
+  for (const index_t v : {index_t{7}, index_t{300}, index_t{4099}, index_t{20000}}) {
+    const index_t n = 7;
+    const float inf = std::numeric_limits<float>::infinity();
+    auto rows_v = random_rows<float>(n, v, 11);
+    auto at = [&](index_t r, index_t i) -> float& { return rows_v[static_cast<std::size_t>(r * v + i)]; };
+    at(0, 0) = std::numeric_limits<float>::quiet_NaN();              // first entry
+    at(1, v - 1) = inf;                                              // last entry (a partial quad when v % 4 != 0)
+    for (index_t i = 0; i < v; ++i) at(2, i) = -inf;                 // NaN among -inf only: bad, not "no finite logit"
+    at(2, v / 2) = std::numeric_limits<float>::quiet_NaN();
+    at(3, v / 3) = 3.0e38f;                                          // finite, but overflows at T = 0.5
+    at(4, v / 2) = -std::numeric_limits<float>::quiet_NaN();
+    at(4, 0) = 50.0f;                                                // NaN next to a clear max
+    SamplingParams modes[3];
+    modes[0].temperature = 0.5;
+    modes[1].temperature = 0.0;  // greedy
+    modes[2].temperature = 0.5;
+    modes[2].top_p = 0.9;
+    for (const SamplingParams& p : modes) {
+      CAPTURE(v);
+      CAPTURE(p.temperature);
+      CAPTURE(p.top_p);
+      const auto res = run_gpu<float>(rows_v, {}, n, v, v, p, RngKey{8, 1});
+      for (index_t r = 0; r < 5; ++r) {
+        CAPTURE(r);
+        if (r == 3 && p.temperature == 0.0) {  // greedy divides by nothing: 3e38 is a fine maximum
+          CHECK(res.tokens[static_cast<std::size_t>(r)] == v / 3);
+          continue;
+        }
+        CHECK(res.tokens[static_cast<std::size_t>(r)] == corl::cuda::kBadLogit);
+      }
+      for (index_t r = 5; r < n; ++r) CHECK(res.tokens[static_cast<std::size_t>(r)] >= 0);
+    }
   }
   // A single finite logit: that token, logp 0, under CFG too.
   std::vector<float> one(static_cast<std::size_t>(vocab), -std::numeric_limits<float>::infinity()), zeros(static_cast<std::size_t>(vocab), 0.0f);

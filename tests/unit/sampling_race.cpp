@@ -1,7 +1,7 @@
-// The streaming quad race of the GPU sampler (corl/sampling/streaming_race.hpp), run on the host over the same splits
-// of a row that the kernel uses (threads x unrolled quads, then a merge tree): it must pick exactly the quad, and so
-// the token, of the exhaustive CPU sampler (corl/sampling/sampler.hpp) on every row, whatever the split, because its
-// filter only skips quads that certainly lose.
+// The streaming group race of the GPU sampler (corl/sampling/streaming_race.hpp), run on the host over the same
+// splits of a row that the kernel uses (threads x groups, then a merge tree) and others: it must pick exactly the
+// group, and so the token, of the exhaustive CPU sampler (corl/sampling/sampler.hpp) on every row, whatever the split,
+// because its filter only skips groups that certainly lose.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -19,11 +19,12 @@ namespace {
 
 using corl::index_t;
 using corl::sampling::RaceState;
+using corl::sampling::kRaceGroupSize;
 
 struct Emulated {
   RaceState state;
-  long exact_keys = 0;   // quads whose exact key was computed
-  long words = 0;        // quads whose race word was asked for
+  long exact_keys = 0;   // groups whose exact key was computed
+  long words = 0;        // groups whose race word was asked for
   long philox_calls = 0; // Philox calls made by threads that keep their last call (the kernel's RaceWordCache)
 };
 
@@ -33,61 +34,87 @@ struct Stream {
   bool greedy;
 };
 
-/// The token the kernel draws inside the winning quad.
-index_t pick(const std::vector<float>& z, index_t quad, const Stream& rs) {
-  float zq[4];
-  for (int k = 0; k < 4; ++k) {
-    const index_t i = quad * 4 + k;
-    zq[k] = i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
-  }
-  return quad * 4 + corl::sampling::pick_in_quad(
-                        zq, corl::sampling::pick_words(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(quad)));
+index_t quads_of(const std::vector<float>& z) { return (static_cast<index_t>(z.size()) + 3) / 4; }
+
+/// z[i], or -inf beyond the row.
+float score_at(const std::vector<float>& z, index_t i) {
+  return i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
 }
 
-// Threads t = 0 .. threads-1 each fold groups g = t + (j + unroll * r) * threads in increasing order (the kernel's
-// pass 1), then states are merged pairwise in a tree (the block reduction). Threads come in warps of `warp` lanes
-// (consecutive t); after every round r the lanes of a warp share their best key, which every lane then passes to the
-// fold as `known_key` (the kernel's shuffle); warp = 1 is the plain per-thread filter.
-// `initial_known`: a key some quad certainly has, known before the first round (the kernel's truncation pass).
-Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Stream& rs, int warp = 1,
+/// The sixteen scores of a group (-inf beyond the row).
+void group_scores(const std::vector<float>& z, index_t group, float (&out)[kRaceGroupSize]) {
+  for (int e = 0; e < kRaceGroupSize; ++e) {
+    const auto i = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
+    out[e] = i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
+  }
+}
+
+/// The token the kernel draws inside the winning group.
+index_t pick(const std::vector<float>& z, index_t group, const Stream& rs) {
+  float zg[kRaceGroupSize];
+  group_scores(z, group, zg);
+  corl::Philox4x32 words[corl::sampling::kRaceGroupQuads];
+  for (int j = 0; j < corl::sampling::kRaceGroupQuads; ++j)
+    words[j] = corl::sampling::pick_words(rs.seed, rs.offset, rs.row,
+                                          corl::sampling::group_quad(static_cast<std::uint64_t>(group), j));
+  return static_cast<index_t>(
+      corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), corl::sampling::pick_in_group(zg, words)));
+}
+
+// Threads t = 0 .. threads-1 each fold the groups G = t + threads * i in increasing order, each group quad by quad
+// (fold_race_quad for its quads j = 0..3 inside the row, then close_race_group): with threads = 512 this is the
+// kernel's pass 1, where thread t folds the quads t + 512 n. States are then merged pairwise in a tree (the block
+// reduction). Threads come in warps of `warp` lanes (consecutive t); after every round of `per_round` groups the lanes
+// of a warp share their best key, which every lane then passes as `known_key` (the kernel's shuffle after each group);
+// warp = 1 is the plain per-thread filter. `initial_known`: a key some group certainly has, known before the first
+// round (the kernel's truncation pass).
+Emulated emulate(const std::vector<float>& z, int threads, int per_round, const Stream& rs, int warp = 1,
                  float initial_known = -std::numeric_limits<float>::infinity()) {
-  const index_t vocab = static_cast<index_t>(z.size()), groups = (vocab + 3) / 4;
+  const index_t quads = quads_of(z);
+  const auto groups = static_cast<index_t>(corl::sampling::race_groups(static_cast<std::uint64_t>(quads)));
   Emulated out;
-  auto exact_key = [&out](const float (&zz)[4], float x) {
+  auto exact_key = [&out, &z](index_t group, float x) {
     ++out.exact_keys;
-    return corl::sampling::quad_race_key(zz, corl::sampling::race_exponential(x));
+    float zg[kRaceGroupSize];
+    group_scores(z, group, zg);
+    return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
   };
   std::vector<std::uint32_t> cached_call(static_cast<std::size_t>(threads), 0xffffffffu);
   int current = 0;  // the thread folding now
-  auto word_of = [&out, &rs, &cached_call, &current](index_t quad) {
+  auto word_of = [&out, &rs, &cached_call, &current](index_t group) {
     ++out.words;
-    const std::uint32_t call = corl::sampling::race_call(static_cast<std::uint64_t>(quad));
+    const std::uint32_t call = corl::sampling::race_call(static_cast<std::uint64_t>(group));
     if (cached_call[static_cast<std::size_t>(current)] != call) {
       ++out.philox_calls;
       cached_call[static_cast<std::size_t>(current)] = call;
     }
-    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(quad));
+    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
   };
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   std::vector<RaceState> states(static_cast<std::size_t>(threads), corl::sampling::empty_race_state());
   std::vector<float> c_bound(static_cast<std::size_t>(threads), std::numeric_limits<float>::infinity());
   const int warps = (threads + warp - 1) / warp;
   std::vector<float> known(static_cast<std::size_t>(warps), initial_known);
-  const index_t round_stride = static_cast<index_t>(threads) * unroll;
+  const index_t round_stride = static_cast<index_t>(threads) * per_round;
   for (index_t round = 0; round * round_stride < groups; ++round) {
     for (int t = 0; t < threads; ++t) {
       const auto ti = static_cast<std::size_t>(t);
+      const float kk = known[static_cast<std::size_t>(t / warp)];
       current = t;
-      for (int j = 0; j < unroll; ++j) {
+      for (int j = 0; j < per_round; ++j) {
         const index_t g = t + round * round_stride + static_cast<index_t>(j) * threads;
         if (g >= groups) continue;
-        float zz[4];
-        for (int k = 0; k < 4; ++k) {
-          const index_t i = g * 4 + k;
-          zz[k] = i < vocab ? z[static_cast<std::size_t>(i)] : neg_inf;
+        for (int slot = 0; slot < corl::sampling::kRaceGroupQuads; ++slot) {
+          const auto q = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(g), slot));
+          if (q >= quads) break;
+          float zz[4];
+          for (int k = 0; k < 4; ++k) {
+            const index_t i = q * 4 + k;
+            zz[k] = i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : neg_inf;
+          }
+          corl::sampling::fold_race_quad(states[ti], c_bound[ti], zz, q, kk);
         }
-        corl::sampling::fold_race_quad(states[ti], c_bound[ti], zz, g, rs.greedy, word_of, exact_key,
-                                       known[static_cast<std::size_t>(t / warp)]);
+        if (!rs.greedy) corl::sampling::close_race_group(states[ti], c_bound[ti], g, word_of, exact_key, kk);
       }
     }
     if (rs.greedy) continue;
@@ -95,7 +122,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Str
       float best = neg_inf;
       for (int t = w * warp; t < std::min(threads, (w + 1) * warp); ++t) {
         const RaceState& st = states[static_cast<std::size_t>(t)];
-        if (st.best_quad >= 0) best = std::max(best, st.best_key);
+        if (st.best_group >= 0) best = std::max(best, st.best_key);
       }
       auto& kw = known[static_cast<std::size_t>(w)];
       if (best > kw) {
@@ -109,7 +136,8 @@ Emulated emulate(const std::vector<float>& z, int threads, int unroll, const Str
   }
   while (states.size() > 1) {  // pairwise tree
     std::vector<RaceState> next;
-    for (std::size_t i = 0; i + 1 < states.size(); i += 2) next.push_back(corl::sampling::merge_race_states(states[i], states[i + 1]));
+    for (std::size_t i = 0; i + 1 < states.size(); i += 2)
+      next.push_back(corl::sampling::merge_race_states(states[i], states[i + 1]));
     if (states.size() % 2 == 1) next.push_back(states.back());
     states.swap(next);
   }
@@ -135,11 +163,13 @@ std::vector<float> random_scores(corl::CounterRng& rng, index_t vocab, double sc
 
 TEST_CASE("the streaming race picks the exhaustive sampler's token on every row, for every split of the row") {
   corl::CounterRng rng(314, 0);
-  const int splits[][3] = {{1, 1, 1}, {3, 2, 1}, {32, 4, 1}, {512, 2, 1}, {7, 1, 1}, {64, 2, 32}, {512, 2, 32}, {7, 1, 4}};
+  // {threads, groups per round, lanes per warp}; {512, 1, 32} is the kernel
+  const int splits[][3] = {{1, 1, 1}, {3, 2, 1}, {32, 4, 1}, {512, 1, 1}, {7, 1, 1}, {64, 2, 32}, {512, 1, 32}, {7, 1, 4}};
   int rows = 0;
   for (int trial = 0; trial < 300; ++trial) {
-    // up to 20000 tokens for the last trials, so that quads past 2048 (a second Philox call per thread) are covered
-    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 200 ? 300 : (trial < 280 ? 5000 : 20000)));
+    // up to 40000 tokens for the last trials: groups of one to four quads (rows past 2048 tokens), and groups past
+    // 2048 (rows past 32768 tokens: a second Philox call per thread of 512)
+    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 200 ? 300 : (trial < 280 ? 9000 : 40000)));
     const double scale = trial % 3 == 0 ? 0.3 : (trial % 3 == 1 ? 3.0 : 40.0);  // flat, typical, peaked
     auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.3 : 0.0, trial % 5 == 0);
     if (trial % 7 == 0) z[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(vocab)))] = 1.0f;  // >= 1 finite
@@ -162,7 +192,7 @@ TEST_CASE("the streaming race picks the exhaustive sampler's token on every row,
       CAPTURE(split[2]);
       const Stream rs{key.seed, key.offset, row, false};
       const auto e = emulate(z, split[0], split[1], rs, split[2]);
-      const index_t token = pick(z, e.state.best_quad, rs);
+      const index_t token = pick(z, e.state.best_group, rs);
       CHECK(token == ref.token);
       CHECK(e.state.argmax == ref_greedy.token);
       const float logp = (z[static_cast<std::size_t>(token)] - e.state.max) - std::log(e.state.sum);
@@ -176,46 +206,47 @@ TEST_CASE("the streaming race picks the exhaustive sampler's token on every row,
   CHECK(rows > 250);
 }
 
-TEST_CASE("the filter computes few exact keys, and the kernel's threads make one Philox call per four quads") {
+TEST_CASE("the filter computes few exact keys, and the kernel's threads make one Philox call per four groups") {
   corl::CounterRng rng(2718, 0);
   const auto z = random_scores(rng, 100000, 3.0, 0.0, false);
   const corl::sampling::RngKey key{5, 6};
   const Stream rs{key.seed, key.offset, 0, false};
   const auto ref = corl::sampling::sample_row<float, float>(z, corl::sampling::SamplingParams{}, key, 0);
   const auto one = emulate(z, 1, 1, rs);
-  CHECK(pick(z, one.state.best_quad, rs) == ref.token);
-  // One thread sees all 25000 quads: records of a race grow like log(n); allow a generous bound.
+  CHECK(pick(z, one.state.best_group, rs) == ref.token);
+  // One thread sees all 6568 groups (25000 quads): records of a race grow like log(n); allow a generous bound.
   CHECK(one.exact_keys < 200);
-  const auto many = emulate(z, 512, 2, rs);
-  CHECK(pick(z, many.state.best_quad, rs) == ref.token);
-  CHECK(many.exact_keys < 512 * 12);  // ~49 quads per thread: few evaluated
+  const auto many = emulate(z, 512, 1, rs);
+  CHECK(pick(z, many.state.best_group, rs) == ref.token);
+  CHECK(many.exact_keys < 512 * 5);  // ~12 groups per thread: records ~ 1 + 1/2 + ... + 1/12
   // Warps of 32 lanes sharing their best key (the kernel): fewer, and the same token. Most of what is left is the first
-  // round, where no lane has a bound yet (512 lanes x 2 exact keys); after it, few quads per warp pass the filter.
-  const auto warps = emulate(z, 512, 2, rs, 32);
-  CHECK(pick(z, warps.state.best_quad, rs) == ref.token);
+  // group of each lane, which has no bound yet (512 exact keys); after it, few groups per warp pass the filter.
+  const auto warps = emulate(z, 512, 1, rs, 32);
+  CHECK(pick(z, warps.state.best_group, rs) == ref.token);
   MESSAGE("exact keys: one thread " << one.exact_keys << ", 512 threads " << many.exact_keys << ", 512 threads in warps "
                                     << warps.exact_keys << "; words " << warps.words << ", Philox calls "
-                                    << warps.philox_calls << " for 25000 quads");
+                                    << warps.philox_calls << " for 6568 groups");
   CHECK(warps.exact_keys < many.exact_keys);
-  CHECK(warps.exact_keys < 512 * 2 + 512);
-  // This row's logits span ~25 nats, so nearly every quad asks for its word; the kernel's threads fold the quads
-  // t, t + 512, t + 1024, t + 1536 (two rounds of two) and so share one Philox call between four of them.
-  const long quads = 25000;
-  CHECK(warps.words > quads / 2);
-  CHECK(warps.philox_calls <= quads / 4 + 512);
-  // A peaked row (one token 40 nats above a flat rest): the filter needs no word for almost any quad once a lane
-  // has seen the peak's key, so most Philox calls are skipped.
+  CHECK(warps.exact_keys < 512 + 256);
+  // This row's logits span ~25 nats, so nearly every group asks for its word; the kernel's thread t folds the groups
+  // t, t + 512, t + 1024, t + 1536, ... and shares one Philox call between four consecutive ones.
+  const auto groups = static_cast<long>(corl::sampling::race_groups(25000));  // 6568: 6144 of four quads, 424 of one
+  CHECK(warps.words > groups / 2);
+  CHECK(warps.philox_calls <= groups / 4 + 512);
+  // A peaked row (one token in 997 lies 40 nats above a flat rest): once a lane has seen a peak's key, the filter needs
+  // no word for a group without a peak, so most Philox calls are skipped; what is left is each lane's first group
+  // (512 calls: no bound yet) and the ~100 groups that hold a peak.
   std::vector<float> peaked(100000, 0.0f);
-  for (std::size_t i = 0; i < peaked.size(); i += 97) peaked[i] = 40.0f;
+  for (std::size_t i = 0; i < peaked.size(); i += 997) peaked[i] = 40.0f;
   const auto ref_peaked = corl::sampling::sample_row<float, float>(peaked, corl::sampling::SamplingParams{}, key, 0);
-  const auto p = emulate(peaked, 512, 2, rs, 32);
-  CHECK(pick(peaked, p.state.best_quad, rs) == ref_peaked.token);
+  const auto p = emulate(peaked, 512, 1, rs, 32);
+  CHECK(pick(peaked, p.state.best_group, rs) == ref_peaked.token);
   MESSAGE("peaked row: words " << p.words << ", Philox calls " << p.philox_calls);
-  CHECK(p.philox_calls < quads / 8);
+  CHECK(p.philox_calls < groups / 8);
 }
 
-TEST_CASE("truncation: the whole-row winning quad wins the kept set when all of it is kept, else the filtered second "
-          "race (the kernel's) finds the reference's quad") {
+TEST_CASE("truncation: the whole-row winning group wins the kept set when all of it is kept, else the filtered second "
+          "race (the kernel's) finds the reference's group") {
   corl::CounterRng rng(1618, 0);
   int whole = 0, raced = 0;
   for (int trial = 0; trial < 240; ++trial) {
@@ -227,7 +258,7 @@ TEST_CASE("truncation: the whole-row winning quad wins the kept set when all of 
     if (!any_finite) continue;
     corl::sampling::SamplingParams p;
     if (trial % 3 == 0) p.top_k = 1 + static_cast<index_t>(rng.below(60));
-    if (trial % 3 == 1) p.top_p = trial % 2 ? 0.5 + 0.45 * rng.uniform() : 0.999;   // 0.999: most quads kept whole
+    if (trial % 3 == 1) p.top_p = trial % 2 ? 0.5 + 0.45 * rng.uniform() : 0.999;   // 0.999: most groups kept whole
     if (trial % 3 == 2) p.min_p = trial % 2 ? 0.02 + 0.2 * rng.uniform() : 1e-4;
     if (trial % 7 == 0) p.top_p = 0.9;  // combined with the above
     const corl::sampling::RngKey key{77 + static_cast<std::uint64_t>(trial), 5};
@@ -242,34 +273,299 @@ TEST_CASE("truncation: the whole-row winning quad wins the kept set when all of 
     CAPTURE(trial);
     CAPTURE(vocab);
     // pass 1 over the whole row, as the kernel (512 threads, warps of 32)
-    const auto pass1 = emulate(z, 512, 2, rs, 32);
-    const index_t w = pass1.state.best_quad;
+    const auto pass1 = emulate(z, 512, 1, rs, 32);
+    const index_t w = pass1.state.best_group;
+    float zw[kRaceGroupSize];
+    group_scores(z, w, zw);
     bool wholly_kept = true;
-    for (int k = 0; k < 4; ++k) {
-      const index_t i = w * 4 + k;
-      if (i < vocab && z[static_cast<std::size_t>(i)] != -std::numeric_limits<float>::infinity())
-        wholly_kept = wholly_kept && z[static_cast<std::size_t>(i)] >= d.threshold;
-    }
+    for (const float v : zw)
+      if (v != -std::numeric_limits<float>::infinity()) wholly_kept = wholly_kept && v >= d.threshold;
     if (wholly_kept) {
       ++whole;
       CHECK(pick(kept, w, rs) == ref.token);
       continue;
     }
     ++raced;
-    // the second race over the kept set, bounded by the kept key of the argmax's quad
-    const index_t aq = pass1.state.argmax / 4;
-    float zq[4];
-    for (int k = 0; k < 4; ++k) {
-      const index_t i = aq * 4 + k;
-      zq[k] = i < vocab ? kept[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
-    }
+    // the second race over the kept set, bounded by the kept key of the argmax's group
+    const auto ag = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(pass1.state.argmax / 4)));
+    float zg[kRaceGroupSize];
+    group_scores(kept, ag, zg);
     const float x = corl::sampling::word_to_race_uniform<float>(
-        corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(aq)));
-    const float bound = corl::sampling::quad_race_key(zq, corl::sampling::race_exponential(x));
+        corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(ag)));
+    const float bound = corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
     const auto second = emulate(kept, 512, 1, rs, 1, bound);
-    CHECK(pick(kept, second.state.best_quad, rs) == ref.token);
+    CHECK(pick(kept, second.state.best_group, rs) == ref.token);
   }
   MESSAGE("wholly kept winners: " << whole << ", second races: " << raced);
   CHECK(whole > 10);
   CHECK(raced > 10);
+}
+
+TEST_CASE("rows of at most 2048 logits draw the tokens of the former quad race (groups of one quad, same words)") {
+  // The quad race that preceded the group race, written out: quad q's key log S_q - log E_q with x_q word 0 of Philox
+  // call q, the largest key wins (ties: the smaller quad), then the race of its four tokens with the words of call
+  // 2^31 + q. For rows of at most 512 quads every group is one quad, so sample_row must agree token for token: the
+  // seeded results of the ULM-R1 trainer (vocabularies of 128 and 25 tokens) do not change with the grouping.
+  corl::CounterRng rng(4242, 0);
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  int rows = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 300 ? 200 : 2048));
+    auto z = random_scores(rng, vocab, trial % 2 ? 3.0 : 0.5, trial % 4 == 0 ? 0.3 : 0.0, trial % 5 == 0);
+    z[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(vocab)))] = 0.25f;  // at least one finite
+    const corl::sampling::RngKey key{9 + static_cast<std::uint64_t>(trial), 3};
+    const std::uint32_t row = static_cast<std::uint32_t>(trial % 5);
+    index_t best_quad = -1;
+    float best_key = neg_inf;
+    for (index_t q = 0; q * 4 < vocab; ++q) {
+      float zq[kRaceGroupSize];
+      std::fill(std::begin(zq), std::end(zq), neg_inf);
+      bool any = false;
+      for (int k = 0; k < 4; ++k) {
+        const index_t i = q * 4 + k;
+        zq[k] = i < vocab ? z[static_cast<std::size_t>(i)] : neg_inf;
+        any = any || zq[k] != neg_inf;
+      }
+      if (!any) continue;
+      const std::uint32_t word =
+          corl::random_words(key.seed, key.offset, row, static_cast<std::uint32_t>(q)).v[0];
+      const float k = corl::sampling::group_race_key(
+          zq, corl::sampling::race_exponential(corl::sampling::word_to_race_uniform<float>(word)));
+      if (best_quad < 0 || k > best_key) {
+        best_quad = q;
+        best_key = k;
+      }
+    }
+    const auto words = corl::random_words(key.seed, key.offset, row, 0x80000000u | static_cast<std::uint32_t>(best_quad));
+    index_t expected = -1;
+    float expected_key = neg_inf;
+    for (int k = 0; k < 4; ++k) {
+      const index_t i = best_quad * 4 + k;
+      if (i >= vocab || z[static_cast<std::size_t>(i)] == neg_inf) continue;
+      const float tk = corl::sampling::token_race_key(
+          z[static_cast<std::size_t>(i)],
+          corl::sampling::race_exponential(corl::sampling::word_to_race_uniform<float>(words.v[k])));
+      if (expected < 0 || tk > expected_key) {
+        expected = i;
+        expected_key = tk;
+      }
+    }
+    CAPTURE(trial);
+    CAPTURE(vocab);
+    CHECK(corl::sampling::sample_row<float, float>(z, corl::sampling::SamplingParams{}, key, row).token == expected);
+    ++rows;
+  }
+  CHECK(rows == 400);
+}
+
+TEST_CASE("a NaN or +inf score always shows in the merged state: the kernel's unguided bad-row test") {
+  // The GPU kernel does not test unguided scores one by one: a row is bad when its merged pass-1 state has max = +inf
+  // or sum = NaN (corl/cuda/sampling.cuh, row_is_bad). Here on every split, greedy or not, wherever the bad entry sits
+  // (first, last, among -inf only, next to the max), and never on a good row.
+  corl::CounterRng rng(99, 0);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto flagged = [](const RaceState& s) { return !(s.max < std::numeric_limits<float>::infinity()) || std::isnan(s.sum); };
+  const int splits[][3] = {{512, 1, 32}, {7, 2, 1}, {1, 1, 1}};
+  for (int trial = 0; trial < 120; ++trial) {
+    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 60 ? 100 : 20000));
+    auto z = random_scores(rng, vocab, 3.0, trial % 3 == 0 ? 0.5 : 0.0, false);
+    if (trial % 10 == 0) std::fill(z.begin(), z.end(), -inf);  // the bad entry is the only non -inf one
+    const index_t last = vocab - 1;
+    const auto at = static_cast<std::size_t>(
+        trial % 4 == 0 ? 0 : (trial % 4 == 1 ? last : static_cast<index_t>(rng.below(static_cast<std::uint64_t>(vocab)))));
+    const float bad_value = trial % 2 ? nan : inf;
+    for (const auto& split : splits) {
+      CAPTURE(trial);
+      CAPTURE(vocab);
+      CAPTURE(split[0]);
+      for (const bool greedy : {false, true}) {
+        const Stream rs{1, 2, 3, greedy};
+        if (std::any_of(z.begin(), z.end(), [](float v) { return v != -std::numeric_limits<float>::infinity(); }))
+          CHECK_FALSE(flagged(emulate(z, split[0], split[1], rs, split[2]).state));
+        auto badz = z;
+        badz[at] = bad_value;
+        CHECK(flagged(emulate(badz, split[0], split[1], rs, split[2]).state));
+      }
+    }
+  }
+}
+
+namespace {
+
+// The kernel's own pass-1 loop (corl/cuda/sampling.cuh, sample_rows_kernel), statement for statement, on the host:
+// 512 threads in warps of 32 that run in lockstep, U quads per round, the round counter n0, the group-closing test
+// (n0 + j == 3 or the row ends before the group's next quad), the shuffle after each round that ends a group; then
+// the block's merge. `closing_errors` counts closes whose folded quads are not exactly the group's quads in the row.
+struct KernelLoop {
+  RaceState state;
+  long closing_errors = 0;
+};
+
+KernelLoop kernel_pass1(const std::vector<float>& z, int unroll, const Stream& rs) {
+  constexpr std::uint32_t kBlock = 512;
+  const index_t quads = quads_of(z);
+  const auto quads32 = static_cast<std::uint32_t>(quads);
+  KernelLoop out;
+  auto exact_key = [&z](index_t group, float x) {
+    float zg[kRaceGroupSize];
+    group_scores(z, group, zg);
+    return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+  };
+  auto word_of = [&rs](index_t group) {
+    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
+  };
+  std::vector<RaceState> states(kBlock, corl::sampling::empty_race_state());
+  std::vector<float> c_bound(kBlock, std::numeric_limits<float>::infinity());
+  std::vector<float> known(kBlock, -std::numeric_limits<float>::infinity());
+  std::vector<std::vector<index_t>> open(kBlock);
+  for (std::uint32_t warp = 0; warp < kBlock / 32; ++warp) {
+    int n0 = 0;
+    for (std::uint32_t base = warp * 32; base < quads32; base += kBlock * static_cast<std::uint32_t>(unroll),
+                       n0 = (n0 + unroll) & 3) {
+      for (std::uint32_t lane = 0; lane < 32; ++lane) {
+        const std::uint32_t t = warp * 32 + lane, q0 = base + lane;
+        for (int j = 0; j < unroll; ++j) {
+          const std::uint32_t q = q0 + static_cast<std::uint32_t>(j) * kBlock;
+          if (q >= quads32) continue;
+          float zz[4];
+          for (int k = 0; k < 4; ++k) zz[k] = score_at(z, index_t{q} * 4 + k);
+          corl::sampling::fold_race_quad(states[t], c_bound[t], zz, index_t{q}, known[t]);
+          open[t].push_back(index_t{q});
+          if (!rs.greedy && (n0 + j == 3 || q + kBlock >= quads32)) {
+            const auto group = static_cast<index_t>(corl::sampling::race_group(q));
+            std::vector<index_t> expected;
+            for (int slot = 0; slot < corl::sampling::kRaceGroupQuads; ++slot) {
+              const auto gq = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), slot));
+              if (gq < quads) expected.push_back(gq);
+            }
+            if (open[t] != expected) ++out.closing_errors;
+            open[t].clear();
+            corl::sampling::close_race_group(states[t], c_bound[t], group, word_of, exact_key, known[t]);
+          }
+        }
+      }
+      if (!rs.greedy && n0 + unroll == 4) {  // the shuffle: fmaxf over the warp's winner keys
+        float best = -std::numeric_limits<float>::infinity();
+        for (std::uint32_t t = warp * 32; t < warp * 32 + 32; ++t)
+          if (states[t].best_group >= 0) best = std::max(best, states[t].best_key);
+        for (std::uint32_t t = warp * 32; t < warp * 32 + 32; ++t) {
+          if (best > known[t]) {
+            known[t] = best;
+            c_bound[t] = corl::sampling::race_filter_bound(states[t], known[t]);
+          }
+        }
+      }
+    }
+  }
+  for (std::uint32_t t = 0; t < kBlock; ++t)
+    if (!rs.greedy && !open[t].empty()) ++out.closing_errors;  // a group left open
+  RaceState total = corl::sampling::empty_race_state();
+  for (const RaceState& s : states) total = corl::sampling::merge_race_states(total, s);
+  out.state = total;
+  return out;
+}
+
+// The kernel's race over the kept set (one quad per thread and round, bounded from the start by `bound_key`).
+KernelLoop kernel_kept_race(const std::vector<float>& kept, float bound_key, const Stream& rs) {
+  constexpr index_t kBlock = 512;
+  const index_t quads = quads_of(kept);
+  KernelLoop out;
+  auto exact_key = [&kept](index_t group, float x) {
+    float zg[kRaceGroupSize];
+    group_scores(kept, group, zg);
+    return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+  };
+  auto word_of = [&rs](index_t group) {
+    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
+  };
+  RaceState total = corl::sampling::empty_race_state();
+  for (index_t t = 0; t < kBlock; ++t) {
+    RaceState st = corl::sampling::empty_race_state();
+    float c_bound = std::numeric_limits<float>::infinity();
+    int n = 0;
+    int folded = 0;
+    for (index_t q = t; q < quads; q += kBlock, n = (n + 1) & 3) {
+      float zz[4];
+      for (int k = 0; k < 4; ++k) zz[k] = score_at(kept, q * 4 + k);
+      corl::sampling::fold_race_quad(st, c_bound, zz, q, bound_key);
+      ++folded;
+      if (n == 3 || q + kBlock >= quads) {
+        const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
+        const auto first = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), 0));
+        if (folded != static_cast<int>(std::min<index_t>(4, (quads - first + kBlock - 1) / kBlock))) ++out.closing_errors;
+        folded = 0;
+        corl::sampling::close_race_group(st, c_bound, group, word_of, exact_key, bound_key);
+      }
+    }
+    total = corl::sampling::merge_race_states(total, st);
+  }
+  out.state = total;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffle, kept race) give the reference's "
+          "tokens at every row length around the group boundaries") {
+  corl::CounterRng rng(2468, 0);
+  const index_t lengths[] = {1,    3,    4,    5,    511,  2047, 2048,  2049,  2051,  4096,   6001,
+                             8191, 8192, 8193, 8195, 8196, 12289, 32768, 32771, 65539, 100003};
+  int rows = 0, reraced = 0;
+  for (const index_t vocab : lengths) {
+    for (int trial = 0; trial < 3; ++trial) {
+      auto z = random_scores(rng, vocab, trial == 0 ? 0.3 : (trial == 1 ? 3.0 : 40.0), trial == 2 ? 0.4 : 0.0, false);
+      z[static_cast<std::size_t>(rng.below(static_cast<std::uint64_t>(vocab)))] = 1.5f;
+      const corl::sampling::RngKey key{31 + static_cast<std::uint64_t>(vocab), static_cast<std::uint64_t>(trial)};
+      const std::uint32_t row = static_cast<std::uint32_t>(trial + 2);
+      const Stream rs{key.seed, key.offset, row, false};
+      const auto ref = corl::sampling::sample_row<float, float>(z, corl::sampling::SamplingParams{}, key, row);
+      corl::sampling::SamplingParams greedy;
+      greedy.temperature = 0.0;
+      const auto ref_greedy = corl::sampling::sample_row<float, float>(z, greedy, key, row);
+      corl::sampling::SamplingParams top_k;
+      top_k.top_k = 1 + static_cast<index_t>(rng.below(40));
+      const auto ref_top_k = corl::sampling::sample_row<float, float>(z, top_k, key, row);
+      const auto d = corl::sampling::detail::row_distribution<float>(std::span<const float>(z), std::span<const float>{},
+                                                                     top_k, row, "test");
+      std::vector<float> kept(z);
+      for (float& v : kept)
+        if (!(v >= d.threshold)) v = -std::numeric_limits<float>::infinity();
+      for (const int unroll : {1, 2, 4}) {  // fp32 guided, fp32 / 16-bit guided, 16-bit
+        CAPTURE(vocab);
+        CAPTURE(trial);
+        CAPTURE(unroll);
+        const auto pass1 = kernel_pass1(z, unroll, rs);
+        CHECK(pass1.closing_errors == 0);
+        CHECK(pick(z, pass1.state.best_group, rs) == ref.token);
+        CHECK(pass1.state.argmax == ref_greedy.token);
+        CHECK(kernel_pass1(z, unroll, {key.seed, key.offset, row, true}).state.argmax == ref_greedy.token);
+        // truncation: the whole winning group, else the kept race bounded by the argmax group's kept key
+        float zw[kRaceGroupSize];
+        group_scores(z, pass1.state.best_group, zw);
+        bool whole = true;
+        for (const float v : zw)
+          if (v != -std::numeric_limits<float>::infinity()) whole = whole && v >= d.threshold;
+        index_t winner = pass1.state.best_group;
+        if (!whole) {
+          ++reraced;
+          const auto ag =
+              static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(pass1.state.argmax / 4)));
+          float zg[kRaceGroupSize];
+          group_scores(kept, ag, zg);
+          const float bound = corl::sampling::group_race_key(
+              zg, corl::sampling::race_exponential(corl::sampling::word_to_race_uniform<float>(
+                      corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(ag)))));
+          const auto second = kernel_kept_race(kept, bound, rs);
+          CHECK(second.closing_errors == 0);
+          winner = second.state.best_group;
+        }
+        CHECK(pick(kept, winner, rs) == ref_top_k.token);
+        ++rows;
+      }
+    }
+  }
+  MESSAGE("rows " << rows << ", of which re-raced after top-k " << reraced);
+  CHECK(rows == 21 * 3 * 3);
+  CHECK(reraced > 100);
 }

@@ -346,6 +346,14 @@ TEST_CASE("bad input throws corl::Error naming the function, the row, the array 
   bad.temperature = -1.0;
   CHECK_THROWS_WITH_AS(sample_d(ok, bad, RngKey{}, 0),
                        doctest::Contains("params.temperature"), corl::Error);
+  // The cap keeps 1 / T a positive normal float (far above it, 1 / T rounds to 0 in float and -inf / T would become
+  // NaN): 1e31 is rejected, 1e30 itself accepted.
+  bad.temperature = 1e31;
+  CHECK_THROWS_WITH_AS(sample_d(ok, bad, RngKey{}, 0),
+                       doctest::Contains("params.temperature = 1e+31, expected in [0, 1e30]"), corl::Error);
+  bad.temperature = corl::sampling::kMaxTemperature;
+  const std::vector<double> masked = {-inf, 0.0, 1.0};
+  CHECK(sample_d(masked, bad, RngKey{}, 0).token >= 1);
   bad = {};
   bad.min_p = 1.5;
   CHECK_THROWS_WITH_AS(sample_d(ok, bad, RngKey{}, 0), doctest::Contains("params.min_p"),

@@ -7,12 +7,12 @@
 //           t_p   = largest v with  sum_{z_i >= v, i in top-k} p_i >= top_p * sum_{i in top-k} p_i   (top-p on the
 //                   top-k distribution, the HF / vLLM order; ties kept)
 //           t_min = max z + log(min_p)                           (min-p: p_i >= min_p * p_max)
-//   token ~ exp(z_i) / sum_{keep} exp(z_k)         (the quad race: Gumbel-max over the masses of groups of four
-//                                                   consecutive tokens, then a draw inside the winning group; exact;
-//                                                   see sampling_math.hpp)
+//   token ~ exp(z_i) / sum_{keep} exp(z_k)         (the group race: Gumbel-max over the masses of groups of sixteen
+//                                                   tokens, then a draw inside the winning group; exact; see
+//                                                   sampling_math.hpp)
 //   logp  = z_token - log(sum_{i in keep} exp(z_i))  the log-prob under the distribution actually drawn from.
 // Greedy (T = 0): the first index of the largest guided logit, logp = 0 (a point mass). top_k = 1 is greedy with
-// logp = 0 unless several tokens tie for the maximum. Randomness: counter (seed, offset, row, quad's call) ->
+// logp = 0 unless several tokens tie for the maximum. Randomness: counter (seed, offset, row, group's call) ->
 // Philox4x32-10, the same on the GPU (corl/cuda/sampling.cuh), so both pick the same token for the same key.
 // Callers use a new `offset` for every decoding step and the row index within the batch as `row`.
 // sampling_logprob recomputes logp for a given token (e.g. image tokens that were sampled under CFG): -inf when the
@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <span>
 #include <vector>
@@ -69,10 +70,14 @@ struct LogitRows {
   }
 };
 
+/// The largest temperature accepted: 1 / T stays a positive normal float (it would round to 0 in float above ~1.4e45),
+/// so that the GPU kernel's -inf * (1 / T) is -inf without a test.
+inline constexpr double kMaxTemperature = 1e30;
+
 /// Throws corl::Error naming `where` and the field unless the parameters are in range.
 inline void validate_params(const SamplingParams& p, const char* where) {
-  require(std::isfinite(p.temperature) && p.temperature >= 0.0, where, ": params.temperature = ", p.temperature,
-          ", expected finite and >= 0 (0 = greedy)");
+  require(std::isfinite(p.temperature) && p.temperature >= 0.0 && p.temperature <= kMaxTemperature, where,
+          ": params.temperature = ", p.temperature, ", expected in [0, 1e30] (0 = greedy)");
   require(p.top_k >= 0, where, ": params.top_k = ", p.top_k, ", expected >= 0 (0 = off)");
   require(p.top_p > 0.0 && p.top_p <= 1.0, where, ": params.top_p = ", p.top_p, ", expected in (0, 1] (1 = off)");
   require(p.min_p >= 0.0 && p.min_p <= 1.0, where, ": params.min_p = ", p.min_p, ", expected in [0, 1] (0 = off)");
@@ -211,31 +216,39 @@ Sample<Real> sample_row_in(std::span<const In> cond, std::span<const In> uncond,
   constexpr Real neg_inf = -std::numeric_limits<Real>::infinity();
   const index_t vocab = static_cast<index_t>(d.z.size());
   require(vocab / 4 < (index_t{1} << 31), where, ": row ", row, " has ", vocab,
-          " logits, expected fewer than 2^33 (the quad race's counter range)");
-  // The quad race over the kept tokens: the quad with the largest key, then the draw inside it.
-  index_t best_quad = -1;
-  Real best_key = neg_inf;
-  Real best_z[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
-  for (index_t g = 0; g * 4 < vocab; ++g) {
-    Real zq[4];
+          " logits, expected fewer than 2^33 (the group race's counter range)");
+  // The group race over the kept tokens: the group with the largest key, then the draw inside it.
+  const auto quads = static_cast<std::uint64_t>((vocab + 3) / 4);
+  auto group_scores = [&](std::uint64_t group, Real (&zg)[kRaceGroupSize]) {
     bool any = false;
-    for (int k = 0; k < 4; ++k) {
-      const index_t i = g * 4 + k;
-      const Real z = i < vocab ? d.z[static_cast<std::size_t>(i)] : neg_inf;
-      zq[k] = (z < d.threshold) ? neg_inf : z;
-      any = any || zq[k] != neg_inf;
+    for (int e = 0; e < kRaceGroupSize; ++e) {
+      const std::uint64_t q = group_quad(group, e / 4);
+      const auto i = static_cast<index_t>(4 * q + static_cast<std::uint64_t>(e % 4));
+      const Real z = (q < quads && i < vocab) ? d.z[static_cast<std::size_t>(i)] : neg_inf;
+      zg[e] = (z < d.threshold) ? neg_inf : z;
+      any = any || zg[e] != neg_inf;
     }
-    if (!any) continue;
-    const Real x = word_to_race_uniform<Real>(race_word(key.seed, key.offset, row, static_cast<std::uint64_t>(g)));
-    const Real k = quad_race_key(zq, race_exponential(x));
-    if (best_quad < 0 || k > best_key) {
-      best_quad = g;
+    return any;
+  };
+  std::int64_t best_group = -1;
+  Real best_key = neg_inf;
+  Real best_z[kRaceGroupSize];
+  const std::uint64_t groups = race_groups(quads);
+  for (std::uint64_t group = 0; group < groups; ++group) {
+    Real zg[kRaceGroupSize];
+    if (!group_scores(group, zg)) continue;
+    const Real x = word_to_race_uniform<Real>(race_word(key.seed, key.offset, row, group));
+    const Real k = group_race_key(zg, race_exponential(x));
+    if (best_group < 0 || k > best_key) {
+      best_group = static_cast<std::int64_t>(group);
       best_key = k;
-      for (int j = 0; j < 4; ++j) best_z[j] = zq[j];
+      std::copy(std::begin(zg), std::end(zg), std::begin(best_z));
     }
   }
-  const index_t best =
-      best_quad * 4 + pick_in_quad(best_z, pick_words(key.seed, key.offset, row, static_cast<std::uint64_t>(best_quad)));
+  const auto g = static_cast<std::uint64_t>(best_group);
+  Philox4x32 words[kRaceGroupQuads];
+  for (int j = 0; j < kRaceGroupQuads; ++j) words[j] = pick_words(key.seed, key.offset, row, group_quad(g, j));
+  const auto best = static_cast<index_t>(group_entry_token(g, pick_in_group(best_z, words)));
   return {best, detail::logp_of(d, best, false)};
 }
 }  // namespace detail

@@ -1,22 +1,24 @@
-// corl/sampling/streaming_race.hpp — the one-pass, mergeable state of the quad race (sampling_math.hpp) over a row of
+// corl/sampling/streaming_race.hpp — the one-pass, mergeable state of the group race (sampling_math.hpp) over a row of
 // sampling scores z, as the GPU sampler (corl/cuda/sampling.cuh) computes it per thread and then merges per block.
 // Written once for host and device so that a CPU test can run exactly the fold the GPU runs on any split of the row.
 //
 // State of a stretch of the row: m = max z, sum = sum exp(z - m) (online: rescaled when m grows), the first index of
-// m, and the winning quad (key, quad index) with key_g = log S_g - log E_g. The filter: E_g >= x_g, so a quad with
-// x_g >= S_g exp(-B) (1 + 1e-3) cannot beat a key B that some quad of the row certainly has. B is the larger of the
-// state's own winner key and `known_key`, a key the caller learnt elsewhere (the GPU kernel passes the best key of the
-// warp, refreshed after every round of loads: with 32 lanes sharing one bound, a quad passes the filter about 32
-// times less often, and a warp runs the exact key, which diverges, about 32 times less often than with per-lane
-// bounds). Since S_g exp(-B) = (sum_{i in g} exp(z_i - m)) exp(m - B) and exp(z_i - m) is needed for the sum anyway, a
-// quad costs four exps, a sum and one compare; a quad that cannot win even with the smallest uniform does not ask for
-// its word at all (the caller's word source may then skip a Philox call). The filter is used only while
-// c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide a quad that could win; above that (no B yet,
-// or a new max far above B) every quad gets its exact key. The margin covers the rounding of exp (device: ex2.approx,
-// results below 2^-126 flushed to 0) and of the key for |z| < 4096; the exact comparison is always made on the exact
-// key, so the winner is the exhaustive argmax of the quad keys (ties: the smaller quad), the same as sample_row's,
-// whatever the split of the row and whatever valid B the caller passes. The token inside the winning quad is drawn
-// afterwards (pick_in_quad), once per row.
+// m, the winning group (key, group index) with key_G = log S_G - log E_G, and the open group's partial mass. A stretch
+// is made of whole groups, each folded quad by quad (fold_race_quad) and then raced (close_race_group). The filter:
+// E_G >= x_G, so a group with x_G >= S_G exp(-B) (1 + 1e-3) cannot beat a key B that some group of the row certainly
+// has. B is the larger of the state's own winner key and `known_key`, a key the caller learnt elsewhere (the GPU kernel
+// passes the best key of the warp, refreshed after every group: with 32 lanes sharing one bound, a group passes the
+// filter about 32 times less often, and a warp runs the exact key, which diverges, about 32 times less often than
+// with per-lane bounds). Since S_G exp(-B) = (sum_{i in G} exp(z_i - m)) exp(m - B) and exp(z_i - m) is needed for the
+// sum anyway, a group costs its sixteen exps, a sum and one compare; a group that cannot win even with the smallest
+// uniform does not ask for its word at all (the caller's word source may then skip a Philox call). The filter is
+// used only while c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide a group that could win;
+// above that (no B yet, or a new max far above B) every group with a nonzero partial mass gets its exact key (a group
+// whose every term underflows lies more than 80 nats below m, and the group holding m beats it). The margin covers the
+// rounding of exp (device: ex2.approx, results below 2^-126 flushed to 0) and of the key for |z| < 4096; the exact
+// comparison is always made on the exact key, so the winner is the exhaustive argmax of the group keys (ties: the
+// smaller group), the same as sample_row's, whatever split of the row into stretches of whole groups and whatever
+// valid B the caller passes. The token inside the winning group is drawn afterwards (pick_in_group), once per row.
 // Source: Gumbel-max (Maddison et al. 2014); online softmax (Milakov & Gimelshein 2018).
 #pragma once
 
@@ -35,8 +37,8 @@ namespace corl::sampling {
 CORL_HD float stream_exp(float x) {
 #if defined(__CUDA_ARCH__)
   // __expf's ex2.approx without its subnormal-result path (2 SASS instructions instead of 5 per call): a result
-  // below 2^-126 becomes 0. Nothing here can notice: a sum holds exp(0) = 1, and a flushed quad has
-  // S_g exp(m - B) <= 4 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
+  // below 2^-126 becomes 0. Nothing here can notice: a sum holds exp(0) = 1, and a flushed group has
+  // S_G exp(m - B) <= 16 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
   return y;
@@ -54,82 +56,108 @@ struct RaceState {
   float max;          ///< m; -inf when nothing finite was seen
   float sum;          ///< sum exp(z - m)
   index_t argmax;     ///< first index of m (max of index_t when none)
-  float best_key;     ///< the winning quad's key
-  index_t best_quad;  ///< the winning quad (-1 when none)
+  float best_key;     ///< the winning group's key
+  index_t best_group; ///< the winning group (-1 when none)
+  float group_sum;    ///< sum exp(z - m) over the quads of the open group folded so far (0 between groups)
 };
 
 CORL_HD RaceState empty_race_state() {
   return RaceState{-std::numeric_limits<float>::infinity(), 0.0f, std::numeric_limits<index_t>::max(),
-                   -std::numeric_limits<float>::infinity(), -1};
+                   -std::numeric_limits<float>::infinity(), -1, 0.0f};
 }
 
-/// The race order: larger key wins, equal keys go to the smaller quad; an empty winner (quad < 0) always loses.
-CORL_HD bool race_beats(float key, index_t quad, float best_key, index_t best_quad) {
-  return quad >= 0 && (best_quad < 0 || key > best_key || (key == best_key && quad < best_quad));
+/// The race order: larger key wins, equal keys go to the smaller group; an empty winner (group < 0) always loses.
+CORL_HD bool race_beats(float key, index_t group, float best_key, index_t best_group) {
+  return group >= 0 && (best_group < 0 || key > best_key || (key == best_key && group < best_group));
 }
 
 /// The filter's factor c = exp(m - B), B = the larger of the state's winner key and `known_key` (-inf: none);
 /// +inf while there is no B.
 CORL_HD float race_filter_bound(const RaceState& st, float known_key) {
-  const float own = st.best_quad < 0 ? -std::numeric_limits<float>::infinity() : st.best_key;
+  const float own = st.best_group < 0 ? -std::numeric_limits<float>::infinity() : st.best_key;
   const float b = own > known_key ? own : known_key;
   return b == -std::numeric_limits<float>::infinity() ? std::numeric_limits<float>::infinity()
                                                       : stream_exp(st.max - b);
 }
 
-/// Folds the four scores of quad g (indices 4g .. 4g + 3; -inf for masked, invalid or out-of-row entries) into `st`.
-/// Quads must reach one state in increasing g. `c_bound` = race_filter_bound(st, known_key) belongs to the state
-/// (start: +inf) and must be recomputed by the caller when it changes `known_key`, a key some quad of the row certainly
-/// has (-inf when none is known). `greedy`: only max / argmax / sum are kept. `word_of(g)` returns quad g's race word
-/// (race_word; it is asked only for quads that may win). `exact_key(z, x)` returns quad_race_key(z,
-/// race_exponential(x)) (the device passes an out-of-line function).
-template <class WordOf, class ExactKey>
-CORL_HD void fold_race_quad(RaceState& st, float& c_bound, const float (&z)[4], index_t g, bool greedy, WordOf word_of,
-                            ExactKey exact_key, float known_key = -std::numeric_limits<float>::infinity()) {
+/// Folds the four scores of quad q (indices 4q .. 4q + 3; -inf for masked, invalid or out-of-row entries) into `st`:
+/// max, argmax (ties: the smaller index), sum and the open group's mass. The quads of a group must come one after the
+/// other, and the group closed (close_race_group) before the next group's first quad; groups may come in any order.
+/// `c_bound` = race_filter_bound(st, known_key) belongs to the state (start: +inf); it is refreshed here when m grows,
+/// and must be recomputed by the caller when it changes `known_key`. Per entry: one max, one subtract, one multiply,
+/// one ex2, one add (no branch on -inf: exp(-inf - m) = 0, and while m is still -inf every entry is -inf and the
+/// difference is taken against -FLT_MAX instead). A NaN score is left out of the max (fmaxf / the compare ignore it)
+/// and makes the sum NaN, which stays NaN through every rescale and merge: that is how the GPU kernel finds a bad row.
+CORL_HD void fold_race_quad(RaceState& st, float& c_bound, const float (&z)[4], index_t q,
+                            float known_key = -std::numeric_limits<float>::infinity()) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-  const index_t i0 = g * 4;
   float quad_max = neg_inf;
 #if defined(__CUDA_ARCH__)
-  for (int k = 0; k < 4; ++k) quad_max = fmaxf(quad_max, z[k]);  // one FMNMX each; no z is NaN here
+  for (int k = 0; k < 4; ++k) quad_max = fmaxf(quad_max, z[k]);  // one FMNMX each; a NaN z is ignored
 #else
   for (int k = 0; k < 4; ++k) quad_max = z[k] > quad_max ? z[k] : quad_max;
 #endif
-  if (quad_max > st.max) {
-    st.sum = (st.max == neg_inf) ? 0.0f : st.sum * stream_exp(st.max - quad_max);
-    st.max = quad_max;
-    c_bound = race_filter_bound(st, known_key);
-    st.argmax = z[0] == quad_max ? i0 : (z[1] == quad_max ? i0 + 1 : (z[2] == quad_max ? i0 + 2 : i0 + 3));
+  if (quad_max >= st.max && quad_max != neg_inf) {  // a new max, or a tie with it (rare either way)
+    const index_t i0 = q * 4;
+    const index_t first =
+        z[0] == quad_max ? i0 : (z[1] == quad_max ? i0 + 1 : (z[2] == quad_max ? i0 + 2 : i0 + 3));
+    if (quad_max > st.max) {
+      const float scale = (st.max == neg_inf) ? 0.0f : stream_exp(st.max - quad_max);
+      st.sum *= scale;
+      st.group_sum *= scale;
+      st.max = quad_max;
+      c_bound = race_filter_bound(st, known_key);
+      st.argmax = first;
+    } else if (first < st.argmax) {  // the quads of a state need not come in index order (a group's do not)
+      st.argmax = first;
+    }
   }
-  float quad_sum = 0.0f;
-  for (int k = 0; k < 4; ++k) quad_sum += (z[k] == neg_inf) ? 0.0f : stream_exp(z[k] - st.max);
+  const float m = st.max > -3.402823466e38f ? st.max : -3.402823466e38f;  // -inf - (-inf) would be NaN
+  float quad_sum = stream_exp(z[0] - m);  // not 0 + ...: the compiler may not drop an addition of +0
+  for (int k = 1; k < 4; ++k) quad_sum += stream_exp(z[k] - m);
   st.sum += quad_sum;
-  if (greedy || quad_max == neg_inf) return;
+  st.group_sum += quad_sum;
+}
+
+/// Races the open group G (its quads all folded) and resets the open mass. `word_of(G)` returns group G's race word
+/// (race_word; it is asked only when the group may win). `exact_key(G, x)` returns group_race_key(z_G,
+/// race_exponential(x)) over the group's sixteen scores (the caller keeps or reloads them; the device reloads).
+template <class WordOf, class ExactKey>
+CORL_HD void close_race_group(RaceState& st, float& c_bound, index_t group, WordOf word_of, ExactKey exact_key,
+                              float known_key = -std::numeric_limits<float>::infinity()) {
+  const float group_sum = st.group_sum;
+  st.group_sum = 0.0f;
+  if (group_sum == 0.0f) return;  // empty, or every term below the underflow limit: cannot win
   const bool filter = c_bound <= kMaxRaceFilterBound;
-  const float reach = quad_sum * c_bound * kRaceFilterMargin;  // S_g exp(-B) with the margin
-  // No word at all when the quad cannot win even with the smallest uniform.
+  const float reach = group_sum * c_bound * kRaceFilterMargin;  // S_G exp(-B) with the margin
+  // No word at all when the group cannot win even with the smallest uniform.
   if (filter && reach < kMinRaceUniformFloat) return;
-  const float x = word_to_race_uniform<float>(word_of(g));
+  const float x = word_to_race_uniform<float>(word_of(group));
   if (filter && x >= reach) return;  // certainly losing
-  const float key = exact_key(z, x);
-  if (race_beats(key, g, st.best_key, st.best_quad)) {
+  const float key = exact_key(group, x);
+  if (race_beats(key, group, st.best_key, st.best_group)) {
     st.best_key = key;
-    st.best_quad = g;
+    st.best_group = group;
     c_bound = race_filter_bound(st, known_key);
   }
 }
 
-/// Merge of two states of disjoint stretches (associative and commutative up to the rounding of `sum`).
+/// Merge of two states of disjoint stretches of whole groups (associative and commutative up to the rounding of
+/// `sum`). A NaN sum (a NaN score was folded) stays NaN, and a +inf max stays the max: the GPU kernel's test for a bad
+/// unguided row.
 CORL_HD RaceState merge_race_states(const RaceState& a, const RaceState& b) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   RaceState r;
   r.max = a.max > b.max ? a.max : b.max;
-  const float sa = (a.max == neg_inf) ? 0.0f : a.sum * stream_exp(a.max - r.max);
-  const float sb = (b.max == neg_inf) ? 0.0f : b.sum * stream_exp(b.max - r.max);
+  // A state with max = -inf has sum 0, or NaN when it folded a NaN score: kept as is, so that NaN reaches the total.
+  const float sa = (a.max == neg_inf) ? a.sum : a.sum * stream_exp(a.max - r.max);
+  const float sb = (b.max == neg_inf) ? b.sum : b.sum * stream_exp(b.max - r.max);
   r.sum = sa + sb;
   r.argmax = (a.max > b.max || (a.max == b.max && a.argmax <= b.argmax)) ? a.argmax : b.argmax;
-  const bool take_b = race_beats(b.best_key, b.best_quad, a.best_key, a.best_quad);
+  const bool take_b = race_beats(b.best_key, b.best_group, a.best_key, a.best_group);
   r.best_key = take_b ? b.best_key : a.best_key;
-  r.best_quad = take_b ? b.best_quad : a.best_quad;
+  r.best_group = take_b ? b.best_group : a.best_group;
+  r.group_sum = 0.0f;
   return r;
 }
 

@@ -5,19 +5,21 @@
 //
 // Design: one thread block per row. Pass 1 reads the row once (cond and, under CFG, uncond) and computes, per thread
 // and then block-reduced, the running max m, the normaliser sum exp(z - m) (online rescaling, as in online softmax),
-// the argmax, and the winner of the quad race (sampling_math.hpp): the quad g = {4g .. 4g + 3} with the largest key
-// log S_g - log E_g, S_g the quad's mass. The race needs E_g only for quads that can still win: since E_g >= x_g, a
-// quad with x_g >= S_g exp(-B) (checked with a 1e-3 margin) loses for sure, where B is the best key of the WARP so far
-// (the lanes share it with a shuffle after every round of loads, so the exact key, whose expf / logf / log1pf diverge
-// within the warp, runs rarely). So a quad costs four exps, a sum, one compare and a quarter of a Philox call: a
-// thread folds the quads t, t + 512, t + 1024, t + 1536, ..., and the race words of four of them come from one call
-// (RaceWordCache), made only when one of them can win with the smallest uniform (peaked rows skip most calls). Without
+// the argmax, and the winner of the group race (sampling_math.hpp): thread t folds the quads (runs of four logits)
+// t + 512 n with vector loads, and each four consecutive of them, n = 4i .. 4i + 3, form its race group G = t + 512 i
+// of sixteen logits; the group with the largest key log S_G - log E_G wins, S_G its mass. The race needs E_G only for
+// groups that can still win: since E_G >= x_G, a group with x_G >= S_G exp(-B) (checked with a 1e-3 margin) loses for
+// sure, where B is the best key of the WARP so far (the lanes share it with a shuffle after every group, so the exact
+// key, which reloads the group's sixteen logits and diverges, runs rarely: about once per lane per row, for its first
+// group, and seldom after). Per logit pass 1 is a multiply, a max, the online sum's exp (ex2.approx) and add; per group
+// of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group can win with the smallest uniform.
+// Unguided scores are not tested for NaN / +inf one by one: the merged state shows them (row_is_bad). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
-// winning quad's four logits to draw the token inside it: logp = z - m - log(sum). With truncation the thresholds are
-// exact values of z found by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more
+// winning group's sixteen logits to draw the token inside it: logp = z - m - log(sum). With truncation the thresholds
+// are exact values of z found by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more
 // passes per criterion, vector loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass
 // held in 2^-40 fixed point (top-p), so the sums are order-independent and the result is deterministic. Truncation only
-// removes mass, so the whole-row winning quad also wins the kept set when all of it is kept: one more pass is needed
+// removes mass, so the whole-row winning group also wins the kept set when all of it is kept: one more pass is needed
 // only when it is not.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
@@ -25,18 +27,15 @@
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
 // Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.25 TB/s; docs/kernels.md section 6 has every
-// run): per-element race (2026-11-26) plain fp32 V = 102400 121 us (4.9x the one-read floor of 24.7 us), top-p 0.9
-// 0.88 ms. Quad race (2026-11-27 run 1): plain 95.6 us, top-p 0.837 ms. This code (run 3): plain fp32 V = 102400
-// 68 us (2.75x), bf16 67 us (5.4x its 12.3 us floor), V = 16384 24-25 us; CFG 5 fp32 116 us (2.4x its two-row
-// floor), bf16 108 us; top-k 50 fp32 0.272 ms, top-p 0.9 fp32 0.335 ms (13.6x), bf16 0.328 ms; PyTorch's sort-based
-// top-p in the same run 2.88 ms (8.6x slower). The 2x target is missed: the one-pass kernel issues ~200 instructions
-// per quad (Nsight: issue slots 63% busy, DRAM 35%), a fifth of them the Philox call shared by four quads; the
-// truncated modes make about five passes over the row (pass 1, three radix digits, the kept race), each costing
-// about what pass 1 does. What moved the figures in run 2-3: the radix histograms in 32-bit words (the 64-bit shared
-// atomicAdd was a compare-and-swap loop), the scores specialised on guidance, one bad-entry test per quad,
-// ex2.approx.ftz in the online sum (plain 95.6 -> 68 us: 1068 -> 731 SASS instructions per two-quad round), and the
-// truncated kernels at 2 blocks per SM (top-p 0.50 -> 0.335 ms). Next: race words from a cheaper counter hash than
-// Philox-10 (changes which token a seed gives, CPU and GPU alike), and fusing the kept race into the last radix pass.
+// run), before the group race: per-element race (2026-11-26) plain fp32 V = 102400 121 us (4.9x the one-read floor
+// of 24.7 us); quad race (2026-11-27 run 3) plain fp32 68 us (2.75x), bf16 67 us (5.4x its 12.3 us floor), CFG 5 fp32
+// 116 us, top-k 50 0.272 ms, top-p 0.9 0.335 ms; PyTorch's sort-based top-p in the same run 2.88 ms. That kernel was
+// bound by instruction issue (Nsight: ~200 instructions per quad in all, issue slots 63% busy, DRAM 35%); its common
+// path was ~110 SASS instructions per quad: a Philox quarter, a filter, an index computation and a uniform per quad,
+// and a NaN / +inf test and a -inf select per logit. The group race (2026-11-27, session 11; compiled for sm_90 /
+// sm_80, NOT yet run on a GPU) takes ~51 (fp32) / ~53 (bf16) per quad on that path (cuobjdump, sm_90). Predicted for
+// plain rows, V = 102400: fp32 25-35 us (memory-bound or near it), bf16 25-35 us (still issue-bound, ~2-3x its
+// floor). Next for the truncated modes: fuse the kept race into the last radix pass.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -80,6 +79,8 @@ inline constexpr int kMassPieceBits = 14;
 
 struct Args {
   index_t vocab;
+  std::uint32_t quads;        // (vocab + 3) / 4 <= 2^31 (the launcher checks vocab / 4 < 2^31)
+  std::uint32_t whole_quads;  // vocab / 4: the quads with all four entries inside the row
   index_t row_stride;
   float weight;
   float inv_temperature;
@@ -145,6 +146,24 @@ __device__ __forceinline__ Raw4<In> load4_raw(const In* row, index_t i0, index_t
   return r;
 }
 
+/// Quad q of a row whose base is aligned to four elements, all four entries inside the row: one vector load.
+template <class In>
+__device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q) {
+  Raw4<In> r;
+  if constexpr (sizeof(In) == 4) {
+    const uint4 v = reinterpret_cast<const uint4*>(row)[q];
+    r.w[0] = v.x;
+    r.w[1] = v.y;
+    r.w[2] = v.z;
+    r.w[3] = v.w;
+  } else {
+    const uint2 v = reinterpret_cast<const uint2*>(row)[q];
+    r.w[0] = v.x;
+    r.w[1] = v.y;
+  }
+  return r;
+}
+
 /// The four logits of a loaded group as floats.
 template <class In>
 __device__ __forceinline__ void unpack4(const Raw4<In>& r, float out[4]) {
@@ -164,12 +183,13 @@ __device__ __forceinline__ void unpack4(const Raw4<In>& r, float out[4]) {
 /// Guided (kGuided; `u` unused otherwise), tempered score; sets *bad when an input is NaN / +inf or the result
 /// overflows. Unguided, "z is NaN or +inf" says it all: c * (1 / T) with 1 / T > 0 is NaN or +inf exactly when c is,
 /// or when it overflows; guided, the inputs are checked too (a negative weight can turn c = +inf into z = -inf).
+/// 1 / T is positive and nonzero (validate_params caps T at 1e30; it is +inf for T below ~3e-39), so -inf * (1 / T) is
+/// -inf without a test: the same value as the CPU reference's "-inf stays -inf".
 template <bool kGuided>
 __device__ __forceinline__ float score(float c, float u, const Args& a, bool* bad) {
   float mixed = c;
   if constexpr (kGuided) mixed = corl::sampling::cfg_mix(c, u, a.weight);
-  const float tempered = corl::sampling::mul_rn(mixed, a.inv_temperature);  // -inf * 0 would be NaN: select
-  const float z = (mixed == -INFINITY) ? -INFINITY : tempered;
+  const float z = corl::sampling::mul_rn(mixed, a.inv_temperature);
   bool invalid = !(z < INFINITY);  // NaN or +inf
   if constexpr (kGuided) invalid = invalid || isnan(c) || c == INFINITY || isnan(u) || u == INFINITY;
   *bad = invalid;
@@ -179,7 +199,7 @@ __device__ __forceinline__ float score(float c, float u, const Args& a, bool* ba
   return a.guided ? score<true>(c, u, a, bad) : score<false>(c, u, a, bad);
 }
 
-/// Scores of group g (elements 4g .. 4g + 3; -inf beyond the row), loaded as vectors when `vector_ok`: the extra
+/// Scores of quad g (elements 4g .. 4g + 3; -inf beyond the row), loaded as vectors when `vector_ok`: the extra
 /// passes of truncation read 16 (fp32) or 8 (16-bit) bytes per load instead of one element.
 template <class In>
 __device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t g, const Args& a, bool vector_ok,
@@ -194,36 +214,77 @@ __device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t
   }
 }
 
-/// Exact race key of a quad from its uniform x (the same float operations as the CPU reference). Not inlined: pass 1
-/// calls it for the few quads that can still win, and keeping expf / logf / log1pf out of the hot loop keeps it within
-/// 64 registers.
-__device__ __noinline__ float quad_key_from_uniform(float z0, float z1, float z2, float z3, float x) {
-  const float z[4] = {z0, z1, z2, z3};
-  return corl::sampling::quad_race_key(z, corl::sampling::race_exponential(x));
+/// The sixteen scores of group `group` (quad j's at 4j .. 4j + 3), reloaded from the row; entries beyond the row and
+/// entries below `threshold` (or NaN) are -inf.
+template <class In>
+__device__ __forceinline__ void group_scores(const In* cond, const In* uncond, index_t group, const Args& a,
+                                             bool vector_ok, float threshold,
+                                             float (&z)[corl::sampling::kRaceGroupSize]) {
+  const index_t quads = (a.vocab + 3) / 4;
+#pragma unroll
+  for (int j = 0; j < corl::sampling::kRaceGroupQuads; ++j) {
+    const auto q = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), j));
+    float zq[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    if (q < quads) score4(cond, uncond, q, a, vector_ok, zq);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) z[4 * j + k] = zq[k] >= threshold ? zq[k] : -INFINITY;
+  }
 }
 
-__device__ __forceinline__ float quad_key(const float (&z)[4], float x) {
-  return quad_key_from_uniform(z[0], z[1], z[2], z[3], x);
+/// Exact race key of group `group` from its uniform x (the same float operations as the CPU reference), its scores
+/// reloaded from the row (normally from L2: the group was read moments ago). Not inlined: the race calls it for the few
+/// groups that can still win, and keeping the reload and expf / logf / log1pf out of the hot loop keeps that loop
+/// within 64 registers. Takes the fields of Args it needs by value (a reference would put the kernel's Args in local
+/// memory).
+template <class In>
+__device__ __noinline__ float group_key_reload(const In* cond, const In* uncond, index_t vocab, float weight,
+                                               float inv_temperature, bool guided, bool vector_ok, index_t group,
+                                               float threshold, float x) {
+  Args a{};
+  a.vocab = vocab;
+  a.weight = weight;
+  a.inv_temperature = inv_temperature;
+  a.guided = guided;
+  float z[corl::sampling::kRaceGroupSize];
+  group_scores(cond, uncond, group, a, vector_ok, threshold, z);
+  return corl::sampling::group_race_key(z, corl::sampling::race_exponential(x));
 }
 
-/// Per-thread (then per-block) summary of pass 1: the race state (corl/sampling/streaming_race.hpp) and the first
-/// index holding a NaN / +inf (max of index_t when none).
-struct RowState : corl::sampling::RaceState {
-  index_t bad_idx;
-};
-
-struct MergeRowState {
-  __device__ RowState operator()(const RowState& a, const RowState& b) const {
-    RowState r;
-    static_cast<corl::sampling::RaceState&>(r) = corl::sampling::merge_race_states(a, b);
-    r.bad_idx = a.bad_idx < b.bad_idx ? a.bad_idx : b.bad_idx;
-    return r;
+/// The exact-key source of close_race_group for one row and one threshold (-inf: the whole row). Holds the fields of
+/// Args by value (they stay uniform and are re-read from the kernel's parameters).
+template <class In>
+struct ReloadGroupKey {
+  const In* cond;
+  const In* uncond;
+  index_t vocab;
+  float weight;
+  float inv_temperature;
+  bool guided;
+  bool vector_ok;
+  float threshold;
+  __device__ float operator()(index_t group, float x) const {
+    return group_key_reload(cond, uncond, vocab, weight, inv_temperature, guided, vector_ok, group, threshold, x);
   }
 };
 
+/// Per-thread (then per-block) summary of pass 1: the race state (corl/sampling/streaming_race.hpp).
+using RowState = corl::sampling::RaceState;
+
+struct MergeRowState {
+  __device__ RowState operator()(const RowState& a, const RowState& b) const {
+    return corl::sampling::merge_race_states(a, b);
+  }
+};
+
+/// Whether pass 1 saw a NaN / +inf score or input. Scores are not tested one by one: a +inf score becomes the row's
+/// max, and a NaN one makes the row's sum NaN (exp(NaN - m) is NaN, and NaN survives every later add, rescale and
+/// merge), so the finished state says it; a guided entry with a NaN / +inf input is given a NaN score for this (see
+/// fold_quad). The kernel reports the row, not the index.
+__device__ __forceinline__ bool row_is_bad(const RowState& r) { return !(r.max < INFINITY) || isnan(r.sum); }
+
 struct Race {
   float key;
-  index_t idx;  // quad
+  index_t idx;  // group
 };
 struct MergeRace {
   __device__ Race operator()(const Race& a, const Race& b) const {
@@ -271,7 +332,7 @@ struct SharedStorage {
   CountMass above;
   CountMass equal;
   unsigned long long total;
-  bool rerace;  // the winning quad is not wholly kept: race again over the kept set
+  bool rerace;  // the winning group is not wholly kept: race again over the kept set
 };
 
 /// MSB-first radix selection of the threshold key K among elements with ordered key >= restrict_min (and z > -inf when
@@ -306,8 +367,8 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
     }
     __syncthreads();
     const std::uint32_t prefix = s.prefix;
-    const index_t groups = (a.vocab + 3) / 4;
-    for (index_t g = tid; g < groups; g += kBlock) {
+    const index_t quads = (a.vocab + 3) / 4;
+    for (index_t g = tid; g < quads; g += kBlock) {
       float zs[4];
       score4(cond, uncond, g, a, vector_ok, zs);
 #pragma unroll
@@ -387,95 +448,91 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
   }
 }
 
-struct OutOfLineQuadKey {
-  __device__ float operator()(const float (&z)[4], float x) const { return quad_key(z, x); }
-};
-
-/// The race words of one thread in pass 1: the thread folds quads g = t mod 512, and four of them (one in each of four
-/// consecutive blocks of 512 quads) share one Philox call (sampling_math.hpp), so the call is made once, when the
-/// first of the four asks for its word, and kept.
+/// The race words of one thread: thread t folds the groups G = t mod 512, and four consecutive ones share one Philox
+/// call (sampling_math.hpp), so the call is made once, when the first of the four asks for its word, and kept.
 struct RaceWordCache {
   std::uint32_t call = 0xffffffffu;  // no call yet (a real call index is < 2^29)
   Philox4x32 words;
 
-  /// Quad g's race word (corl::sampling::race_word), from the kept call or a new one.
-  __device__ __forceinline__ std::uint32_t word(const Args& a, std::uint32_t stream, index_t quad) {
-    const std::uint32_t c = corl::sampling::race_call(static_cast<std::uint64_t>(quad));
+  /// Group G's race word (corl::sampling::race_word), from the kept call or a new one.
+  __device__ __forceinline__ std::uint32_t word(const Args& a, std::uint32_t stream, index_t group) {
+    const std::uint32_t c = corl::sampling::race_call(static_cast<std::uint64_t>(group));
     if (c != call) {
       words = random_words(a.seed, a.offset, stream, c);
       call = c;
     }
-    return corl::sampling::philox_word(words, corl::sampling::race_word_lane(static_cast<std::uint64_t>(quad)));
+    return corl::sampling::philox_word(words, corl::sampling::race_word_lane(static_cast<std::uint64_t>(group)));
   }
 };
 
-/// Scores one group of four loaded logits (quad g: indices 4g .. 4g + 3), records NaN / +inf, and folds it into the
-/// state. Beyond the row load4_raw gives -inf, whose unguided score is -inf (not bad); a guided one is NaN
-/// (cfg_mix(-inf, -inf)), so the row's last quad is masked when guided. The per-element work is one score and one
-/// compare; the index bookkeeping of bad entries runs only for a quad that has one.
+/// Scores the four loaded logits of quad q (indices 4q .. 4q + 3) and folds them into the state (max, sum, the open
+/// group's mass). Unguided: one multiply per element (see row_is_bad for NaN / +inf). Guided: the inputs are checked,
+/// since a negative weight can turn a +inf logit into a -inf score, and an entry with a bad input gets the score NaN,
+/// which row_is_bad then sees. Beyond the row load4_raw gives -inf, whose score is -inf; the row's last quad is masked
+/// explicitly when guided all the same.
 template <bool kGuided>
-__device__ __forceinline__ void fold_group(RowState& st, float& c_bound, RaceWordCache& cache, const float (&c)[4],
-                                           const float (&u)[4], index_t g, const Args& a, std::uint32_t stream,
-                                           float known_key) {
-  const index_t i0 = g * 4;
-  const bool tail = kGuided && i0 + 3 >= a.vocab;
+__device__ __forceinline__ void fold_quad(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
+                                          index_t q, const Args& a, float known_key) {
   float z[4];
-  bool bad[4];
-  bool any_bad = false;
+  if constexpr (!kGuided) {
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    z[k] = score<kGuided>(c[k], u[k], a, &bad[k]);
-    if (tail && i0 + k >= a.vocab) {
-      z[k] = -INFINITY;
-      bad[k] = false;
-    }
-    any_bad = any_bad || bad[k];
-  }
-  if (any_bad) {
+    for (int k = 0; k < 4; ++k) z[k] = corl::sampling::mul_rn(c[k], a.inv_temperature);
+  } else {
+    const index_t i0 = q * 4;
+    const bool tail = i0 + 3 >= a.vocab;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      if (bad[k] && i0 + k < st.bad_idx) st.bad_idx = i0 + k;
-      if (bad[k]) z[k] = -INFINITY;
+      bool bad = false;
+      z[k] = score<kGuided>(c[k], u[k], a, &bad);
+      z[k] = bad ? NAN : z[k];
+      if (tail && i0 + k >= a.vocab) z[k] = -INFINITY;
     }
   }
-  auto word_of = [&](index_t quad) { return cache.word(a, stream, quad); };
-  corl::sampling::fold_race_quad(st, c_bound, z, g, a.greedy, word_of, OutOfLineQuadKey{}, known_key);
+  corl::sampling::fold_race_quad(st, c_bound, z, q, known_key);
 }
 
-/// The token drawn inside quad g (its kept entries: those >= threshold) and its score; thread-local.
+/// The token drawn inside group `group` (its kept entries: those >= threshold) and its score; thread-local.
 template <class In>
-__device__ __forceinline__ void pick_token(const In* cond, const In* uncond, index_t g, float threshold, const Args& a,
-                                           bool vector_ok, std::uint32_t stream, index_t* token, float* token_z) {
-  float z[4];
-  score4(cond, uncond, g, a, vector_ok, z);
+__device__ __forceinline__ void pick_token(const In* cond, const In* uncond, index_t group, float threshold,
+                                           const Args& a, bool vector_ok, std::uint32_t stream, index_t* token,
+                                           float* token_z) {
+  float z[corl::sampling::kRaceGroupSize];
+  group_scores(cond, uncond, group, a, vector_ok, threshold, z);
+  Philox4x32 words[corl::sampling::kRaceGroupQuads];
 #pragma unroll
-  for (int k = 0; k < 4; ++k)
-    if (!(z[k] >= threshold)) z[k] = -INFINITY;
-  const int k = corl::sampling::pick_in_quad(
-      z, corl::sampling::pick_words(a.seed, a.offset, stream, static_cast<std::uint64_t>(g)));
-  *token = g * 4 + k;
-  *token_z = k == 0 ? z[0] : (k == 1 ? z[1] : (k == 2 ? z[2] : z[3]));
+  for (int j = 0; j < corl::sampling::kRaceGroupQuads; ++j)
+    words[j] = corl::sampling::pick_words(a.seed, a.offset, stream,
+                                          corl::sampling::group_quad(static_cast<std::uint64_t>(group), j));
+  const int e = corl::sampling::pick_in_group(z, words);
+  *token = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
+  float ze = z[0];
+#pragma unroll
+  for (int k = 1; k < corl::sampling::kRaceGroupSize; ++k) ze = e == k ? z[k] : ze;  // no local-memory indexing
+  *token_z = ze;
 }
 
-/// The best race key of the warp (-inf when no lane has a winner yet): a key some quad of the row certainly has.
+/// The best race key of the warp (-inf when no lane has a winner yet): a key some group of the row certainly has.
 __device__ __forceinline__ float warp_best_key(const RowState& st) {
-  float k = st.best_quad < 0 ? -INFINITY : st.best_key;
+  float k = st.best_group < 0 ? -INFINITY : st.best_key;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) k = fmaxf(k, __shfl_xor_sync(0xffffffffu, k, off));
   return k;
 }
 
-/// Groups of four loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input
-/// type, guided or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many groups under CFG, which reads two rows), held
-/// packed (8 registers).
+/// Quads loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input type, guided
+/// or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many quads under CFG, which reads two rows), held packed (8
+/// registers). It divides the four quads of a race group, so a round closes a group only at its end.
 template <class In, bool kGuided>
 inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 
+static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
+              "corl::cuda::sample_rows: thread t folds the quads t + 512 n, which is what makes its four consecutive "
+              "quads one race group; the block size must equal the race's quad interleave");
+
 /// kTruncate = false: plain / CFG / greedy rows, pass 1 only. kTruncate = true: top-k / top-p / min-p, pass 1 then the
-/// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills ~660
-/// bytes, but only in the once-per-digit scan of radix_select; its element loops (pass 1, the histogram passes, the
-/// mass pass, the kept race) use no local memory (cuobjdump, sm_90), and it gets twice the warps it had at 124
-/// registers and 1 block per SM.
+/// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills, but only
+/// in the once-per-digit scan of radix_select; its element loops (pass 1, the histogram passes, the mass pass, the
+/// kept race) use no local memory (cuobjdump, sm_90).
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
 template <class In, bool kTruncate, bool kGuided>
 __global__ void __launch_bounds__(kBlock, 2)
@@ -489,38 +546,59 @@ __global__ void __launch_bounds__(kBlock, 2)
   const bool vector_ok = (reinterpret_cast<std::uintptr_t>(cond) % (4 * sizeof(In)) == 0) &&
                          (!a.guided || reinterpret_cast<std::uintptr_t>(uncond) % (4 * sizeof(In)) == 0);
 
-  // ---- pass 1: one read of the row, kUnroll groups of four loaded before any is folded ----
-  // The loop runs the same number of rounds on every lane of a warp (from the warp's first group), so that the lanes
-  // can share their best race key after each round: the filter of every lane then uses the warp's best key.
-  RowState st{corl::sampling::empty_race_state(), std::numeric_limits<index_t>::max()};
+  // ---- pass 1: one read of the row, kUnroll quads loaded before any is folded ----
+  // Thread t folds the quads t + 512 n, n = 0, 1, ...: quads n = 4i .. 4i + 3 are its race group t + 512 i, raced when
+  // its last quad is folded. The loop runs the same number of rounds on every lane of a warp (from the warp's first
+  // quad), and n is the same on every lane, so the lanes share their best race key after each round that closes a
+  // group: the filter of every lane then uses the warp's best key.
+  RowState st = corl::sampling::empty_race_state();
   RaceWordCache cache;
   float c_bound = INFINITY;     // race_filter_bound(st, known_key)
-  float known_key = -INFINITY;  // the best key of the warp after the previous round
-  const index_t groups = (a.vocab + 3) / 4;
+  float known_key = -INFINITY;  // the best key of the warp after the previous group
+  const index_t quads = (a.vocab + 3) / 4;
+  // Pass 1 counts quads in 32 bits: q < quads <= 2^31, so q + 2048 cannot wrap. a.quads and a.whole_quads are read from
+  // the kernel's parameters where they are compared (held in registers across the loop, they were spilled).
   constexpr int U = kUnroll<In, kGuided>;
-  const index_t lane = threadIdx.x % 32;
-  for (index_t base = threadIdx.x - lane; base < groups; base += static_cast<index_t>(kBlock) * U) {
-    const index_t g0 = base + lane;
+  static_assert(corl::sampling::kRaceGroupQuads % U == 0, "a round of loads must not straddle two race groups");
+  const std::uint32_t lane = threadIdx.x % 32;
+  const ReloadGroupKey<In> row_key{cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, -INFINITY};
+  int n0 = 0;  // the round's first n (quad t + 512 n), modulo 4
+  for (std::uint32_t base = threadIdx.x - lane; base < a.quads; base += kBlock * U, n0 = (n0 + U) & 3) {
+    const std::uint32_t q0 = base + lane;
     Raw4<In> rc[U], ru[kGuided ? U : 1];
+    if (vector_ok && base + kBlock * U <= a.whole_quads) {  // the warp's round lies inside the row: plain vector loads
 #pragma unroll
-    for (int j = 0; j < U; ++j) {
-      const index_t g = g0 + static_cast<index_t>(j) * kBlock;
-      if (g < groups) {
-        rc[j] = load4_raw(cond, g * 4, a.vocab, vector_ok);
-        if constexpr (kGuided) ru[j] = load4_raw(uncond, g * 4, a.vocab, vector_ok);
+      for (int j = 0; j < U; ++j) {
+        rc[j] = load4_vector(cond, q0 + j * kBlock);
+        if constexpr (kGuided) ru[j] = load4_vector(uncond, q0 + j * kBlock);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < U; ++j) {
+        const std::uint32_t q = q0 + j * kBlock;
+        if (q < a.quads) {
+          rc[j] = load4_raw(cond, index_t{q} * 4, a.vocab, vector_ok);
+          if constexpr (kGuided) ru[j] = load4_raw(uncond, index_t{q} * 4, a.vocab, vector_ok);
+        }
       }
     }
 #pragma unroll
     for (int j = 0; j < U; ++j) {
-      const index_t g = g0 + static_cast<index_t>(j) * kBlock;
-      if (g < groups) {
+      const std::uint32_t q = q0 + j * kBlock;
+      if (q < a.quads) {
         float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         unpack4(rc[j], c);
         if constexpr (kGuided) unpack4(ru[j], u);
-        fold_group<kGuided>(st, c_bound, cache, c, u, g, a, stream, known_key);
+        fold_quad<kGuided>(st, c_bound, c, u, index_t{q}, a, known_key);
+        // the group's last quad: slot 3, or the row ends before the group's next quad
+        if (!a.greedy && (n0 + j == 3 || q + kBlock >= a.quads)) {
+          auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
+          const auto group = static_cast<index_t>(corl::sampling::race_group(q));
+          corl::sampling::close_race_group(st, c_bound, group, word_of, row_key, known_key);
+        }
       }
     }
-    if (!a.greedy) {
+    if (!a.greedy && n0 + U == 4) {
       const float warp_key = warp_best_key(st);
       if (warp_key > known_key) {
         known_key = warp_key;
@@ -532,9 +610,10 @@ __global__ void __launch_bounds__(kBlock, 2)
   if (threadIdx.x == 0) s.row = total;
   __syncthreads();
   const RowState r = s.row;
-  if (r.bad_idx != std::numeric_limits<index_t>::max() || r.max == -INFINITY) {
+  const bool bad = row_is_bad(r);
+  if (bad || r.max == -INFINITY) {
     if (threadIdx.x == 0) {
-      tokens[row] = r.bad_idx != std::numeric_limits<index_t>::max() ? kBadLogit : kNoFiniteLogit;
+      tokens[row] = bad ? kBadLogit : kNoFiniteLogit;
       logps[row] = 0.0f;
     }
     return;
@@ -550,7 +629,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     if (threadIdx.x == 0) {
       index_t token = 0;
       float token_z = 0.0f;
-      pick_token(cond, uncond, r.best_quad, -INFINITY, a, vector_ok, stream, &token, &token_z);
+      pick_token(cond, uncond, r.best_group, -INFINITY, a, vector_ok, stream, &token, &token_z);
       tokens[row] = token;
       logps[row] = (token_z - r.max) - logf(r.sum);
     }
@@ -586,9 +665,9 @@ __global__ void __launch_bounds__(kBlock, 2)
   }
   if (truncated && !mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
     unsigned long long local = 0;
-    for (index_t g = threadIdx.x; g < groups; g += kBlock) {
+    for (index_t q = threadIdx.x; q < quads; q += kBlock) {
       float zs[4];
-      score4(cond, uncond, g, a, vector_ok, zs);
+      score4(cond, uncond, q, a, vector_ok, zs);
 #pragma unroll
       for (int k = 0; k < 4; ++k)
         if (zs[k] >= threshold) local += fixed_mass(zs[k], r.max);
@@ -601,53 +680,59 @@ __global__ void __launch_bounds__(kBlock, 2)
   }
   const float kept_mass = truncated ? static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0) : r.sum;
 
-  // ---- the race over the kept set: the whole-row winning quad if all of it is kept, else one more pass ----
-  // Truncation only removes mass, so no other quad's key grows: a wholly kept winner stays the winner. Otherwise the
-  // pass races the kept parts of the quads, filtered by the kept key of the quad holding the row's argmax (always
-  // kept), so that only quads that can beat it ask for their words and exact keys, as in pass 1.
+  // ---- the race over the kept set: the whole-row winning group if all of it is kept, else one more pass ----
+  // Truncation only removes mass, so no other group's key grows: a wholly kept winner stays the winner. Otherwise the
+  // pass races the kept parts of the groups, filtered by the kept key of the group holding the row's argmax (always
+  // kept), so that only groups that can beat it ask for their words and exact keys, as in pass 1.
   if (threadIdx.x == 0) {
-    float z[4];
-    score4(cond, uncond, r.best_quad, a, vector_ok, z);
+    float z[corl::sampling::kRaceGroupSize];
+    group_scores(cond, uncond, r.best_group, a, vector_ok, -INFINITY, z);
     bool whole = true;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) whole = whole && (z[k] == -INFINITY || z[k] >= threshold);
-    s.row.best_quad = r.best_quad;
+    for (int k = 0; k < corl::sampling::kRaceGroupSize; ++k) whole = whole && (z[k] == -INFINITY || z[k] >= threshold);
+    s.row.best_group = r.best_group;
     s.rerace = truncated && !whole;
     if (s.rerace) {
-      const index_t argmax_quad = r.argmax / 4;
-      score4(cond, uncond, argmax_quad, a, vector_ok, z);
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        if (!(z[k] >= threshold)) z[k] = -INFINITY;
-      s.row.best_key = quad_key(z, corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
-                                       a.seed, a.offset, stream, static_cast<std::uint64_t>(argmax_quad))));
+      const auto argmax_group =
+          static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(r.argmax / 4)));
+      s.row.best_key = group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok,
+                                        argmax_group, threshold,
+                                        corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
+                                            a.seed, a.offset, stream, static_cast<std::uint64_t>(argmax_group))));
     }
   }
   __syncthreads();
   if (s.rerace) {
-    const float bound_key = s.row.best_key;  // a key some kept quad certainly has
+    const float bound_key = s.row.best_key;  // a key some kept group certainly has
     corl::sampling::RaceState kept = corl::sampling::empty_race_state();
-    float c_bound = INFINITY;
-    RaceWordCache kept_cache;  // thread t folds the quads g = t mod 512, as in pass 1
-    for (index_t g = threadIdx.x; g < groups; g += kBlock) {
+    float kept_bound = INFINITY;
+    RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
+    const ReloadGroupKey<In> kept_key{
+        cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, threshold};
+    int n = 0;
+    for (index_t q = threadIdx.x; q < quads; q += kBlock, n = (n + 1) & 3) {
       float z[4];
-      score4(cond, uncond, g, a, vector_ok, z);
+      score4(cond, uncond, q, a, vector_ok, z);
 #pragma unroll
       for (int k = 0; k < 4; ++k)
         if (!(z[k] >= threshold)) z[k] = -INFINITY;
-      auto word_of = [&](index_t quad) { return kept_cache.word(a, stream, quad); };
-      corl::sampling::fold_race_quad(kept, c_bound, z, g, false, word_of, OutOfLineQuadKey{}, bound_key);
+      corl::sampling::fold_race_quad(kept, kept_bound, z, q, bound_key);
+      if (n == 3 || q + kBlock >= quads) {
+        auto word_of = [&](index_t group) { return kept_cache.word(a, stream, group); };
+        const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
+        corl::sampling::close_race_group(kept, kept_bound, group, word_of, kept_key, bound_key);
+      }
     }
     __syncthreads();  // every thread has read s.row.best_key
     const Race best = cub::BlockReduce<Race, kBlock>(s.cub.race_reduce)
-                          .Reduce(Race{kept.best_key, kept.best_quad}, MergeRace{});
-    if (threadIdx.x == 0) s.row.best_quad = best.idx;
+                          .Reduce(Race{kept.best_key, kept.best_group}, MergeRace{});
+    if (threadIdx.x == 0) s.row.best_group = best.idx;
     __syncthreads();
   }
   if (threadIdx.x == 0) {
     index_t token = 0;
     float token_z = 0.0f;
-    pick_token(cond, uncond, s.row.best_quad, threshold, a, vector_ok, stream, &token, &token_z);
+    pick_token(cond, uncond, s.row.best_group, threshold, a, vector_ok, stream, &token, &token_z);
     tokens[row] = token;
     logps[row] = (token_z - r.max) - logf(kept_mass);
   }
@@ -674,6 +759,8 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
           ": cond, tokens and logps must be device pointers, got a null pointer");
   sampling_detail::Args a{};
   a.vocab = vocab;
+  a.quads = static_cast<std::uint32_t>((vocab + 3) / 4);
+  a.whole_quads = static_cast<std::uint32_t>(vocab / 4);
   a.row_stride = row_stride;
   a.guided = uncond != nullptr;
   a.weight = static_cast<float>(params.cfg_weight);
