@@ -1,7 +1,7 @@
 // GPU sampler throughput (corl/cuda/sampling.cuh): B = 256 rows, V in {16384, 102400}, fp32 and bf16, modes plain
-// (T = 1), top-k 50, top-p 0.9, CFG 5 (two rows read). Timed with CUDA events (manual time). Counters: bytes/s of
-// logits read, floor_us = bytes / copy bandwidth (device-to-device copy, read + write bytes / time, measured at start
-// in this binary), x_floor = time / floor (target <= 2 for the one-read modes).
+// (T = 1), top-k 50, top-p 0.9, min-p 0.05, CFG 5 (two rows read). Timed with CUDA events (manual time). Counters:
+// bytes/s of logits read, floor_us = bytes / copy bandwidth (device-to-device copy, read + write bytes / time, measured
+// at start in this binary), x_floor = time / floor (target <= 2 for the one-read modes).
 #include <benchmark/benchmark.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -55,7 +55,7 @@ __global__ void fill_logits(T* out, std::int64_t n, std::uint64_t seed) {
   }
 }
 
-enum class Mode { kPlain, kTopK, kTopP, kCfg };
+enum class Mode { kPlain, kTopK, kTopP, kMinP, kCfg };
 
 template <class In>
 void bench_sampling(benchmark::State& state, Mode mode) {
@@ -75,6 +75,7 @@ void bench_sampling(benchmark::State& state, Mode mode) {
   corl::sampling::SamplingParams p;
   if (mode == Mode::kTopK) p.top_k = 50;
   if (mode == Mode::kTopP) p.top_p = 0.9;
+  if (mode == Mode::kMinP) p.min_p = 0.05;
   if (mode == Mode::kCfg) p.cfg_weight = 5.0;
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
@@ -111,7 +112,8 @@ void bench_sampling(benchmark::State& state, Mode mode) {
 
 void register_all() {
   const std::pair<const char*, Mode> modes[] = {
-      {"plain", Mode::kPlain}, {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP}, {"cfg5", Mode::kCfg}};
+      {"plain", Mode::kPlain}, {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP}, {"min_p0.05", Mode::kMinP},
+      {"cfg5", Mode::kCfg}};
   for (const auto& [name, mode] : modes) {
     const Mode m = mode;
     benchmark::RegisterBenchmark((std::string("sample/fp32/") + name).c_str(),

@@ -558,6 +558,9 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
                       corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(ag)))));
           const auto second = kernel_kept_race(kept, bound, rs);
           CHECK(second.closing_errors == 0);
+          // its fold is also the kept mass (the kernel's logp under top-k / min-p when it re-races)
+          CHECK(second.state.max == d.max);
+          CHECK(std::abs(second.state.sum - d.kept_mass) <= 2e-6f * d.kept_mass);
           winner = second.state.best_group;
         }
         CHECK(pick(kept, winner, rs) == ref_top_k.token);

@@ -20,7 +20,7 @@
 // passes per criterion, vector loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass
 // held in 2^-40 fixed point (top-p), so the sums are order-independent and the result is deterministic. Truncation only
 // removes mass, so the whole-row winning group also wins the kept set when all of it is kept: one more pass is needed
-// only when it is not.
+// only when it is not, and that pass also folds the kept mass, which top-k and min-p otherwise take a pass to sum.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
@@ -282,16 +282,6 @@ struct MergeRowState {
 /// fold_quad). The kernel reports the row, not the index.
 __device__ __forceinline__ bool row_is_bad(const RowState& r) { return !(r.max < INFINITY) || isnan(r.sum); }
 
-struct Race {
-  float key;
-  index_t idx;  // group
-};
-struct MergeRace {
-  __device__ Race operator()(const Race& a, const Race& b) const {
-    return corl::sampling::race_beats(b.key, b.idx, a.key, a.idx) ? b : a;
-  }
-};
-
 /// Histogram weights of a radix digit: element count and fixed-point mass.
 struct CountMass {
   unsigned long long count;
@@ -311,7 +301,6 @@ template <bool kTruncate>
 struct SharedStorage {
   union {
     typename cub::BlockReduce<RowState, kBlock>::TempStorage row_reduce;
-    typename cub::BlockReduce<Race, kBlock>::TempStorage race_reduce;
     typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
     typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
   } cub;
@@ -663,27 +652,13 @@ __global__ void __launch_bounds__(kBlock, 2)
       mass_known = false;
     }
   }
-  if (truncated && !mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
-    unsigned long long local = 0;
-    for (index_t q = threadIdx.x; q < quads; q += kBlock) {
-      float zs[4];
-      score4(cond, uncond, q, a, vector_ok, zs);
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        if (zs[k] >= threshold) local += fixed_mass(zs[k], r.max);
-    }
-    __syncthreads();
-    const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
-    if (threadIdx.x == 0) s.total = sum;
-    __syncthreads();
-    kept_fixed = s.total;
-  }
-  const float kept_mass = truncated ? static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0) : r.sum;
 
   // ---- the race over the kept set: the whole-row winning group if all of it is kept, else one more pass ----
   // Truncation only removes mass, so no other group's key grows: a wholly kept winner stays the winner. Otherwise the
   // pass races the kept parts of the groups, filtered by the kept key of the group holding the row's argmax (always
-  // kept), so that only groups that can beat it ask for their words and exact keys, as in pass 1.
+  // kept), so that only groups that can beat it ask for their words and exact keys, as in pass 1. That pass also
+  // folds the kept mass (sum exp(z - m) over the kept set, m = the row's max, which is kept), so top-k and min-p,
+  // whose selection carries no mass, need a separate mass pass only when the winner was wholly kept.
   if (threadIdx.x == 0) {
     float z[corl::sampling::kRaceGroupSize];
     group_scores(cond, uncond, r.best_group, a, vector_ok, -INFINITY, z);
@@ -702,9 +677,11 @@ __global__ void __launch_bounds__(kBlock, 2)
     }
   }
   __syncthreads();
+  float kept_max = r.max;  // the scale of kept_mass
+  float kept_mass = r.sum;
   if (s.rerace) {
     const float bound_key = s.row.best_key;  // a key some kept group certainly has
-    corl::sampling::RaceState kept = corl::sampling::empty_race_state();
+    RowState kept = corl::sampling::empty_race_state();
     float kept_bound = INFINITY;
     RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
     const ReloadGroupKey<In> kept_key{
@@ -724,17 +701,37 @@ __global__ void __launch_bounds__(kBlock, 2)
       }
     }
     __syncthreads();  // every thread has read s.row.best_key
-    const Race best = cub::BlockReduce<Race, kBlock>(s.cub.race_reduce)
-                          .Reduce(Race{kept.best_key, kept.best_group}, MergeRace{});
-    if (threadIdx.x == 0) s.row.best_group = best.idx;
+    const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(kept, MergeRowState{});
+    if (threadIdx.x == 0) s.row = total;
     __syncthreads();
+    kept_max = s.row.max;
+    kept_mass = s.row.sum;
+  }
+  if (truncated && (mass_known || !s.rerace)) {
+    if (!mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
+      unsigned long long local = 0;
+      for (index_t q = threadIdx.x; q < quads; q += kBlock) {
+        float zs[4];
+        score4(cond, uncond, q, a, vector_ok, zs);
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          if (zs[k] >= threshold) local += fixed_mass(zs[k], r.max);
+      }
+      __syncthreads();
+      const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
+      if (threadIdx.x == 0) s.total = sum;
+      __syncthreads();
+      kept_fixed = s.total;
+    }
+    kept_max = r.max;
+    kept_mass = static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0);
   }
   if (threadIdx.x == 0) {
     index_t token = 0;
     float token_z = 0.0f;
     pick_token(cond, uncond, s.row.best_group, threshold, a, vector_ok, stream, &token, &token_z);
     tokens[row] = token;
-    logps[row] = (token_z - r.max) - logf(kept_mass);
+    logps[row] = (token_z - kept_max) - logf(kept_mass);
   }
   }  // kTruncate
 }
