@@ -572,3 +572,59 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
   CHECK(rows == 21 * 3 * 3);
   CHECK(reraced > 100);
 }
+
+TEST_CASE("the kernel's warp-wide draw inside the winning group (xor-shuffle argmax) equals pick_in_group") {
+  // Transcribed from corl/cuda/sampling.cuh, pick_token_warp: lane e < 16 holds entry e's key (if kept), lanes 16..31
+  // hold nothing, and five xor-shuffle steps keep the largest key, ties to the smaller entry, every lane updating
+  // from its partner's values of the previous step.
+  constexpr int kNone = kRaceGroupSize;
+  corl::CounterRng rng(1357, 0);
+  int draws = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    float z[kRaceGroupSize];
+    for (float& v : z) {
+      const double r = rng.uniform();
+      const double x = trial % 3 == 0 ? std::round(2.0 * rng.normal()) : 3.0 * rng.normal();  // many ties in z, or none
+      v = r < 0.3 ? -std::numeric_limits<float>::infinity() : static_cast<float>(x);
+    }
+    const int finite = static_cast<int>(rng.below(kRaceGroupSize));
+    z[finite] = 0.5f;  // at least one kept entry
+    corl::Philox4x32 words[corl::sampling::kRaceGroupQuads];
+    for (int j = 0; j < corl::sampling::kRaceGroupQuads; ++j)
+      words[j] = corl::random_words(7, static_cast<std::uint64_t>(trial), 3, static_cast<std::uint32_t>(j));
+    float key[32], val[32];
+    int best[32];
+    for (int lane = 0; lane < 32; ++lane) {
+      const int e = lane % kRaceGroupSize;
+      const float ze = lane < kRaceGroupSize ? z[e] : -std::numeric_limits<float>::infinity();
+      const bool kept = ze != -std::numeric_limits<float>::infinity();
+      key[lane] = kept ? corl::sampling::token_race_key(ze, corl::sampling::race_exponential(
+                                                                corl::sampling::word_to_race_uniform<float>(
+                                                                    corl::sampling::philox_word(words[e / 4], e % 4))))
+                       : -std::numeric_limits<float>::infinity();
+      best[lane] = kept ? e : kNone;
+      val[lane] = ze;
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+      float k2[32], v2[32];
+      int b2[32];
+      for (int lane = 0; lane < 32; ++lane) {
+        const int p = lane ^ off;
+        const bool take = best[p] != kNone &&
+                          (best[lane] == kNone || key[p] > key[lane] || (key[p] == key[lane] && best[p] < best[lane]));
+        k2[lane] = take ? key[p] : key[lane];
+        b2[lane] = take ? best[p] : best[lane];
+        v2[lane] = take ? val[p] : val[lane];
+      }
+      std::copy(std::begin(k2), std::end(k2), std::begin(key));
+      std::copy(std::begin(b2), std::end(b2), std::begin(best));
+      std::copy(std::begin(v2), std::end(v2), std::begin(val));
+    }
+    const int expected = corl::sampling::pick_in_group(z, words);
+    CAPTURE(trial);
+    CHECK(best[0] == expected);
+    CHECK(val[0] == z[expected]);
+    ++draws;
+  }
+  CHECK(draws == 3000);
+}

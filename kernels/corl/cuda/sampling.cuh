@@ -15,7 +15,7 @@
 // of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group can win with the smallest uniform.
 // Unguided scores are not tested for NaN / +inf one by one: the merged state shows them (row_is_bad). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
-// winning group's sixteen logits to draw the token inside it: logp = z - m - log(sum). With truncation the thresholds
+// winning group's sixteen logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum). With truncation the thresholds
 // are exact values of z found by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more
 // passes per criterion, vector loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass
 // held in 2^-40 fixed point (top-p), so the sums are order-independent and the result is deterministic. Truncation only
@@ -480,24 +480,49 @@ __device__ __forceinline__ void fold_quad(RowState& st, float& c_bound, const fl
   corl::sampling::fold_race_quad(st, c_bound, z, q, known_key);
 }
 
-/// The token drawn inside group `group` (its kept entries: those >= threshold) and its score; thread-local.
+/// The token drawn inside group `group` (its kept entries: z >= threshold) and its score, by the 32 lanes of one warp
+/// (all must call): lane e < 16 scores entry e and draws its key z - log(E') from word e % 4 of pick_words(quad e / 4),
+/// then the warp takes the largest key, ties to the smaller entry. That is pick_in_group's result (its loop runs the
+/// entries in order and keeps the first largest key), without its sixteen serial logs and four Philox calls on one
+/// thread while the block waits. Lane 0 gets the token and its score.
 template <class In>
-__device__ __forceinline__ void pick_token(const In* cond, const In* uncond, index_t group, float threshold,
-                                           const Args& a, bool vector_ok, std::uint32_t stream, index_t* token,
-                                           float* token_z) {
-  float z[corl::sampling::kRaceGroupSize];
-  group_scores(cond, uncond, group, a, vector_ok, threshold, z);
-  Philox4x32 words[corl::sampling::kRaceGroupQuads];
+__device__ __forceinline__ void pick_token_warp(const In* cond, const In* uncond, index_t group, float threshold,
+                                                const Args& a, std::uint32_t stream, index_t* token, float* token_z) {
+  constexpr int kNone = corl::sampling::kRaceGroupSize;  // "no kept entry" (loses to every kept one)
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int e = lane % corl::sampling::kRaceGroupSize;
+  const std::uint64_t q = corl::sampling::group_quad(static_cast<std::uint64_t>(group), e / 4);
+  const auto i = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
+  float z = -INFINITY;
+  if (lane < corl::sampling::kRaceGroupSize && i < a.vocab) {
+    const float c = to_float(cond[i]);
+    const float u = a.guided ? to_float(uncond[i]) : 0.0f;
+    bool bad = false;
+    z = score(c, u, a, &bad);  // the value score4 gives this entry
+  }
+  const bool kept = z >= threshold && z != -INFINITY;  // NaN is not kept
+  float key = -INFINITY;
+  int best = kNone;
+  if (kept) {
+    const Philox4x32 words = corl::sampling::pick_words(a.seed, a.offset, stream, q);
+    key = corl::sampling::token_race_key(z, corl::sampling::race_exponential(
+                                                corl::sampling::word_to_race_uniform<float>(
+                                                    corl::sampling::philox_word(words, e % 4))));
+    best = e;
+  }
+  float best_z = z;
 #pragma unroll
-  for (int j = 0; j < corl::sampling::kRaceGroupQuads; ++j)
-    words[j] = corl::sampling::pick_words(a.seed, a.offset, stream,
-                                          corl::sampling::group_quad(static_cast<std::uint64_t>(group), j));
-  const int e = corl::sampling::pick_in_group(z, words);
-  *token = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
-  float ze = z[0];
-#pragma unroll
-  for (int k = 1; k < corl::sampling::kRaceGroupSize; ++k) ze = e == k ? z[k] : ze;  // no local-memory indexing
-  *token_z = ze;
+  for (int off = 16; off > 0; off >>= 1) {
+    const float other_key = __shfl_xor_sync(0xffffffffu, key, off);
+    const int other = __shfl_xor_sync(0xffffffffu, best, off);
+    const float other_z = __shfl_xor_sync(0xffffffffu, best_z, off);
+    const bool take = other != kNone && (best == kNone || other_key > key || (other_key == key && other < best));
+    key = take ? other_key : key;
+    best = take ? other : best;
+    best_z = take ? other_z : best_z;
+  }
+  *token = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), best));
+  *token_z = best_z;
 }
 
 /// The best race key of the warp (-inf when no lane has a winner yet): a key some group of the row certainly has.
@@ -615,12 +640,14 @@ __global__ void __launch_bounds__(kBlock, 2)
     return;
   }
   if constexpr (!kTruncate) {
-    if (threadIdx.x == 0) {
+    if (threadIdx.x < 32) {
       index_t token = 0;
       float token_z = 0.0f;
-      pick_token(cond, uncond, r.best_group, -INFINITY, a, vector_ok, stream, &token, &token_z);
-      tokens[row] = token;
-      logps[row] = (token_z - r.max) - logf(r.sum);
+      pick_token_warp(cond, uncond, r.best_group, -INFINITY, a, stream, &token, &token_z);
+      if (threadIdx.x == 0) {
+        tokens[row] = token;
+        logps[row] = (token_z - r.max) - logf(r.sum);
+      }
     }
     return;
   } else {
@@ -726,12 +753,14 @@ __global__ void __launch_bounds__(kBlock, 2)
     kept_max = r.max;
     kept_mass = static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0);
   }
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) {
     index_t token = 0;
     float token_z = 0.0f;
-    pick_token(cond, uncond, s.row.best_group, threshold, a, vector_ok, stream, &token, &token_z);
-    tokens[row] = token;
-    logps[row] = (token_z - kept_max) - logf(kept_mass);
+    pick_token_warp(cond, uncond, s.row.best_group, threshold, a, stream, &token, &token_z);
+    if (threadIdx.x == 0) {
+      tokens[row] = token;
+      logps[row] = (token_z - kept_max) - logf(kept_mass);
+    }
   }
   }  // kTruncate
 }
