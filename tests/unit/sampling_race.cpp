@@ -573,43 +573,64 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
   CHECK(reraced > 100);
 }
 
-TEST_CASE("the kernel's warp-wide draw inside the winning group (xor-shuffle argmax) equals pick_in_group") {
-  // Transcribed from corl/cuda/sampling.cuh, pick_token_warp: lane e < 16 holds entry e's key (if kept), lanes 16..31
-  // hold nothing, and five xor-shuffle steps keep the largest key, ties to the smaller entry, every lane updating
-  // from its partner's values of the previous step.
+TEST_CASE("the kernel's warp-wide draw inside the winning group (lane scoring, xor-shuffle argmax) equals "
+          "pick_in_group") {
+  // Transcribed from corl/cuda/sampling.cuh, pick_token_warp, starting from a row, a group and a threshold: lane e < 16
+  // scores entry e (token group_entry_token(group, e); -inf beyond the row), keeps it when z >= threshold and z is
+  // not -inf, draws its key from word e % 4 of pick_words(group_quad(group, e / 4)); lanes 16..31 hold nothing; five
+  // xor-shuffle steps keep the largest key, ties to the smaller entry, every lane updating from its partner's values
+  // of the previous step. Against group_scores-style scores and pick_in_group, on rows of every width (partial groups
+  // at the row's end) and, in over a third of the trials, with all four words of a quad equal so that equal scores tie.
   constexpr int kNone = kRaceGroupSize;
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   corl::CounterRng rng(1357, 0);
-  int draws = 0;
+  int draws = 0, tied = 0;
   for (int trial = 0; trial < 3000; ++trial) {
-    float z[kRaceGroupSize];
-    for (float& v : z) {
-      const double r = rng.uniform();
-      const double x = trial % 3 == 0 ? std::round(2.0 * rng.normal()) : 3.0 * rng.normal();  // many ties in z, or none
-      v = r < 0.3 ? -std::numeric_limits<float>::infinity() : static_cast<float>(x);
-    }
-    const int finite = static_cast<int>(rng.below(kRaceGroupSize));
-    z[finite] = 0.5f;  // at least one kept entry
+    const index_t vocab = 1 + static_cast<index_t>(rng.below(trial < 1500 ? 2100 : 40000));
+    const bool coarse = trial % 3 == 0;  // integer scores: many equal values
+    auto z = random_scores(rng, vocab, coarse ? 0.6 : 3.0, 0.3, coarse);  // coarse: z in {..., -0.5, 0, 0.5, ...}
+    const auto groups = corl::sampling::race_groups(static_cast<std::uint64_t>(quads_of(z)));
+    const auto group = static_cast<index_t>(rng.below(groups));
+    const float threshold = trial % 4 == 0 ? static_cast<float>(rng.normal()) : neg_inf;
+    z[static_cast<std::size_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), 0))] = 5.0f;  // kept
+    const Stream rs{11, static_cast<std::uint64_t>(trial), static_cast<std::uint32_t>(trial % 7), false};
+    const bool equal_words = coarse || trial % 5 == 1;  // with coarse scores: equal keys
+    auto words_of = [&](std::uint64_t q) {
+      corl::Philox4x32 w = corl::sampling::pick_words(rs.seed, rs.offset, rs.row, q);
+      if (equal_words) w.v[1] = w.v[2] = w.v[3] = w.v[0];
+      return w;
+    };
+    // the reference: group_scores masked at the threshold, then pick_in_group
+    float zg[kRaceGroupSize];
+    group_scores(z, group, zg);
+    for (float& v : zg) v = v >= threshold ? v : neg_inf;
     corl::Philox4x32 words[corl::sampling::kRaceGroupQuads];
     for (int j = 0; j < corl::sampling::kRaceGroupQuads; ++j)
-      words[j] = corl::random_words(7, static_cast<std::uint64_t>(trial), 3, static_cast<std::uint32_t>(j));
+      words[j] = words_of(corl::sampling::group_quad(static_cast<std::uint64_t>(group), j));
+    const int expected = corl::sampling::pick_in_group(zg, words);
+    // the warp
     float key[32], val[32];
     int best[32];
     for (int lane = 0; lane < 32; ++lane) {
       const int e = lane % kRaceGroupSize;
-      const float ze = lane < kRaceGroupSize ? z[e] : -std::numeric_limits<float>::infinity();
-      const bool kept = ze != -std::numeric_limits<float>::infinity();
-      key[lane] = kept ? corl::sampling::token_race_key(ze, corl::sampling::race_exponential(
-                                                                corl::sampling::word_to_race_uniform<float>(
-                                                                    corl::sampling::philox_word(words[e / 4], e % 4))))
-                       : -std::numeric_limits<float>::infinity();
+      const std::uint64_t q = corl::sampling::group_quad(static_cast<std::uint64_t>(group), e / 4);
+      const auto i = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
+      const float ze = (lane < kRaceGroupSize && group >= 0 && i < vocab) ? z[static_cast<std::size_t>(i)] : neg_inf;
+      const bool kept = ze >= threshold && ze != neg_inf;
+      key[lane] = kept ? corl::sampling::token_race_key(
+                             ze, corl::sampling::race_exponential(corl::sampling::word_to_race_uniform<float>(
+                                     corl::sampling::philox_word(words_of(q), e % 4))))
+                       : neg_inf;
       best[lane] = kept ? e : kNone;
       val[lane] = ze;
     }
+    int ties_seen = 0;
     for (int off = 16; off > 0; off >>= 1) {
       float k2[32], v2[32];
       int b2[32];
       for (int lane = 0; lane < 32; ++lane) {
         const int p = lane ^ off;
+        if (best[p] != kNone && best[lane] != kNone && key[p] == key[lane] && best[p] != best[lane]) ++ties_seen;
         const bool take = best[p] != kNone &&
                           (best[lane] == kNone || key[p] > key[lane] || (key[p] == key[lane] && best[p] < best[lane]));
         k2[lane] = take ? key[p] : key[lane];
@@ -620,11 +641,18 @@ TEST_CASE("the kernel's warp-wide draw inside the winning group (xor-shuffle arg
       std::copy(std::begin(b2), std::end(b2), std::begin(best));
       std::copy(std::begin(v2), std::end(v2), std::begin(val));
     }
-    const int expected = corl::sampling::pick_in_group(z, words);
     CAPTURE(trial);
+    CAPTURE(vocab);
+    CAPTURE(group);
+    REQUIRE(best[0] != kNone);
     CHECK(best[0] == expected);
-    CHECK(val[0] == z[expected]);
+    CHECK(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), best[0]) ==
+          corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), expected));
+    CHECK(val[0] == zg[expected]);
+    tied += ties_seen > 0;
     ++draws;
   }
+  MESSAGE("draws " << draws << ", with equal keys met in the reduction " << tied);
   CHECK(draws == 3000);
+  CHECK(tied > 50);
 }

@@ -494,7 +494,7 @@ __device__ __forceinline__ void pick_token_warp(const In* cond, const In* uncond
   const std::uint64_t q = corl::sampling::group_quad(static_cast<std::uint64_t>(group), e / 4);
   const auto i = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
   float z = -INFINITY;
-  if (lane < corl::sampling::kRaceGroupSize && i < a.vocab) {
+  if (lane < corl::sampling::kRaceGroupSize && group >= 0 && i < a.vocab) {
     const float c = to_float(cond[i]);
     const float u = a.guided ? to_float(uncond[i]) : 0.0f;
     bool bad = false;
@@ -685,7 +685,9 @@ __global__ void __launch_bounds__(kBlock, 2)
   // pass races the kept parts of the groups, filtered by the kept key of the group holding the row's argmax (always
   // kept), so that only groups that can beat it ask for their words and exact keys, as in pass 1. That pass also
   // folds the kept mass (sum exp(z - m) over the kept set, m = the row's max, which is kept), so top-k and min-p,
-  // whose selection carries no mass, need a separate mass pass only when the winner was wholly kept.
+  // whose selection carries no mass, need a separate mass pass only when the winner was wholly kept. (The logp of a
+  // top-k / min-p row then uses either this float sum or the 2^-40 fixed-point one, ~1e-6 apart.)
+  __syncthreads();  // every thread has copied s.row into r (min-p alone runs no selection, whose barriers would do)
   if (threadIdx.x == 0) {
     float z[corl::sampling::kRaceGroupSize];
     group_scores(cond, uncond, r.best_group, a, vector_ok, -INFINITY, z);
