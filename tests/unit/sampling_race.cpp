@@ -41,12 +41,28 @@ float score_at(const std::vector<float>& z, index_t i) {
   return i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
 }
 
-/// The sixteen scores of a group (-inf beyond the row).
+/// The sixteen scores of a group (-inf beyond the row): the reference sampler's gather, without a threshold.
 void group_scores(const std::vector<float>& z, index_t group, float (&out)[kRaceGroupSize]) {
-  for (int e = 0; e < kRaceGroupSize; ++e) {
-    const auto i = static_cast<index_t>(corl::sampling::group_entry_token(static_cast<std::uint64_t>(group), e));
-    out[e] = i < static_cast<index_t>(z.size()) ? z[static_cast<std::size_t>(i)] : -std::numeric_limits<float>::infinity();
-  }
+  corl::sampling::detail::group_scores(std::span<const float>(z), static_cast<std::uint64_t>(group),
+                                       -std::numeric_limits<float>::infinity(), out);
+}
+
+/// The exact race key of a group of z from its uniform x (what the kernel's exact-key source computes).
+float exact_group_key(const std::vector<float>& z, index_t group, float x) {
+  float zg[kRaceGroupSize];
+  group_scores(z, group, zg);
+  return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+}
+
+/// Group `group`'s race word in the stream of `rs`.
+std::uint32_t stream_race_word(const Stream& rs, index_t group) {
+  return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
+}
+
+/// The kernel's bound for the race over the kept set: the exact kept key of the group holding the row's argmax.
+float rerace_bound(const std::vector<float>& kept, index_t argmax, const Stream& rs) {
+  const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(argmax / 4)));
+  return exact_group_key(kept, group, corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, group)));
 }
 
 /// The token the kernel draws inside the winning group.
@@ -75,9 +91,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int per_round, const 
   Emulated out;
   auto exact_key = [&out, &z](index_t group, float x) {
     ++out.exact_keys;
-    float zg[kRaceGroupSize];
-    group_scores(z, group, zg);
-    return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+    return exact_group_key(z, group, x);
   };
   std::vector<std::uint32_t> cached_call(static_cast<std::size_t>(threads), 0xffffffffu);
   int current = 0;  // the thread folding now
@@ -88,7 +102,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int per_round, const 
       ++out.philox_calls;
       cached_call[static_cast<std::size_t>(current)] = call;
     }
-    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
+    return stream_race_word(rs, group);
   };
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   std::vector<RaceState> states(static_cast<std::size_t>(threads), corl::sampling::empty_race_state());
@@ -287,12 +301,7 @@ TEST_CASE("truncation: the whole-row winning group wins the kept set when all of
     }
     ++raced;
     // the second race over the kept set, bounded by the kept key of the argmax's group
-    const auto ag = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(pass1.state.argmax / 4)));
-    float zg[kRaceGroupSize];
-    group_scores(kept, ag, zg);
-    const float x = corl::sampling::word_to_race_uniform<float>(
-        corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(ag)));
-    const float bound = corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+    const float bound = rerace_bound(kept, pass1.state.argmax, rs);
     const auto second = emulate(kept, 512, 1, rs, 1, bound);
     CHECK(pick(kept, second.state.best_group, rs) == ref.token);
   }
@@ -407,14 +416,8 @@ KernelLoop kernel_pass1(const std::vector<float>& z, int unroll, const Stream& r
   const index_t quads = quads_of(z);
   const auto quads32 = static_cast<std::uint32_t>(quads);
   KernelLoop out;
-  auto exact_key = [&z](index_t group, float x) {
-    float zg[kRaceGroupSize];
-    group_scores(z, group, zg);
-    return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
-  };
-  auto word_of = [&rs](index_t group) {
-    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
-  };
+  auto exact_key = [&z](index_t group, float x) { return exact_group_key(z, group, x); };
+  auto word_of = [&rs](index_t group) { return stream_race_word(rs, group); };
   std::vector<RaceState> states(kBlock, corl::sampling::empty_race_state());
   std::vector<float> c_bound(kBlock, std::numeric_limits<float>::infinity());
   std::vector<float> known(kBlock, -std::numeric_limits<float>::infinity());
@@ -471,26 +474,19 @@ KernelLoop kernel_kept_race(const std::vector<float>& kept, float bound_key, con
   constexpr index_t kBlock = 512;
   const index_t quads = quads_of(kept);
   KernelLoop out;
-  auto exact_key = [&kept](index_t group, float x) {
-    float zg[kRaceGroupSize];
-    group_scores(kept, group, zg);
-    return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
-  };
-  auto word_of = [&rs](index_t group) {
-    return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
-  };
+  auto exact_key = [&kept](index_t group, float x) { return exact_group_key(kept, group, x); };
+  auto word_of = [&rs](index_t group) { return stream_race_word(rs, group); };
   RaceState total = corl::sampling::empty_race_state();
   for (index_t t = 0; t < kBlock; ++t) {
     RaceState st = corl::sampling::empty_race_state();
     float c_bound = std::numeric_limits<float>::infinity();
-    int n = 0;
     int folded = 0;
-    for (index_t q = t; q < quads; q += kBlock, n = (n + 1) & 3) {
+    for (index_t q = t; q < quads; q += kBlock) {
       float zz[4];
       for (int k = 0; k < 4; ++k) zz[k] = score_at(kept, q * 4 + k);
       corl::sampling::fold_race_quad(st, c_bound, zz, q, bound_key);
       ++folded;
-      if (n == 3 || q + kBlock >= quads) {
+      if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
         const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
         const auto first = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), 0));
         if (folded != static_cast<int>(std::min<index_t>(4, (quads - first + kBlock - 1) / kBlock))) ++out.closing_errors;
@@ -549,14 +545,7 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
         index_t winner = pass1.state.best_group;
         if (!whole) {
           ++reraced;
-          const auto ag =
-              static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(pass1.state.argmax / 4)));
-          float zg[kRaceGroupSize];
-          group_scores(kept, ag, zg);
-          const float bound = corl::sampling::group_race_key(
-              zg, corl::sampling::race_exponential(corl::sampling::word_to_race_uniform<float>(
-                      corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(ag)))));
-          const auto second = kernel_kept_race(kept, bound, rs);
+          const auto second = kernel_kept_race(kept, rerace_bound(kept, pass1.state.argmax, rs), rs);
           CHECK(second.closing_errors == 0);
           // its fold is also the kept mass (the kernel's logp under top-k / min-p when it re-races)
           CHECK(second.state.max == d.max);

@@ -194,6 +194,21 @@ RowDistribution<Real> row_distribution(std::span<const In> cond, std::span<const
   return d;
 }
 
+/// The sixteen scores of group `group` of a row of scores z (entry e is token group_entry_token(group, e)), -inf beyond
+/// the row and below `threshold`; returns whether any entry is left.
+template <class Real>
+bool group_scores(std::span<const Real> z, std::uint64_t group, Real threshold, Real (&out)[kRaceGroupSize]) {
+  constexpr Real neg_inf = -std::numeric_limits<Real>::infinity();
+  bool any = false;
+  for (int e = 0; e < kRaceGroupSize; ++e) {
+    const std::uint64_t i = group_entry_token(group, e);
+    const Real v = i < z.size() ? z[static_cast<std::size_t>(i)] : neg_inf;
+    out[e] = (v < threshold) ? neg_inf : v;
+    any = any || out[e] != neg_inf;
+  }
+  return any;
+}
+
 template <class Real>
 Real logp_of(const RowDistribution<Real>& d, index_t token, bool greedy) {
   const Real z = d.z[static_cast<std::size_t>(token)];
@@ -219,24 +234,13 @@ Sample<Real> sample_row_in(std::span<const In> cond, std::span<const In> uncond,
           " logits, expected fewer than 2^33 (the group race's counter range)");
   // The group race over the kept tokens: the group with the largest key, then the draw inside it.
   const auto quads = static_cast<std::uint64_t>((vocab + 3) / 4);
-  auto group_scores = [&](std::uint64_t group, Real (&zg)[kRaceGroupSize]) {
-    bool any = false;
-    for (int e = 0; e < kRaceGroupSize; ++e) {
-      const std::uint64_t q = group_quad(group, e / 4);
-      const auto i = static_cast<index_t>(4 * q + static_cast<std::uint64_t>(e % 4));
-      const Real z = (q < quads && i < vocab) ? d.z[static_cast<std::size_t>(i)] : neg_inf;
-      zg[e] = (z < d.threshold) ? neg_inf : z;
-      any = any || zg[e] != neg_inf;
-    }
-    return any;
-  };
   std::int64_t best_group = -1;
   Real best_key = neg_inf;
   Real best_z[kRaceGroupSize];
   const std::uint64_t groups = race_groups(quads);
   for (std::uint64_t group = 0; group < groups; ++group) {
     Real zg[kRaceGroupSize];
-    if (!group_scores(group, zg)) continue;
+    if (!detail::group_scores(std::span<const Real>(d.z), group, d.threshold, zg)) continue;
     const Real x = word_to_race_uniform<Real>(race_word(key.seed, key.offset, row, group));
     const Real k = group_race_key(zg, race_exponential(x));
     if (best_group < 0 || k > best_key) {

@@ -106,25 +106,30 @@ struct Raw4 {
   std::uint32_t w[sizeof(In)];  // 4 words for fp32, 2 for 16-bit types
 };
 
-/// Loads the four logits starting at i0 (-inf beyond the row): one vector load when `vector_ok` (row and stride
-/// aligned) and the group is complete, else element by element.
+/// Quad q of a row whose base is aligned to four elements, all four entries inside the row: one vector load.
+template <class In>
+__device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q) {
+  Raw4<In> r;
+  if constexpr (sizeof(In) == 4) {
+    const uint4 v = reinterpret_cast<const uint4*>(row)[q];
+    r.w[0] = v.x;
+    r.w[1] = v.y;
+    r.w[2] = v.z;
+    r.w[3] = v.w;
+  } else {
+    const uint2 v = reinterpret_cast<const uint2*>(row)[q];
+    r.w[0] = v.x;
+    r.w[1] = v.y;
+  }
+  return r;
+}
+
+/// Loads the four logits starting at i0 = 4q (-inf beyond the row): one vector load when `vector_ok` (row and stride
+/// aligned) and the quad is complete, else element by element.
 template <class In>
 __device__ __forceinline__ Raw4<In> load4_raw(const In* row, index_t i0, index_t vocab, bool vector_ok) {
+  if (vector_ok && i0 + 3 < vocab) return load4_vector(row + i0, 0u);
   Raw4<In> r;
-  if (vector_ok && i0 + 3 < vocab) {
-    if constexpr (sizeof(In) == 4) {
-      const uint4 v = *reinterpret_cast<const uint4*>(row + i0);
-      r.w[0] = v.x;
-      r.w[1] = v.y;
-      r.w[2] = v.z;
-      r.w[3] = v.w;
-    } else {
-      const uint2 v = *reinterpret_cast<const uint2*>(row + i0);
-      r.w[0] = v.x;
-      r.w[1] = v.y;
-    }
-    return r;
-  }
   // -inf beyond the row, as bits (no conversion to __half / __nv_bfloat16: builds with __CUDA_NO_HALF_CONVERSIONS__)
   constexpr std::uint32_t kNegInf32 = 0xff800000u;
   constexpr unsigned short kNegInf16 = std::is_same_v<In, __half> ? 0xfc00 : 0xff80;
@@ -142,24 +147,6 @@ __device__ __forceinline__ Raw4<In> load4_raw(const In* row, index_t i0, index_t
         r.w[k / 2] |= static_cast<std::uint32_t>(bits) << 16;
       }
     }
-  }
-  return r;
-}
-
-/// Quad q of a row whose base is aligned to four elements, all four entries inside the row: one vector load.
-template <class In>
-__device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q) {
-  Raw4<In> r;
-  if constexpr (sizeof(In) == 4) {
-    const uint4 v = reinterpret_cast<const uint4*>(row)[q];
-    r.w[0] = v.x;
-    r.w[1] = v.y;
-    r.w[2] = v.z;
-    r.w[3] = v.w;
-  } else {
-    const uint2 v = reinterpret_cast<const uint2*>(row)[q];
-    r.w[0] = v.x;
-    r.w[1] = v.y;
   }
   return r;
 }
@@ -293,6 +280,57 @@ struct SumCountMass {
   }
 };
 
+/// A radix digit's histogram in shared memory, in the layout `narrow` picks (kNarrowHistMaxVocab): 32-bit counts and
+/// the fixed-point mass in three 32-bit pieces of 14 bits, or 64-bit counts and mass. Both give the same integer sums.
+template <int kBins>
+union RadixHistogram {
+  struct {
+    unsigned long long count[kBins];
+    unsigned long long mass[kBins];
+  } wide;
+  struct {
+    std::uint32_t count[kBins];
+    std::uint32_t mass[3][kBins];  // mass = mass[0] + mass[1] 2^14 + mass[2] 2^28
+  } narrow;
+
+  __device__ void clear(int bin, bool is_narrow) {
+    if (is_narrow) {
+      narrow.count[bin] = 0;
+#pragma unroll
+      for (int piece = 0; piece < 3; ++piece) narrow.mass[piece][bin] = 0;
+    } else {
+      wide.count[bin] = 0;
+      wide.mass[bin] = 0;
+    }
+  }
+  __device__ void add_count(int bin, bool is_narrow) {
+    if (is_narrow) {
+      atomicAdd(&narrow.count[bin], 1u);
+    } else {
+      atomicAdd(&wide.count[bin], 1ull);
+    }
+  }
+  __device__ void add_mass(int bin, unsigned long long w, bool is_narrow) {  // w <= 2^40
+    if (is_narrow) {
+      constexpr unsigned long long kPieceMask = (1ull << kMassPieceBits) - 1;
+      const auto p0 = static_cast<std::uint32_t>(w & kPieceMask);
+      const auto p1 = static_cast<std::uint32_t>((w >> kMassPieceBits) & kPieceMask);
+      const auto p2 = static_cast<std::uint32_t>(w >> (2 * kMassPieceBits));
+      if (p0 != 0) atomicAdd(&narrow.mass[0][bin], p0);
+      if (p1 != 0) atomicAdd(&narrow.mass[1][bin], p1);
+      if (p2 != 0) atomicAdd(&narrow.mass[2][bin], p2);
+    } else if (w != 0) {
+      atomicAdd(&wide.mass[bin], w);
+    }
+  }
+  __device__ CountMass read(int bin, bool is_narrow) const {
+    if (!is_narrow) return {wide.count[bin], wide.mass[bin]};
+    return {narrow.count[bin], static_cast<unsigned long long>(narrow.mass[0][bin]) +
+                                   (static_cast<unsigned long long>(narrow.mass[1][bin]) << kMassPieceBits) +
+                                   (static_cast<unsigned long long>(narrow.mass[2][bin]) << (2 * kMassPieceBits))};
+  }
+};
+
 __device__ __forceinline__ unsigned long long fixed_mass(float z, float m) {
   return z == -INFINITY ? 0ull : __float2ull_rn(corl::sampling::stream_exp(z - m) * kMassScale);
 }
@@ -304,16 +342,7 @@ struct SharedStorage {
     typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
     typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
   } cub;
-  union {
-    struct {  // vocab > kNarrowHistMaxVocab
-      unsigned long long count[kTruncate ? kRadixBins : 1];
-      unsigned long long mass[kTruncate ? kRadixBins : 1];
-    } wide;
-    struct {  // vocab <= kNarrowHistMaxVocab: mass = piece[0] + piece[1] 2^14 + piece[2] 2^28
-      std::uint32_t count[kTruncate ? kRadixBins : 1];
-      std::uint32_t mass[3][kTruncate ? kRadixBins : 1];
-    } narrow;
-  } hist;
+  RadixHistogram<kTruncate ? kRadixBins : 1> hist;
   RowState row;
   // radix selection results
   std::uint32_t prefix;
@@ -344,16 +373,7 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
     const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
     const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
     const bool narrow = a.vocab <= kNarrowHistMaxVocab;
-    for (int b = tid; b < kRadixBins; b += kBlock) {
-      if (narrow) {
-        s.hist.narrow.count[b] = 0;
-#pragma unroll
-        for (int piece = 0; piece < 3; ++piece) s.hist.narrow.mass[piece][b] = 0;
-      } else {
-        s.hist.wide.count[b] = 0;
-        s.hist.wide.mass[b] = 0;
-      }
-    }
+    for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
     __syncthreads();
     const std::uint32_t prefix = s.prefix;
     const index_t quads = (a.vocab + 3) / 4;
@@ -368,22 +388,9 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
         if (key < restrict_min || (key & mask) != prefix) continue;
         const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
         if (by_mass) {
-          const unsigned long long w = fixed_mass(z, m);  // <= 2^40
-          if (narrow) {
-            constexpr unsigned long long kPieceMask = (1ull << kMassPieceBits) - 1;
-            const auto p0 = static_cast<std::uint32_t>(w & kPieceMask);
-            const auto p1 = static_cast<std::uint32_t>((w >> kMassPieceBits) & kPieceMask);
-            const auto p2 = static_cast<std::uint32_t>(w >> (2 * kMassPieceBits));
-            if (p0 != 0) atomicAdd(&s.hist.narrow.mass[0][bin], p0);
-            if (p1 != 0) atomicAdd(&s.hist.narrow.mass[1][bin], p1);
-            if (p2 != 0) atomicAdd(&s.hist.narrow.mass[2][bin], p2);
-          } else if (w != 0) {
-            atomicAdd(&s.hist.wide.mass[bin], w);
-          }
-        } else if (narrow) {
-          atomicAdd(&s.hist.narrow.count[bin], 1u);
+          s.hist.add_mass(bin, fixed_mass(z, m), narrow);
         } else {
-          atomicAdd(&s.hist.wide.count[bin], 1ull);
+          s.hist.add_count(bin, narrow);
         }
       }
     }
@@ -394,15 +401,7 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
     CountMass thread_total{0, 0};
 #pragma unroll
     for (int q = 0; q < kPer; ++q) {
-      const int bin = kRadixBins - 1 - (tid * kPer + q);
-      if (narrow) {
-        local[q] = {s.hist.narrow.count[bin],
-                    static_cast<unsigned long long>(s.hist.narrow.mass[0][bin]) +
-                        (static_cast<unsigned long long>(s.hist.narrow.mass[1][bin]) << kMassPieceBits) +
-                        (static_cast<unsigned long long>(s.hist.narrow.mass[2][bin]) << (2 * kMassPieceBits))};
-      } else {
-        local[q] = {s.hist.wide.count[bin], s.hist.wide.mass[bin]};
-      }
+      local[q] = s.hist.read(kRadixBins - 1 - (tid * kPer + q), narrow);
       thread_total.count += local[q].count;
       thread_total.mass += local[q].mass;
     }
@@ -604,7 +603,8 @@ __global__ void __launch_bounds__(kBlock, 2)
         unpack4(rc[j], c);
         if constexpr (kGuided) unpack4(ru[j], u);
         fold_quad<kGuided>(st, c_bound, c, u, index_t{q}, a, known_key);
-        // the group's last quad: slot 3, or the row ends before the group's next quad
+        // the group's last quad (closes_group(q, quads), with the slot taken from the round counter, which is the
+        // same on every lane): slot 3, or the row ends before the group's next quad
         if (!a.greedy && (n0 + j == 3 || q + kBlock >= a.quads)) {
           auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
           const auto group = static_cast<index_t>(corl::sampling::race_group(q));
@@ -715,15 +715,14 @@ __global__ void __launch_bounds__(kBlock, 2)
     RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
     const ReloadGroupKey<In> kept_key{
         cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, threshold};
-    int n = 0;
-    for (index_t q = threadIdx.x; q < quads; q += kBlock, n = (n + 1) & 3) {
+    for (index_t q = threadIdx.x; q < quads; q += kBlock) {
       float z[4];
       score4(cond, uncond, q, a, vector_ok, z);
 #pragma unroll
       for (int k = 0; k < 4; ++k)
         if (!(z[k] >= threshold)) z[k] = -INFINITY;
       corl::sampling::fold_race_quad(kept, kept_bound, z, q, bound_key);
-      if (n == 3 || q + kBlock >= quads) {
+      if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
         auto word_of = [&](index_t group) { return kept_cache.word(a, stream, group); };
         const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
         corl::sampling::close_race_group(kept, kept_bound, group, word_of, kept_key, bound_key);
