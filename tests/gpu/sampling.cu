@@ -119,10 +119,17 @@ std::vector<H> random_rows(index_t rows, index_t stride, std::uint64_t seed) {
   return v;
 }
 
+// Host rows of "flat" logits: uniform in [1, 1.25), one first radix digit (sign, exponent, two mantissa bits) for all.
+std::vector<float> flat_rows(index_t rows, index_t stride, std::uint64_t seed) {
+  corl::CounterRng rng(seed, 0);
+  std::vector<float> v(static_cast<std::size_t>(rows * stride));
+  for (auto& x : v) x = 1.0f + 0.25f * static_cast<float>(rng.uniform()) * 0.999f;
+  return v;
+}
+
 template <class H>
-void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign) {
-  const auto cond = random_rows<H>(rows, stride, 100 + static_cast<std::uint64_t>(vocab));
-  const auto uncond = random_rows<H>(rows, stride, 200 + static_cast<std::uint64_t>(vocab));
+void check_parity_of(const std::vector<H>& cond, const std::vector<H>& uncond, index_t rows, index_t vocab,
+                     index_t stride, index_t misalign) {
   for (const Case& c : cases()) {
     const std::string name = c.name;  // CAPTURE of a const char* prints the pointer
     CAPTURE(name);
@@ -173,6 +180,13 @@ void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign)
   }
 }
 
+template <class H>
+void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign) {
+  const auto cond = random_rows<H>(rows, stride, 100 + static_cast<std::uint64_t>(vocab));
+  const auto uncond = random_rows<H>(rows, stride, 200 + static_cast<std::uint64_t>(vocab));
+  check_parity_of(cond, uncond, rows, vocab, stride, misalign);
+}
+
 double chi2_critical_001(int df) {
   if (df == 1) return 10.828;
   const double d = df, z = 3.0902;
@@ -199,6 +213,17 @@ TEST_CASE("GPU and CPU samplers agree on rows wider than 2^18 entries (64-bit ra
   if (corl_test::small_shapes_only()) return;  // under compute-sanitizer (scripts/gpu-check)
   check_parity<float>(6, (index_t{1} << 18) + 3, (index_t{1} << 18) + 3, 0);
   check_parity<float>(6, index_t{1} << 18, index_t{1} << 18, 0);
+}
+
+TEST_CASE("truncated rows whose threshold's first-digit bin overflows the candidate list (three reads) or fills it") {
+  // radix_select lists the keys of the chosen first-digit bin in shared memory when it holds at most kCandidateCap
+  // entries and then selects the last two digits on that list; a wider bin re-reads the row for each digit. Flat rows
+  // put every entry in one bin: 20000 entries take the three reads, 8000 (<= 8192) fill most of the list.
+  static_assert(corl::cuda::sampling_detail::kCandidateCap == 8192);
+  for (const index_t vocab : {index_t{20000}, index_t{8000}}) {
+    const index_t rows = corl_test::small_shapes_only() ? 4 : 24;
+    check_parity_of(flat_rows(rows, vocab, 300), flat_rows(rows, vocab, 301), rows, vocab, vocab, 0);
+  }
 }
 
 TEST_CASE("GPU sampler is deterministic and depends on (seed, offset)") {

@@ -15,12 +15,14 @@
 // of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group can win with the smallest uniform.
 // Unguided scores are not tested for NaN / +inf one by one: the merged state shows them (row_is_bad). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
-// winning group's sixteen logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum). With truncation the thresholds
-// are exact values of z found by an MSB-first radix selection on the ordered float bits (11 + 11 + 10 bits: three more
-// passes per criterion, vector loads; the row is re-read, normally from L2) on counts (top-k) or on probability mass
-// held in 2^-40 fixed point (top-p), so the sums are order-independent and the result is deterministic. Truncation only
-// removes mass, so the whole-row winning group also wins the kept set when all of it is kept: one more pass is needed
-// only when it is not, and that pass also folds the kept mass, which top-k and min-p otherwise take a pass to sum.
+// winning group's sixteen logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum).
+// With truncation the thresholds are exact values of z found by an MSB-first radix selection on the ordered float bits
+// (11 + 11 + 10 bits, vector loads; the row is re-read, normally from L2: two reads per criterion when the first
+// digit's chosen bin holds at most 8192 entries, whose keys are then listed in shared memory for the last two digits,
+// else three) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so the sums are
+// order-independent and the result is deterministic. Truncation only removes mass, so the whole-row winning group also
+// wins the kept set when all of it is kept: one more pass is needed only when it is not, and that pass also folds the
+// kept mass, which top-k and min-p otherwise take a pass to sum.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
@@ -35,7 +37,9 @@
 // and a NaN / +inf test and a -inf select per logit. The group race (2026-11-27, session 11; compiled for sm_90 /
 // sm_80, NOT yet run on a GPU) takes ~51 (fp32) / ~53 (bf16) per quad on that path (cuobjdump, sm_90). Predicted for
 // plain rows, V = 102400: fp32 25-35 us (memory-bound or near it), bf16 25-35 us (still issue-bound, ~2-3x its
-// floor). Next for the truncated modes: fuse the kept race into the last radix pass.
+// floor). The candidate list of radix_select (session 12, not yet run on a GPU) takes one read of the row off each
+// truncation criterion (top-p 0.9 at V = 102400: 5 reads -> 4). Next for the truncated modes: fuse the kept race into
+// the pass that lists the candidates.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -43,6 +47,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cub/block/block_reduce.cuh>
@@ -87,6 +92,7 @@ struct Args {
   float top_p;
   float log_min_p;
   index_t top_k;  // 0 = off
+  std::uint32_t candidate_cap;  // length of radix_select's candidate list (dynamic shared memory; truncated kernels)
   std::uint64_t seed;
   std::uint64_t offset;
   bool guided;
@@ -350,6 +356,7 @@ struct SharedStorage {
   CountMass above;
   CountMass equal;
   unsigned long long total;
+  std::uint32_t listed;  // radix_select: number of keys in the candidate list
   bool rerace;  // the winning group is not wholly kept: race again over the kept set
 };
 
@@ -357,10 +364,16 @@ struct SharedStorage {
 /// by_mass): the largest K such that the weight (count, or fixed-point mass) of {key >= K} reaches the target.
 /// by_mass: target = ceil(fraction * total mass of the candidates). Leaves s.prefix = K, s.above = weight of
 /// {key > K}, s.equal = weight of {key == K}.
+/// The first digit reads the row and counts the elements of each bin. When the chosen bin holds at most
+/// a.candidate_cap elements (and the row is narrow, kNarrowHistMaxVocab), one more read of the row copies their keys
+/// into `candidates` (dynamic shared memory) and the last two digits histogram that list instead of the row: two reads
+/// of the row instead of three. The weights are recomputed from the keys (from_ordered_bits gives z back bit for bit),
+/// and the integer sums do not depend on the order in which the atomics filled the list, so the threshold is the same
+/// as with three reads. A wider bin (a flat row) takes the three reads.
 template <class In>
 __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
                              std::uint32_t restrict_min, bool by_mass, unsigned long long count_target, float fraction,
-                             SharedStorage<true>& s) {
+                             SharedStorage<true>& s, std::uint32_t* candidates) {
   const int tid = threadIdx.x;
   __syncthreads();  // everyone has read the previous selection's results
   if (tid == 0) {
@@ -368,15 +381,12 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
     s.above = {0, 0};
     s.equal = {0, 0};
     s.target = count_target;
+    s.listed = 0;
   }
-  for (int pass = 0; pass < 3; ++pass) {
-    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
-    const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
-    const bool narrow = a.vocab <= kNarrowHistMaxVocab;
-    for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
-    __syncthreads();
-    const std::uint32_t prefix = s.prefix;
-    const index_t quads = (a.vocab + 3) / 4;
+  const bool narrow = a.vocab <= kNarrowHistMaxVocab;
+  const index_t quads = (a.vocab + 3) / 4;
+  // Calls weigh(key, z) for every element that takes part: inside the row, key >= restrict_min, z > -inf when by_mass.
+  auto for_each_element = [&](auto&& weigh) {
     for (index_t g = tid; g < quads; g += kBlock) {
       float zs[4];
       score4(cond, uncond, g, a, vector_ok, zs);
@@ -385,14 +395,34 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
         const float z = zs[k];
         if (g * 4 + k >= a.vocab || (by_mass && z == -INFINITY)) continue;
         const std::uint32_t key = corl::sampling::ordered_bits(z);
-        if (key < restrict_min || (key & mask) != prefix) continue;
-        const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
-        if (by_mass) {
-          s.hist.add_mass(bin, fixed_mass(z, m), narrow);
-        } else {
-          s.hist.add_count(bin, narrow);
-        }
+        if (key < restrict_min) continue;
+        weigh(key, z);
       }
+    }
+  };
+  bool listed = false;  // the same on every thread: decided from shared values after a barrier
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
+    const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
+    for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
+    __syncthreads();
+    const std::uint32_t prefix = s.prefix;
+    // pass 0 also counts by_mass (the list's size), on narrow rows only (a 64-bit count is a compare-and-swap loop)
+    const bool count = !by_mass || (pass == 0 && narrow);
+    auto weigh = [&](std::uint32_t key, float z) {
+      if ((key & mask) != prefix) return;
+      const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
+      if (count) s.hist.add_count(bin, narrow);
+      if (by_mass) s.hist.add_mass(bin, fixed_mass(z, m), narrow);
+    };
+    if (listed) {
+      const std::uint32_t n = s.listed;
+      for (std::uint32_t i = tid; i < n; i += kBlock) {
+        const std::uint32_t key = candidates[i];
+        weigh(key, corl::sampling::from_ordered_bits(key));
+      }
+    } else {
+      for_each_element(weigh);
     }
     __syncthreads();
     // Scan bins from the top (largest keys) down: thread t owns bins 2047 - 4t ... 2044 - 4t.
@@ -433,6 +463,15 @@ __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bo
       cum.mass += local[q].mass;
     }
     __syncthreads();
+    if (pass == 0 && narrow && s.equal.count <= a.candidate_cap) {
+      // The chosen bin's elements (the same filter as the histogram, so at most s.equal.count of them) into the list.
+      const std::uint32_t bin_prefix = s.prefix;
+      for_each_element([&](std::uint32_t key, float) {
+        if ((key & 0xffe00000u) == bin_prefix) candidates[atomicAdd(&s.listed, 1u)] = key;
+      });
+      listed = true;
+      __syncthreads();
+    }
   }
 }
 
@@ -552,6 +591,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     sample_rows_kernel(const In* __restrict__ cond_all, const In* __restrict__ uncond_all, Args a,
                        std::int64_t* __restrict__ tokens, float* __restrict__ logps) {
   __shared__ SharedStorage<kTruncate> s;
+  extern __shared__ std::uint32_t candidate_list[];  // a.candidate_cap keys (truncated kernels; radix_select)
   const index_t row = blockIdx.x;
   const std::uint32_t stream = static_cast<std::uint32_t>(row);
   const In* cond = cond_all + row * a.row_stride;
@@ -659,13 +699,14 @@ __global__ void __launch_bounds__(kBlock, 2)
   unsigned long long kept_fixed = 0;
   std::uint32_t restrict_min = 0;
   if (a.top_k > 0 && a.top_k < a.vocab) {
-    radix_select(cond, uncond, a, vector_ok, r.max, 0u, false, static_cast<unsigned long long>(a.top_k), 0.0f, s);
+    radix_select(cond, uncond, a, vector_ok, r.max, 0u, false, static_cast<unsigned long long>(a.top_k), 0.0f, s,
+                 candidate_list);
     restrict_min = s.prefix;
     threshold = corl::sampling::from_ordered_bits(s.prefix);
     truncated = threshold != -INFINITY;
   }
   if (a.use_top_p) {
-    radix_select(cond, uncond, a, vector_ok, r.max, restrict_min, true, 0ull, a.top_p, s);
+    radix_select(cond, uncond, a, vector_ok, r.max, restrict_min, true, 0ull, a.top_p, s, candidate_list);
     threshold = corl::sampling::from_ordered_bits(s.prefix);
     kept_fixed = s.above.mass + s.equal.mass;
     truncated = true;
@@ -766,6 +807,35 @@ __global__ void __launch_bounds__(kBlock, 2)
   }  // kTruncate
 }
 
+/// Largest candidate list of radix_select (keys in dynamic shared memory, 32 KB): room for the first-digit bin of
+/// rows much flatter than LLM logits (the benchmark's V = 102400 rows, scale ~2.3 nats, put ~4300 entries in the bin of
+/// their top-p 0.9 threshold and ~280 in that of their 50th largest). The truncated kernel then takes ~74 KB of shared
+/// memory per block: two blocks per SM still fit on sm_80 / sm_90.
+inline constexpr std::uint32_t kCandidateCap = 8192;
+
+/// The candidate list's length for `kernel` on the current device (kCandidateCap, no more than the vocabulary or than
+/// what the device's opt-in shared memory leaves beside the kernel's static shared memory), after allowing the kernel
+/// that much dynamic shared memory (above 48 KB in all, a kernel must opt in).
+template <class Kernel>
+std::uint32_t prepare_candidate_list(Kernel* kernel, index_t vocab) {
+  constexpr const char* where = "corl::cuda::sample_rows (candidate list)";
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), where);
+  int optin = 0;
+  check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), where);
+  cudaFuncAttributes attributes{};
+  check_cuda(cudaFuncGetAttributes(&attributes, kernel), where);
+  const std::size_t available = static_cast<std::size_t>(optin);
+  const std::size_t room =
+      available > attributes.sharedSizeBytes ? (available - attributes.sharedSizeBytes) / sizeof(std::uint32_t) : 0;
+  const auto cap = static_cast<std::uint32_t>(
+      std::min<std::size_t>({std::size_t{kCandidateCap}, static_cast<std::size_t>(vocab), room}));
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(cap * sizeof(std::uint32_t))),
+             where);
+  return cap;
+}
+
 }  // namespace sampling_detail
 
 /// Samples one token per row on the GPU: rows [0, rows) of `cond` (row r at cond + r * row_stride), optionally guided
@@ -803,14 +873,16 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   const bool truncate = !a.greedy && ((a.top_k > 0 && a.top_k < vocab) || a.use_top_p || a.use_min_p);
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;
-  if (truncate && a.guided) {
-    sampling_detail::sample_rows_kernel<In, true, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
-  } else if (truncate) {
-    sampling_detail::sample_rows_kernel<In, true, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+  using sampling_detail::sample_rows_kernel;
+  if (truncate) {
+    auto* kernel = a.guided ? &sample_rows_kernel<In, true, true> : &sample_rows_kernel<In, true, false>;
+    a.candidate_cap = sampling_detail::prepare_candidate_list(kernel, vocab);
+    const std::size_t list_bytes = std::size_t{a.candidate_cap} * sizeof(std::uint32_t);
+    kernel<<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
   } else if (a.guided) {
-    sampling_detail::sample_rows_kernel<In, false, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+    sample_rows_kernel<In, false, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
   } else {
-    sampling_detail::sample_rows_kernel<In, false, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+    sample_rows_kernel<In, false, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
   }
   check_launch("corl::cuda::sample_rows (sample_rows_kernel)");
 }
