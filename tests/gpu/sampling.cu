@@ -119,11 +119,15 @@ std::vector<H> random_rows(index_t rows, index_t stride, std::uint64_t seed) {
   return v;
 }
 
-// Host rows of "flat" logits: uniform in [1, 1.25), one first radix digit (sign, exponent, two mantissa bits) for all.
+// Host rows of "flat" logits: uniform in [1, 1.25), one first radix digit (sign, exponent, two mantissa bits) for all,
+// with -inf on ~1% of entries.
 std::vector<float> flat_rows(index_t rows, index_t stride, std::uint64_t seed) {
   corl::CounterRng rng(seed, 0);
   std::vector<float> v(static_cast<std::size_t>(rows * stride));
-  for (auto& x : v) x = 1.0f + 0.25f * static_cast<float>(rng.uniform()) * 0.999f;
+  for (auto& x : v) {
+    const bool masked = rng.uniform() < 0.01;
+    x = masked ? -std::numeric_limits<float>::infinity() : 1.0f + 0.25f * static_cast<float>(rng.uniform()) * 0.999f;
+  }
   return v;
 }
 
@@ -217,10 +221,12 @@ TEST_CASE("GPU and CPU samplers agree on rows wider than 2^18 entries (64-bit ra
 
 TEST_CASE("truncated rows whose threshold's first-digit bin overflows the candidate list (three reads) or fills it") {
   // radix_select lists the keys of the chosen first-digit bin in shared memory when it holds at most kCandidateCap
-  // entries and then selects the last two digits on that list; a wider bin re-reads the row for each digit. Flat rows
-  // put every entry in one bin: 20000 entries take the three reads, 8000 (<= 8192) fill most of the list.
+  // entries and then selects the last two digits on that list (with the kept race fused into the listing read); a wider
+  // bin re-reads the row for each digit, and the kept race takes a pass of its own. Flat rows put every finite entry in
+  // one bin: 20000 and 8193 + 99 (more than 8192 finite ones) take the three reads, 8191 and 8000 (the list's length is
+  // then the vocabulary) fill nearly all of the list. Odd widths end in a partial quad.
   static_assert(corl::cuda::sampling_detail::kCandidateCap == 8192);
-  for (const index_t vocab : {index_t{20000}, index_t{8000}}) {
+  for (const index_t vocab : {index_t{20000}, index_t{8193 + 99}, index_t{8191}, index_t{8000}}) {
     const index_t rows = corl_test::small_shapes_only() ? 4 : 24;
     check_parity_of(flat_rows(rows, vocab, 300), flat_rows(rows, vocab, 301), rows, vocab, vocab, 0);
   }

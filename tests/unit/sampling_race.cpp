@@ -159,6 +159,105 @@ Emulated emulate(const std::vector<float>& z, int threads, int per_round, const 
   return out;
 }
 
+/// The exact race key of a group over its entries >= threshold, from its uniform x.
+float exact_group_key_at(const std::vector<float>& z, index_t group, float threshold, float x) {
+  float zg[kRaceGroupSize];
+  corl::sampling::detail::group_scores(std::span<const float>(z), static_cast<std::uint64_t>(group), threshold, zg);
+  return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+}
+
+/// The kernel's fixed_mass: round(exp(z - m) 2^40), 0 for -inf.
+unsigned long long fixed_mass(float z, float m) {
+  if (z == -std::numeric_limits<float>::infinity()) return 0;
+  const float scaled = corl::sampling::stream_exp(z - m) * 1099511627776.0f;
+  return static_cast<unsigned long long>(std::nearbyint(static_cast<double>(scaled)));
+}
+
+struct FusedOutcome {
+  index_t winner = -1;
+  std::size_t deferred = 0;
+  unsigned long long kept_fixed = 0;  // entries kept for sure + listed candidates >= threshold
+};
+
+/// The kept race that the truncated kernel fuses into the last selection's listing read (FusedKeptRace in
+/// corl/cuda/sampling.cuh), written out: 512 threads, thread t folding the quads t + 512 n; entries classified by the
+/// first digit's bin (bin_prefix), restrict_min and t_min; groups with an undetermined entry deferred with a lower
+/// bound; then the deferred groups' exact keys at `threshold` (entry i applied by thread i % 512) and the merge tree.
+FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t bin_prefix, std::uint32_t restrict_min,
+                                     bool by_mass, float t_min, float threshold, const RaceState& pass1,
+                                     const Stream& rs) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float m = pass1.max;
+  const std::uint32_t bin_hi_key = bin_prefix >= 0xffe00000u ? 0u : bin_prefix + 0x00200000u;
+  const float t_hi = bin_hi_key == 0u ? inf : corl::sampling::from_ordered_bits(bin_hi_key);
+  const float t_lo = corl::sampling::from_ordered_bits(std::max(bin_prefix, restrict_min));
+  const float thr_det = std::fmax(t_lo, t_min);
+  const float thr_sure = t_hi <= m ? std::fmax(t_hi, t_min) : m;
+  auto x_of = [&](index_t g) { return corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, g)); };
+  const index_t argmax_group =
+      static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(pass1.argmax / 4)));
+  const float bound = std::fmax(exact_group_key_at(z, pass1.best_group, thr_sure, x_of(pass1.best_group)),
+                                exact_group_key_at(z, argmax_group, thr_sure, x_of(argmax_group)));
+  const index_t quads = quads_of(z);
+  FusedOutcome out;
+  std::vector<std::pair<index_t, float>> deferred;
+  std::vector<RaceState> states;
+  for (int t = 0; t < 512; ++t) {
+    RaceState st = corl::sampling::empty_race_state();
+    float c_bound = inf;
+    bool open_undetermined = false;
+    auto word_of = [&](index_t g) { return stream_race_word(rs, g); };
+    auto exact_key = [&](index_t g, float x) {
+      if (!open_undetermined) return exact_group_key_at(z, g, thr_det, x);
+      deferred.emplace_back(g, x);
+      return exact_group_key_at(z, g, thr_sure, x);
+    };
+    for (index_t q = t; q < quads; q += 512) {
+      float zr[4];
+      for (int k = 0; k < 4; ++k) {
+        const float v = score_at(z, q * 4 + k);
+        const bool sure = bin_hi_key != 0u && corl::sampling::ordered_bits(v) >= bin_hi_key && v >= t_min;
+        const bool maybe = v >= thr_det;
+        zr[k] = maybe ? v : -inf;
+        open_undetermined = open_undetermined || (maybe && !sure);
+        if (sure) out.kept_fixed += fixed_mass(v, m);
+      }
+      corl::sampling::fold_race_quad(st, c_bound, zr, q, bound);
+      if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
+        const auto g = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
+        corl::sampling::close_race_group(st, c_bound, g, word_of, exact_key, bound);
+        open_undetermined = false;
+      }
+    }
+    states.push_back(st);
+  }
+  for (std::size_t i = 0; i < deferred.size(); ++i) {
+    const auto [g, x] = deferred[i];
+    const float key = exact_group_key_at(z, g, threshold, x);
+    RaceState& st = states[i % 512];
+    if (corl::sampling::race_beats(key, g, st.best_key, st.best_group)) {
+      st.best_key = key;
+      st.best_group = g;
+    }
+  }
+  // the listed candidates (the first digit's bin, taking part) at or above the threshold
+  for (const float v : z) {
+    const std::uint32_t key = corl::sampling::ordered_bits(v);
+    const bool takes_part = !(by_mass && v == -inf) && key >= restrict_min;
+    if (takes_part && (key & 0xffe00000u) == bin_prefix && v >= threshold) out.kept_fixed += fixed_mass(v, m);
+  }
+  while (states.size() > 1) {
+    std::vector<RaceState> next;
+    for (std::size_t i = 0; i + 1 < states.size(); i += 2)
+      next.push_back(corl::sampling::merge_race_states(states[i], states[i + 1]));
+    if (states.size() % 2 == 1) next.push_back(states.back());
+    states.swap(next);
+  }
+  out.winner = states[0].best_group;
+  out.deferred = deferred.size();
+  return out;
+}
+
 std::vector<float> random_scores(corl::CounterRng& rng, index_t vocab, double scale, double masked, bool coarse) {
   std::vector<float> z(static_cast<std::size_t>(vocab));
   for (auto& v : z) {
@@ -644,4 +743,67 @@ TEST_CASE("the kernel's warp-wide draw inside the winning group (lane scoring, x
   MESSAGE("draws " << draws << ", with equal keys met in the reduction " << tied);
   CHECK(draws == 3000);
   CHECK(tied > 50);
+}
+
+TEST_CASE("truncation: the kept race fused into the last selection's listing read (deferred groups, lower bounds) "
+          "finds the reference's token, and the kept mass splits into sure entries and listed candidates") {
+  corl::CounterRng rng(2718, 0);
+  int fused = 0;
+  std::size_t deferred_total = 0, deferred_max = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const index_t vocab = 8 + static_cast<index_t>(rng.below(trial < 250 ? 3000 : 20000));
+    const double scale = trial % 3 == 0 ? 0.5 : (trial % 3 == 1 ? 2.0 : 6.0);
+    const auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.2 : 0.0, trial % 5 == 0);
+    bool any_finite = false;
+    for (const float v : z) any_finite = any_finite || v != -std::numeric_limits<float>::infinity();
+    if (!any_finite) continue;
+    corl::sampling::SamplingParams p;
+    const int mode = trial % 4;  // top-k, top-p, top-k + top-p, and each with min-p on some trials
+    if (mode == 0 || mode == 2) p.top_k = 1 + static_cast<index_t>(rng.below(trial % 8 < 4 ? 60 : 400));
+    if (mode == 1 || mode == 2) p.top_p = 0.5 + 0.49 * rng.uniform();
+    if (mode == 3) p.top_p = 0.999;
+    if (trial % 5 == 1) p.min_p = trial % 2 ? 0.02 + 0.2 * rng.uniform() : 1e-4;
+    const corl::sampling::RngKey key{91 + static_cast<std::uint64_t>(trial), 3};
+    const auto row = static_cast<std::uint32_t>(trial % 11);
+    const Stream rs{key.seed, key.offset, row, false};
+    const std::span<const float> zs(z);
+    const auto d = corl::sampling::detail::row_distribution<float>(zs, std::span<const float>{}, p, row, "test");
+    // the selections as the kernel runs them: top-k (restricting top-p), then the last one, whose bin is fused
+    corl::sampling::SamplingParams k_only;
+    k_only.top_k = p.top_k;
+    corl::sampling::SamplingParams sel_only = p;
+    sel_only.min_p = 0.0;
+    const bool top_k_on = p.top_k > 0 && p.top_k < vocab;
+    const float t_k = top_k_on ? corl::sampling::detail::row_distribution<float>(zs, {}, k_only, row, "test").threshold
+                               : -std::numeric_limits<float>::infinity();
+    const float t_sel = corl::sampling::detail::row_distribution<float>(zs, {}, sel_only, row, "test").threshold;
+    if (!top_k_on && p.top_p >= 1.0) continue;
+    const std::uint32_t restrict_min = top_k_on && p.top_p < 1.0 ? corl::sampling::ordered_bits(t_k) : 0u;
+    const std::uint32_t bin_prefix = corl::sampling::ordered_bits(t_sel) & 0xffe00000u;
+    if (bin_prefix < 0x00800000u) continue;  // the kernel does not fuse: its bin holds -inf
+    const float t_min = p.min_p > 0.0 ? corl::sampling::add_rn(d.max, static_cast<float>(std::log(p.min_p)))
+                                      : -std::numeric_limits<float>::infinity();
+    const float threshold = std::max(t_sel, t_min);
+    REQUIRE(threshold == d.threshold);
+    CAPTURE(trial);
+    CAPTURE(vocab);
+    const auto pass1 = emulate(z, 512, 1, rs, 32);
+    const auto f = emulate_fused_kept_race(z, bin_prefix, restrict_min, p.top_p < 1.0, t_min, threshold, pass1.state, rs);
+    std::vector<float> kept(z);
+    unsigned long long kept_fixed = 0;
+    for (float& v : kept) {
+      if (!(v >= threshold)) v = -std::numeric_limits<float>::infinity();
+      kept_fixed += fixed_mass(v, d.max);
+    }
+    const auto ref = corl::sampling::sample_row<float, float>(z, p, key, row);
+    CHECK(pick(kept, f.winner, rs) == ref.token);
+    CHECK(f.kept_fixed == kept_fixed);
+    ++fused;
+    deferred_total += f.deferred;
+    deferred_max = std::max(deferred_max, f.deferred);
+  }
+  MESSAGE("fused rows: " << fused << ", deferred groups: " << deferred_total << " in all, at most " << deferred_max
+                         << " in a row");
+  CHECK(fused > 150);
+  CHECK(deferred_max <= 512);  // kDeferredCap: more falls back to the race pass
 }

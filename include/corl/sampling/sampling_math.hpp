@@ -205,7 +205,9 @@ CORL_HD std::uint64_t group_entry_token(std::uint64_t group, int entry) {
   return 4 * group_quad(group, entry / 4) + static_cast<std::uint64_t>(entry % 4);
 }
 
-/// Monotone map float -> uint32 (larger float, larger key) for radix selection; -inf maps below every finite value.
+/// Monotone map float -> uint32 for radix selection: for non-NaN a, b, a >= b exactly when ordered_bits(a) >=
+/// ordered_bits(b), so keys order as the floats compare; -inf maps below every finite value. -0.0 gets the key of +0.0
+/// (they compare equal: with keys of their own, a threshold of +0.0 would leave out a -0.0 that `z >= threshold` keeps).
 CORL_HD std::uint32_t ordered_bits(float value) {
   std::uint32_t bits;
 #if defined(__CUDA_ARCH__)
@@ -213,10 +215,11 @@ CORL_HD std::uint32_t ordered_bits(float value) {
 #else
   __builtin_memcpy(&bits, &value, sizeof(bits));
 #endif
+  bits = bits == 0x80000000u ? 0u : bits;  // -0.0 -> +0.0
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
 
-/// Inverse of ordered_bits.
+/// Inverse of ordered_bits (up to the sign of zero: the key of +/-0.0 gives +0.0, which compares and weighs the same).
 CORL_HD float from_ordered_bits(std::uint32_t key) {
   const std::uint32_t bits = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
 #if defined(__CUDA_ARCH__)

@@ -18,11 +18,14 @@
 // winning group's sixteen logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum).
 // With truncation the thresholds are exact values of z found by an MSB-first radix selection on the ordered float bits
 // (11 + 11 + 10 bits, vector loads; the row is re-read, normally from L2: two reads per criterion when the first
-// digit's chosen bin holds at most 8192 entries, whose keys are then listed in shared memory for the last two digits,
-// else three) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so the sums are
-// order-independent and the result is deterministic. Truncation only removes mass, so the whole-row winning group also
-// wins the kept set when all of it is kept: one more pass is needed only when it is not, and that pass also folds the
-// kept mass, which top-k and min-p otherwise take a pass to sum.
+// digit's chosen bin holds at most 8192 entries of a row of at most 2^18, whose keys are then listed in shared memory
+// for the last two digits, else three) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so the sums are
+// order-independent and the result is deterministic. The race over the kept set rides on the last selection's listing
+// read (FusedKeptRace in the kernel): groups whose entries the first digit already decides are raced there with their
+// exact kept keys, the few others that can still win are deferred until the threshold is known, and the read also sums
+// the mass of the entries kept for sure. So top-p or top-k reads the row three times in all (pass 1, first digit,
+// listing). Without a list (min-p alone, a bin too wide), the whole-row winning group still wins the kept set when all
+// of it is kept (truncation only removes mass), and one more pass races the kept set when it is not.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
@@ -37,9 +40,8 @@
 // and a NaN / +inf test and a -inf select per logit. The group race (2026-11-27, session 11; compiled for sm_90 /
 // sm_80, NOT yet run on a GPU) takes ~51 (fp32) / ~53 (bf16) per quad on that path (cuobjdump, sm_90). Predicted for
 // plain rows, V = 102400: fp32 25-35 us (memory-bound or near it), bf16 25-35 us (still issue-bound, ~2-3x its
-// floor). The candidate list of radix_select (session 12, not yet run on a GPU) takes one read of the row off each
-// truncation criterion (top-p 0.9 at V = 102400: 5 reads -> 4). Next for the truncated modes: fuse the kept race into
-// the pass that lists the candidates.
+// floor). The candidate list of radix_select and the kept race fused into its listing read (session 12, not yet run
+// on a GPU) take top-p 0.9 / top-k 50 rows at V = 102400 from 5 reads of the row to 3.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -48,6 +50,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cub/block/block_reduce.cuh>
@@ -81,6 +85,9 @@ inline constexpr float kMassScale = 1099511627776.0f;     // 2^40: fixed-point s
 /// rows keep 64-bit bins. Both give the same integer sums, hence the same thresholds.
 inline constexpr index_t kNarrowHistMaxVocab = index_t{1} << 18;
 inline constexpr int kMassPieceBits = 14;
+/// Groups the kept race fused into the listing read may defer (their exact keys wait for the threshold): about one per
+/// row is typical, since the filter bound is a key some kept group reaches; more falls back to the race pass.
+inline constexpr std::uint32_t kDeferredCap = 512;
 
 struct Args {
   index_t vocab;
@@ -356,123 +363,169 @@ struct SharedStorage {
   CountMass above;
   CountMass equal;
   unsigned long long total;
-  std::uint32_t listed;  // radix_select: number of keys in the candidate list
+  std::uint32_t listed;    // number of keys in the candidate list (list_candidates)
+  std::uint32_t deferred;  // number of groups the fused kept race deferred (FusedKeptRace)
+  float bound_key[2];      // FusedKeptRace: lower bounds of the kept winner's key
   bool rerace;  // the winning group is not wholly kept: race again over the kept set
 };
 
-/// MSB-first radix selection of the threshold key K among elements with ordered key >= restrict_min (and z > -inf when
-/// by_mass): the largest K such that the weight (count, or fixed-point mass) of {key >= K} reaches the target.
-/// by_mass: target = ceil(fraction * total mass of the candidates). Leaves s.prefix = K, s.above = weight of
-/// {key > K}, s.equal = weight of {key == K}.
-/// The first digit reads the row and counts the elements of each bin. When the chosen bin holds at most
-/// a.candidate_cap elements (and the row is narrow, kNarrowHistMaxVocab), one more read of the row copies their keys
-/// into `candidates` (dynamic shared memory) and the last two digits histogram that list instead of the row: two reads
-/// of the row instead of three. The weights are recomputed from the keys (from_ordered_bits gives z back bit for bit),
-/// and the integer sums do not depend on the order in which the atomics filled the list, so the threshold is the same
-/// as with three reads. A wider bin (a flat row) takes the three reads.
-template <class In>
-__device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
-                             std::uint32_t restrict_min, bool by_mass, unsigned long long count_target, float fraction,
-                             SharedStorage<true>& s, std::uint32_t* candidates) {
-  const int tid = threadIdx.x;
+/// One truncation criterion as a radix selection: the elements that take part are those inside the row with ordered
+/// key >= restrict_min (and z > -inf when by_mass); the threshold key K is the largest one such that the weight (count,
+/// or fixed-point mass) of {key >= K} reaches the target (count_target, or ceil(fraction * total mass) when by_mass).
+struct Selection {
+  std::uint32_t restrict_min;
+  bool by_mass;
+  unsigned long long count_target;
+  float fraction;
+
+  __device__ bool takes_part(float z, std::uint32_t key) const {
+    return !(by_mass && z == -INFINITY) && key >= restrict_min;
+  }
+};
+
+/// Starts a selection (every thread calls it): clears the results in shared memory.
+__device__ __forceinline__ void radix_begin(const Selection& sel, SharedStorage<true>& s) {
   __syncthreads();  // everyone has read the previous selection's results
-  if (tid == 0) {
+  if (threadIdx.x == 0) {
     s.prefix = 0;
     s.above = {0, 0};
     s.equal = {0, 0};
-    s.target = count_target;
+    s.target = sel.count_target;
     s.listed = 0;
+    s.deferred = 0;
   }
+}
+
+/// MSB-first radix selection, one digit (11 + 11 + 10 bits: pass 0, 1, 2) per call, every thread calling: histograms
+/// the elements whose key matches the digits chosen so far (read from the row, or from the candidate list when
+/// `listed`), scans the bins from the top and extends s.prefix by the bin where the weight reaches the target. After
+/// pass 2, s.prefix = K, s.above = weight of {key > K}, s.equal = weight of {key == K}. Pass 0 also counts by_mass
+/// (on narrow rows: a 64-bit count is a compare-and-swap loop), so that s.equal.count then sizes the candidate list.
+template <class In>
+__device__ void radix_digit(int pass, const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
+                            const Selection& sel, bool listed, const std::uint32_t* candidates,
+                            SharedStorage<true>& s) {
+  const int tid = threadIdx.x;
+  const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
+  const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
   const bool narrow = a.vocab <= kNarrowHistMaxVocab;
-  const index_t quads = (a.vocab + 3) / 4;
-  // Calls weigh(key, z) for every element that takes part: inside the row, key >= restrict_min, z > -inf when by_mass.
-  auto for_each_element = [&](auto&& weigh) {
+  const bool by_mass = sel.by_mass;
+  for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
+  __syncthreads();
+  const std::uint32_t prefix = s.prefix;
+  const bool count = !by_mass || (pass == 0 && narrow);
+  auto weigh = [&](std::uint32_t key, float z) {
+    if ((key & mask) != prefix) return;
+    const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
+    if (count) s.hist.add_count(bin, narrow);
+    if (by_mass) s.hist.add_mass(bin, fixed_mass(z, m), narrow);
+  };
+  if (listed) {
+    const std::uint32_t n = s.listed;
+    for (std::uint32_t i = tid; i < n; i += kBlock) {
+      const std::uint32_t key = candidates[i];
+      weigh(key, corl::sampling::from_ordered_bits(key));
+    }
+  } else {
+    const index_t quads = (a.vocab + 3) / 4;
     for (index_t g = tid; g < quads; g += kBlock) {
       float zs[4];
       score4(cond, uncond, g, a, vector_ok, zs);
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const float z = zs[k];
-        if (g * 4 + k >= a.vocab || (by_mass && z == -INFINITY)) continue;
-        const std::uint32_t key = corl::sampling::ordered_bits(z);
-        if (key < restrict_min) continue;
-        weigh(key, z);
+        const std::uint32_t key = corl::sampling::ordered_bits(zs[k]);
+        if (g * 4 + k < a.vocab && sel.takes_part(zs[k], key)) weigh(key, zs[k]);
       }
-    }
-  };
-  bool listed = false;  // the same on every thread: decided from shared values after a barrier
-  for (int pass = 0; pass < 3; ++pass) {
-    const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
-    const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
-    for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
-    __syncthreads();
-    const std::uint32_t prefix = s.prefix;
-    // pass 0 also counts by_mass (the list's size), on narrow rows only (a 64-bit count is a compare-and-swap loop)
-    const bool count = !by_mass || (pass == 0 && narrow);
-    auto weigh = [&](std::uint32_t key, float z) {
-      if ((key & mask) != prefix) return;
-      const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
-      if (count) s.hist.add_count(bin, narrow);
-      if (by_mass) s.hist.add_mass(bin, fixed_mass(z, m), narrow);
-    };
-    if (listed) {
-      const std::uint32_t n = s.listed;
-      for (std::uint32_t i = tid; i < n; i += kBlock) {
-        const std::uint32_t key = candidates[i];
-        weigh(key, corl::sampling::from_ordered_bits(key));
-      }
-    } else {
-      for_each_element(weigh);
-    }
-    __syncthreads();
-    // Scan bins from the top (largest keys) down: thread t owns bins 2047 - 4t ... 2044 - 4t.
-    constexpr int kPer = kRadixBins / kBlock;
-    CountMass local[kPer];
-    CountMass thread_total{0, 0};
-#pragma unroll
-    for (int q = 0; q < kPer; ++q) {
-      local[q] = s.hist.read(kRadixBins - 1 - (tid * kPer + q), narrow);
-      thread_total.count += local[q].count;
-      thread_total.mass += local[q].mass;
-    }
-    CountMass before{0, 0}, all{0, 0};
-    cub::BlockScan<CountMass, kBlock>(s.cub.scan).ExclusiveScan(thread_total, before, CountMass{0, 0}, SumCountMass{},
-                                                                 all);
-    if (pass == 0 && by_mass && tid == 0) {
-      s.total = all.mass;
-      const double t = std::ceil(static_cast<double>(fraction) * static_cast<double>(all.mass));
-      s.target = t < 1.0 ? 1ull : static_cast<unsigned long long>(t);
-    }
-    __syncthreads();
-    const unsigned long long target = s.target;
-    __syncthreads();  // every thread has read the target before the selecting thread updates it
-    CountMass cum = before;
-#pragma unroll
-    for (int q = 0; q < kPer; ++q) {
-      const unsigned long long w_before = by_mass ? cum.mass : cum.count;
-      const unsigned long long w_bin = by_mass ? local[q].mass : local[q].count;
-      if (w_before < target && w_before + w_bin >= target) {
-        const int bin = kRadixBins - 1 - (tid * kPer + q);
-        s.prefix = prefix | (static_cast<std::uint32_t>(bin) << shift);
-        s.target = target - w_before;
-        s.above.count += cum.count;
-        s.above.mass += cum.mass;
-        s.equal = local[q];
-      }
-      cum.count += local[q].count;
-      cum.mass += local[q].mass;
-    }
-    __syncthreads();
-    if (pass == 0 && narrow && s.equal.count <= a.candidate_cap) {
-      // The chosen bin's elements (the same filter as the histogram, so at most s.equal.count of them) into the list.
-      const std::uint32_t bin_prefix = s.prefix;
-      for_each_element([&](std::uint32_t key, float) {
-        if ((key & 0xffe00000u) == bin_prefix) candidates[atomicAdd(&s.listed, 1u)] = key;
-      });
-      listed = true;
-      __syncthreads();
     }
   }
+  __syncthreads();
+  // Scan bins from the top (largest keys) down: thread t owns bins 2047 - 4t ... 2044 - 4t.
+  constexpr int kPer = kRadixBins / kBlock;
+  CountMass local[kPer];
+  CountMass thread_total{0, 0};
+#pragma unroll
+  for (int q = 0; q < kPer; ++q) {
+    local[q] = s.hist.read(kRadixBins - 1 - (tid * kPer + q), narrow);
+    thread_total.count += local[q].count;
+    thread_total.mass += local[q].mass;
+  }
+  CountMass before{0, 0}, all{0, 0};
+  cub::BlockScan<CountMass, kBlock>(s.cub.scan).ExclusiveScan(thread_total, before, CountMass{0, 0}, SumCountMass{},
+                                                               all);
+  if (pass == 0 && by_mass && tid == 0) {
+    s.total = all.mass;
+    const double t = std::ceil(static_cast<double>(sel.fraction) * static_cast<double>(all.mass));
+    // At most the total: with a fraction that rounds to 1.0f and a total above 2^53, the double can round up past it,
+    // and no bin would reach the target.
+    const unsigned long long want = t < 1.0 ? 1ull : static_cast<unsigned long long>(t);
+    s.target = want < all.mass ? want : all.mass;
+  }
+  __syncthreads();
+  const unsigned long long target = s.target;
+  __syncthreads();  // every thread has read the target before the selecting thread updates it
+  CountMass cum = before;
+#pragma unroll
+  for (int q = 0; q < kPer; ++q) {
+    const unsigned long long w_before = by_mass ? cum.mass : cum.count;
+    const unsigned long long w_bin = by_mass ? local[q].mass : local[q].count;
+    if (w_before < target && w_before + w_bin >= target) {
+      const int bin = kRadixBins - 1 - (tid * kPer + q);
+      s.prefix = prefix | (static_cast<std::uint32_t>(bin) << shift);
+      s.target = target - w_before;
+      s.above.count += cum.count;
+      s.above.mass += cum.mass;
+      s.equal = local[q];
+    }
+    cum.count += local[q].count;
+    cum.mass += local[q].mass;
+  }
+  __syncthreads();
+}
+
+/// Whether the first digit's chosen bin fits the candidate list (read after radix_digit(0): the same on every thread).
+__device__ __forceinline__ bool candidates_fit(const Args& a, const SharedStorage<true>& s) {
+  return a.vocab <= kNarrowHistMaxVocab && s.equal.count <= a.candidate_cap;
+}
+
+/// After radix_digit(0), when candidates_fit: one read of the row copies the keys of the chosen first-digit bin (the
+/// elements that take part; at most s.equal.count of them) into `candidates`, and calls on_quad(q, z) for every quad
+/// with its four scores (-inf beyond the row): the hook of the kept race that rides on this read (FusedKeptRace).
+template <class In, class OnQuad>
+__device__ void list_candidates(const In* cond, const In* uncond, const Args& a, bool vector_ok, const Selection& sel,
+                                std::uint32_t* candidates, SharedStorage<true>& s, OnQuad&& on_quad) {
+  const std::uint32_t bin_prefix = s.prefix;
+  const index_t quads = (a.vocab + 3) / 4;
+  for (index_t g = threadIdx.x; g < quads; g += kBlock) {
+    float zs[4];
+    score4(cond, uncond, g, a, vector_ok, zs);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const std::uint32_t key = corl::sampling::ordered_bits(zs[k]);
+      if (g * 4 + k < a.vocab && sel.takes_part(zs[k], key) && (key & 0xffe00000u) == bin_prefix) {
+        candidates[atomicAdd(&s.listed, 1u)] = key;
+      }
+    }
+    on_quad(g, zs);
+  }
+  __syncthreads();
+}
+
+/// A whole selection without a rider on the listing read. The first digit reads the row and counts the elements of each
+/// bin. When the chosen bin holds at most a.candidate_cap elements (and the row is narrow, kNarrowHistMaxVocab), one
+/// more read of the row copies their keys into `candidates` (dynamic shared memory) and the last two digits histogram
+/// that list instead of the row: two reads of the row instead of three. The weights are recomputed from the keys
+/// (from_ordered_bits gives z back bit for bit, but for -0.0, which comes back +0.0 with the same weight), and the
+/// integer sums do not depend on the order in which the atomics filled the list, so the threshold is the same as with
+/// three reads. A wider bin (a flat row) takes three.
+template <class In>
+__device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
+                             const Selection& sel, SharedStorage<true>& s, std::uint32_t* candidates) {
+  radix_begin(sel, s);
+  radix_digit(0, cond, uncond, a, vector_ok, m, sel, false, candidates, s);
+  const bool listed = candidates_fit(a, s);
+  if (listed) list_candidates(cond, uncond, a, vector_ok, sel, candidates, s, [](index_t, const float (&)[4]) {});
+  radix_digit(1, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
+  radix_digit(2, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
 }
 
 /// The race words of one thread: thread t folds the groups G = t mod 512, and four consecutive ones share one Philox
@@ -582,9 +635,9 @@ static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
               "quads one race group; the block size must equal the race's quad interleave");
 
 /// kTruncate = false: plain / CFG / greedy rows, pass 1 only. kTruncate = true: top-k / top-p / min-p, pass 1 then the
-/// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills, but only
-/// in the once-per-digit scan of radix_select; its element loops (pass 1, the histogram passes, the mass pass, the
-/// kept race) use no local memory (cuobjdump, sm_90).
+/// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills, mostly in
+/// the once-per-digit scan of radix_select; of its element loops, pass 1, the listing read and the mass pass use no
+/// local memory, the row histograms 0-4 loads per quad, and the kept race loops (fused or not) ~20 (cuobjdump, sm_90).
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
 template <class In, bool kTruncate, bool kGuided>
 __global__ void __launch_bounds__(kBlock, 2)
@@ -693,35 +746,163 @@ __global__ void __launch_bounds__(kBlock, 2)
   } else {
 
   // ---- truncation (extra passes) ----
+  const bool select_k = a.top_k > 0 && a.top_k < a.vocab;
+  const float t_min = a.use_min_p ? corl::sampling::add_rn(r.max, a.log_min_p) : -INFINITY;
+  std::uint32_t* deferred_group = candidate_list + a.candidate_cap;  // FusedKeptRace's list, after the candidates
+  float* deferred_x = reinterpret_cast<float*>(deferred_group + kDeferredCap);
   float threshold = -INFINITY;
   bool truncated = false;
   bool mass_known = false;
   unsigned long long kept_fixed = 0;
   std::uint32_t restrict_min = 0;
-  if (a.top_k > 0 && a.top_k < a.vocab) {
-    radix_select(cond, uncond, a, vector_ok, r.max, 0u, false, static_cast<unsigned long long>(a.top_k), 0.0f, s,
-                 candidate_list);
+  // The kept race riding on the last selection's listing read (FusedKeptRace, below): per-thread state.
+  bool fused = false;
+  RowState kept = corl::sampling::empty_race_state();
+  float kept_bound = INFINITY;
+  RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
+  unsigned long long sure_fixed = 0;  // fixed-point mass of the entries kept for sure (see below)
+  if (select_k && a.use_top_p) {  // top-k first, then top-p among its kept entries
+    radix_select(cond, uncond, a, vector_ok, r.max, Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f},
+                 s, candidate_list);
     restrict_min = s.prefix;
-    threshold = corl::sampling::from_ordered_bits(s.prefix);
-    truncated = threshold != -INFINITY;
   }
-  if (a.use_top_p) {
-    radix_select(cond, uncond, a, vector_ok, r.max, restrict_min, true, 0ull, a.top_p, s, candidate_list);
+  if (select_k || a.use_top_p) {
+    // ---- the last selection, with the kept race fused into the read that lists its candidates ----
+    // FusedKeptRace: after the first digit chose bin [lo, hi) of keys, an entry with key >= hi (and z >= t_min) is
+    // kept for sure whatever the last two digits choose; one with z >= max(from_ordered(max(lo, restrict_min)), t_min)
+    // (thr_det) and not kept for sure is undetermined; the others are dropped for sure. The listing read folds every
+    // group's possibly kept entries into the race (so its filter sees an upper bound of the group's kept mass), and
+    // races a group whose entries are all determined with its exact kept key (reload at thr_det). A group with an
+    // undetermined entry that can still win is deferred: it enters the race with a lower bound of its key (the key of
+    // its entries kept for sure) and its (group, uniform) goes to a list, whose exact keys are taken once the
+    // threshold is known. Every group then holds its exact kept key or a lower bound that its exact key replaces, so
+    // the race's winner is the kept race's. The filter bound B is the larger of two keys some kept group certainly
+    // reaches: those of the whole-row winner's and of the argmax's group over their entries kept for sure (at least the
+    // argmax itself). The listing read also sums the fixed-point mass of the entries kept for sure, so that the kept
+    // mass is that plus the listed candidates at or above the threshold: no race pass and no mass pass. When the
+    // deferred groups overflow their list (kDeferredCap), the race pass after the selection runs as without fusion.
+    const Selection sel = a.use_top_p ? Selection{restrict_min, true, 0ull, a.top_p}
+                                      : Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f};
+    radix_begin(sel, s);
+    radix_digit(0, cond, uncond, a, vector_ok, r.max, sel, false, candidate_list, s);
+    const bool listed = candidates_fit(a, s);
+    const std::uint32_t bin_prefix = s.prefix;
+    // keys >= 0x00800000 are finite or +inf values (below: -inf and NaN patterns), so the bounds below are numbers
+    fused = listed && bin_prefix >= 0x00800000u;
+    if (fused) {
+      const std::uint32_t bin_hi_key = bin_prefix >= 0xffe00000u ? 0u : bin_prefix + 0x00200000u;  // 0: top bin
+      const float t_hi = bin_hi_key == 0u ? INFINITY : corl::sampling::from_ordered_bits(bin_hi_key);
+      const float t_lo = corl::sampling::from_ordered_bits(bin_prefix > sel.restrict_min ? bin_prefix : sel.restrict_min);
+      const float thr_det = fmaxf(t_lo, t_min);
+      // Entries >= thr_sure are kept for sure: above the bin, or, when nothing lies above the bin, the row's max alone.
+      const float thr_sure = t_hi <= r.max ? fmaxf(t_hi, t_min) : r.max;
+      if (threadIdx.x == 0 || threadIdx.x == 32) {
+        const index_t g = threadIdx.x == 0
+                              ? r.best_group
+                              : static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(r.argmax / 4)));
+        s.bound_key[threadIdx.x / 32] =
+            g < 0 ? -INFINITY
+                  : group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, g,
+                                     thr_sure,
+                                     corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
+                                         a.seed, a.offset, stream, static_cast<std::uint64_t>(g))));
+      }
+      __syncthreads();
+      const float bound = fmaxf(s.bound_key[0], s.bound_key[1]);
+      bool open_undetermined = false;  // the open group has an undetermined entry
+      auto word_of = [&](index_t group) { return kept_cache.word(a, stream, group); };
+      auto exact_key = [&](index_t group, float x) -> float {
+        if (!open_undetermined) {
+          return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, group,
+                                  thr_det, x);
+        }
+        const std::uint32_t slot = atomicAdd(&s.deferred, 1u);
+        if (slot < kDeferredCap) {
+          deferred_group[slot] = static_cast<std::uint32_t>(group);
+          deferred_x[slot] = x;
+        }
+        return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, group,
+                                thr_sure, x);
+      };
+      list_candidates(cond, uncond, a, vector_ok, sel, candidate_list, s, [&](index_t q, const float (&zs)[4]) {
+        float zr[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float z = zs[k];
+          const bool sure = bin_hi_key != 0u && corl::sampling::ordered_bits(z) >= bin_hi_key && z >= t_min;
+          const bool maybe = z >= thr_det;  // kept for sure or undetermined (sure implies maybe)
+          zr[k] = maybe ? z : -INFINITY;
+          open_undetermined = open_undetermined || (maybe && !sure);
+          if (sure) sure_fixed += fixed_mass(z, r.max);
+        }
+        corl::sampling::fold_race_quad(kept, kept_bound, zr, q, bound);
+        if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
+          const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
+          corl::sampling::close_race_group(kept, kept_bound, group, word_of, exact_key, bound);
+          open_undetermined = false;
+        }
+      });
+    } else if (listed) {
+      list_candidates(cond, uncond, a, vector_ok, sel, candidate_list, s, [](index_t, const float (&)[4]) {});
+    }
+    radix_digit(1, cond, uncond, a, vector_ok, r.max, sel, listed, candidate_list, s);
+    radix_digit(2, cond, uncond, a, vector_ok, r.max, sel, listed, candidate_list, s);
     threshold = corl::sampling::from_ordered_bits(s.prefix);
-    kept_fixed = s.above.mass + s.equal.mass;
-    truncated = true;
-    mass_known = true;
-  }
-  if (a.use_min_p) {
-    const float t_min = corl::sampling::add_rn(r.max, a.log_min_p);
-    if (t_min > threshold) {
-      threshold = t_min;
+    if (a.use_top_p) {
+      kept_fixed = s.above.mass + s.equal.mass;
       truncated = true;
-      mass_known = false;
+      mass_known = true;
+    } else {
+      truncated = threshold != -INFINITY;
     }
   }
+  if (a.use_min_p && t_min > threshold) {
+    threshold = t_min;
+    truncated = true;
+    mass_known = false;
+  }
+  if (fused && s.deferred <= kDeferredCap) {  // (s.deferred: read after the selection's barriers)
+    // The deferred groups' exact kept keys replace their lower bounds; then the block's winner, and the kept mass.
+    const std::uint32_t n = s.deferred;
+    for (std::uint32_t i = threadIdx.x; i < n; i += kBlock) {
+      const auto group = static_cast<index_t>(deferred_group[i]);
+      const float key = group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok,
+                                         group, threshold, deferred_x[i]);
+      if (corl::sampling::race_beats(key, group, kept.best_key, kept.best_group)) {
+        kept.best_key = key;
+        kept.best_group = group;
+      }
+    }
+    const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(kept, MergeRowState{});
+    if (threadIdx.x == 0) s.row = total;
+    if (!mass_known) {  // the entries kept for sure, and the listed candidates at or above the threshold
+      unsigned long long local = sure_fixed;
+      const std::uint32_t listed_n = s.listed;
+      for (std::uint32_t i = threadIdx.x; i < listed_n; i += kBlock) {
+        const float z = corl::sampling::from_ordered_bits(candidate_list[i]);
+        if (z >= threshold) local += fixed_mass(z, r.max);
+      }
+      __syncthreads();  // the row reduction's temporary storage is free again
+      const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
+      if (threadIdx.x == 0) s.total = sum;
+      __syncthreads();
+      kept_fixed = s.total;
+    }
+    __syncthreads();  // s.row is written
+    if (threadIdx.x < 32) {
+      index_t token = 0;
+      float token_z = 0.0f;
+      pick_token_warp(cond, uncond, s.row.best_group, threshold, a, stream, &token, &token_z);
+      if (threadIdx.x == 0) {
+        tokens[row] = token;
+        logps[row] = (token_z - r.max) - logf(static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0));
+      }
+    }
+    return;
+  }
 
-  // ---- the race over the kept set: the whole-row winning group if all of it is kept, else one more pass ----
+  // ---- without the fused race (min-p alone; a first-digit bin too wide for the list or holding -inf; more deferred
+  // groups than kDeferredCap): the whole-row winning group if all of it is kept, else one more pass ----
   // Truncation only removes mass, so no other group's key grows: a wholly kept winner stays the winner. Otherwise the
   // pass races the kept parts of the groups, filtered by the kept key of the group holding the row's argmax (always
   // kept), so that only groups that can beat it ask for their words and exact keys, as in pass 1. That pass also
@@ -813,27 +994,41 @@ __global__ void __launch_bounds__(kBlock, 2)
 /// memory per block: two blocks per SM still fit on sm_80 / sm_90.
 inline constexpr std::uint32_t kCandidateCap = 8192;
 
-/// The candidate list's length for `kernel` on the current device (kCandidateCap, no more than the vocabulary or than
-/// what the device's opt-in shared memory leaves beside the kernel's static shared memory), after allowing the kernel
-/// that much dynamic shared memory (above 48 KB in all, a kernel must opt in).
-template <class Kernel>
-std::uint32_t prepare_candidate_list(Kernel* kernel, index_t vocab) {
+/// Dynamic shared memory of a truncated launch: the candidate keys, then the deferred groups and their uniforms.
+constexpr std::size_t candidate_list_bytes(std::uint32_t cap) {
+  return (std::size_t{cap} + 2 * std::size_t{kDeferredCap}) * sizeof(std::uint32_t);
+}
+
+/// The candidate list's length for the truncated kernel <In, kGuided> on the current device: kCandidateCap, or less
+/// when the device's opt-in shared memory leaves less room beside the kernel's static shared memory and the
+/// deferred-group list; no more than the vocabulary. Once per device and kernel, the kernel is allowed that much
+/// dynamic shared memory (above 48 KB in all, a kernel must opt in): always the same value, so that host threads
+/// launching rows of different widths never lower it under each other. The launch passes candidate_list_bytes(cap).
+template <class In, bool kGuided>
+std::uint32_t prepare_candidate_list(index_t vocab) {
   constexpr const char* where = "corl::cuda::sample_rows (candidate list)";
+  constexpr int kMaxDevices = 64;
+  static std::array<std::atomic<std::uint32_t>, kMaxDevices> prepared{};  // per device: 1 + list length, 0 = not yet
   int device = 0;
   check_cuda(cudaGetDevice(&device), where);
-  int optin = 0;
-  check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), where);
-  cudaFuncAttributes attributes{};
-  check_cuda(cudaFuncGetAttributes(&attributes, kernel), where);
-  const std::size_t available = static_cast<std::size_t>(optin);
-  const std::size_t room =
-      available > attributes.sharedSizeBytes ? (available - attributes.sharedSizeBytes) / sizeof(std::uint32_t) : 0;
-  const auto cap = static_cast<std::uint32_t>(
-      std::min<std::size_t>({std::size_t{kCandidateCap}, static_cast<std::size_t>(vocab), room}));
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(cap * sizeof(std::uint32_t))),
-             where);
-  return cap;
+  std::uint32_t cap = device >= 0 && device < kMaxDevices ? prepared[static_cast<std::size_t>(device)].load() : 0u;
+  if (cap == 0) {
+    auto* kernel = &sample_rows_kernel<In, true, kGuided>;
+    int optin = 0;
+    check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), where);
+    cudaFuncAttributes attributes{};
+    check_cuda(cudaFuncGetAttributes(&attributes, kernel), where);
+    const std::size_t used = attributes.sharedSizeBytes + candidate_list_bytes(0);
+    const std::size_t available = static_cast<std::size_t>(optin);
+    const std::size_t room = available > used ? (available - used) / sizeof(std::uint32_t) : 0;
+    const auto length = static_cast<std::uint32_t>(std::min<std::size_t>(kCandidateCap, room));
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(candidate_list_bytes(length))),
+               where);
+    cap = length + 1;
+    if (device >= 0 && device < kMaxDevices) prepared[static_cast<std::size_t>(device)].store(cap);
+  }
+  return static_cast<std::uint32_t>(std::min<index_t>(cap - 1, vocab));
 }
 
 }  // namespace sampling_detail
@@ -874,11 +1069,14 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;
   using sampling_detail::sample_rows_kernel;
-  if (truncate) {
-    auto* kernel = a.guided ? &sample_rows_kernel<In, true, true> : &sample_rows_kernel<In, true, false>;
-    a.candidate_cap = sampling_detail::prepare_candidate_list(kernel, vocab);
-    const std::size_t list_bytes = std::size_t{a.candidate_cap} * sizeof(std::uint32_t);
-    kernel<<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
+  if (truncate && a.guided) {
+    a.candidate_cap = sampling_detail::prepare_candidate_list<In, true>(vocab);
+    sample_rows_kernel<In, true, true><<<grid, block, sampling_detail::candidate_list_bytes(a.candidate_cap), stream>>>(
+        cond, uncond, a, tokens, logps);
+  } else if (truncate) {
+    a.candidate_cap = sampling_detail::prepare_candidate_list<In, false>(vocab);
+    sample_rows_kernel<In, true, false><<<grid, block, sampling_detail::candidate_list_bytes(a.candidate_cap), stream>>>(
+        cond, uncond, a, tokens, logps);
   } else if (a.guided) {
     sample_rows_kernel<In, false, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
   } else {
