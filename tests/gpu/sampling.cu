@@ -45,9 +45,12 @@ struct GpuResult {
 };
 
 // Runs the GPU sampler on host rows (row stride `stride`, possibly with an element offset to break alignment).
+using corl::cuda::sampling_detail::PathLimits;
+
 template <class H>
 GpuResult run_gpu(const std::vector<H>& cond, const std::vector<H>& uncond, index_t rows, index_t vocab,
-                  index_t stride, const SamplingParams& p, RngKey key, index_t misalign = 0) {
+                  index_t stride, const SamplingParams& p, RngKey key, index_t misalign = 0,
+                  const PathLimits& limits = {}) {
   using D = typename DeviceType<H>::type;
   static_assert(sizeof(D) == sizeof(H));
   DeviceBuffer<D> dc(cond.size() + static_cast<std::size_t>(misalign)), du(uncond.size() + static_cast<std::size_t>(misalign) + 1);
@@ -59,7 +62,7 @@ GpuResult run_gpu(const std::vector<H>& cond, const std::vector<H>& uncond, inde
   DeviceBuffer<std::int64_t> dt(static_cast<std::size_t>(rows));
   DeviceBuffer<float> dl(static_cast<std::size_t>(rows));
   corl::cuda::sample_rows<D>(dc.ptr + misalign, uncond.empty() ? nullptr : du.ptr + misalign, rows, vocab, stride, p, key,
-                             dt.ptr, dl.ptr);
+                             dt.ptr, dl.ptr, nullptr, limits);
   corl::cuda::check_cuda(cudaDeviceSynchronize(), "sample_rows");
   GpuResult r{std::vector<std::int64_t>(static_cast<std::size_t>(rows)), std::vector<float>(static_cast<std::size_t>(rows))};
   corl::cuda::check_cuda(cudaMemcpy(r.tokens.data(), dt.ptr, r.tokens.size() * 8, cudaMemcpyDeviceToHost), "copy tokens");
@@ -133,7 +136,7 @@ std::vector<float> flat_rows(index_t rows, index_t stride, std::uint64_t seed) {
 
 template <class H>
 void check_parity_of(const std::vector<H>& cond, const std::vector<H>& uncond, index_t rows, index_t vocab,
-                     index_t stride, index_t misalign) {
+                     index_t stride, index_t misalign, const PathLimits& limits = {}) {
   for (const Case& c : cases()) {
     const std::string name = c.name;  // CAPTURE of a const char* prints the pointer
     CAPTURE(name);
@@ -141,7 +144,8 @@ void check_parity_of(const std::vector<H>& cond, const std::vector<H>& uncond, i
     CAPTURE(stride);
     CAPTURE(misalign);
     const RngKey key{12345, 77};
-    const auto gpu = run_gpu<H>(cond, c.guided ? uncond : std::vector<H>{}, rows, vocab, stride, c.params, key, misalign);
+    const auto gpu =
+        run_gpu<H>(cond, c.guided ? uncond : std::vector<H>{}, rows, vocab, stride, c.params, key, misalign, limits);
     int mismatches = 0;
     for (index_t r = 0; r < rows; ++r) {
       std::vector<float> cr(static_cast<std::size_t>(vocab)), ur;
@@ -185,10 +189,10 @@ void check_parity_of(const std::vector<H>& cond, const std::vector<H>& uncond, i
 }
 
 template <class H>
-void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign) {
+void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign, const PathLimits& limits = {}) {
   const auto cond = random_rows<H>(rows, stride, 100 + static_cast<std::uint64_t>(vocab));
   const auto uncond = random_rows<H>(rows, stride, 200 + static_cast<std::uint64_t>(vocab));
-  check_parity_of(cond, uncond, rows, vocab, stride, misalign);
+  check_parity_of(cond, uncond, rows, vocab, stride, misalign, limits);
 }
 
 double chi2_critical_001(int df) {
@@ -229,6 +233,19 @@ TEST_CASE("truncated rows whose threshold's first-digit bin overflows the candid
   for (const index_t vocab : {index_t{20000}, index_t{8193 + 99}, index_t{8191}, index_t{8000}}) {
     const index_t rows = corl_test::small_shapes_only() ? 4 : 24;
     check_parity_of(flat_rows(rows, vocab, 300), flat_rows(rows, vocab, 301), rows, vocab, vocab, 0);
+  }
+}
+
+TEST_CASE("the truncated kernel's fallback paths (no candidate list, or deferred groups overflowing) agree with the CPU") {
+  // Typical rows list their first-digit bin and fuse the kept race into that read; these limits force the three-read
+  // selection with the separate kept race, and the fused listing read whose every deferral overflows (then the
+  // separate kept race), on the same rows as the default path.
+  for (const PathLimits limits : {PathLimits{0, corl::cuda::sampling_detail::kDeferredCap},
+                                  PathLimits{corl::cuda::sampling_detail::kCandidateCap, 0}}) {
+    CAPTURE(limits.candidate_cap);
+    CAPTURE(limits.deferred_cap);
+    check_parity<float>(64, 4099, 4101, 1);
+    check_parity<corl::bfloat16>(32, 16384, 16384, 0);
   }
 }
 

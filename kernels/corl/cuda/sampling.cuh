@@ -100,6 +100,7 @@ struct Args {
   float log_min_p;
   index_t top_k;  // 0 = off
   std::uint32_t candidate_cap;  // length of radix_select's candidate list (dynamic shared memory; truncated kernels)
+  std::uint32_t deferred_cap;   // groups the fused kept race may defer (<= kDeferredCap; PathLimits)
   std::uint64_t seed;
   std::uint64_t offset;
   bool guided;
@@ -817,7 +818,7 @@ __global__ void __launch_bounds__(kBlock, 2)
                                   thr_det, x);
         }
         const std::uint32_t slot = atomicAdd(&s.deferred, 1u);
-        if (slot < kDeferredCap) {
+        if (slot < a.deferred_cap) {
           deferred_group[slot] = static_cast<std::uint32_t>(group);
           deferred_x[slot] = x;
         }
@@ -861,7 +862,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     truncated = true;
     mass_known = false;
   }
-  if (fused && s.deferred <= kDeferredCap) {  // (s.deferred: read after the selection's barriers)
+  if (fused && s.deferred <= a.deferred_cap) {  // (s.deferred: read after the selection's barriers)
     // The deferred groups' exact kept keys replace their lower bounds; then the block's winner, and the kept mass.
     const std::uint32_t n = s.deferred;
     for (std::uint32_t i = threadIdx.x; i < n; i += kBlock) {
@@ -1031,17 +1032,28 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
   return static_cast<std::uint32_t>(std::min<index_t>(cap - 1, vocab));
 }
 
+/// Caps on the truncated kernel's shared-memory lists, for tests that must reach the paths typical rows do not take:
+/// candidate_cap = 0 lists nothing (three reads per selection, then the separate kept race); deferred_cap = 0 makes
+/// every deferral overflow (the fused listing read, then the separate kept race). sample_rows uses the defaults.
+struct PathLimits {
+  std::uint32_t candidate_cap = kCandidateCap;
+  std::uint32_t deferred_cap = kDeferredCap;
+};
+
 }  // namespace sampling_detail
 
 /// Samples one token per row on the GPU: rows [0, rows) of `cond` (row r at cond + r * row_stride), optionally guided
 /// by `uncond` (same layout; nullptr = no guidance). In = float, __nv_bfloat16 or __half. Row r uses the RNG stream r
 /// and key (seed, offset), like corl::sampling::sample_rows. Writes tokens[r] (or kBadLogit / kNoFiniteLogit) and
 /// logps[r]. Asynchronous on `stream`; throws corl::Error for bad arguments or a failed launch.
+/// `limits` is for tests (sampling_detail::PathLimits); the default is what every caller wants.
 template <class In>
 void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, index_t row_stride,
                  const corl::sampling::SamplingParams& params, corl::sampling::RngKey key, std::int64_t* tokens,
-                 float* logps, cudaStream_t stream = nullptr) {
+                 float* logps, cudaStream_t stream = nullptr, const sampling_detail::PathLimits& limits = {}) {
   constexpr const char* where = "corl::cuda::sample_rows";
+  require(limits.deferred_cap <= sampling_detail::kDeferredCap, where, ": limits.deferred_cap = ", limits.deferred_cap,
+          ", expected <= ", sampling_detail::kDeferredCap);
   corl::sampling::validate_params(params, where);
   require(rows >= 0 && rows <= 0x7fffffff, where, ": rows = ", rows, ", expected in [0, 2^31)");
   require(vocab >= 1 && vocab / 4 < (index_t{1} << 31), where, ": vocab = ", vocab, ", expected in [1, 2^33)");
@@ -1065,16 +1077,17 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   a.log_min_p = a.use_min_p ? static_cast<float>(std::log(params.min_p)) : 0.0f;
   a.seed = key.seed;
   a.offset = key.offset;
+  a.deferred_cap = limits.deferred_cap;
   const bool truncate = !a.greedy && ((a.top_k > 0 && a.top_k < vocab) || a.use_top_p || a.use_min_p);
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;
   using sampling_detail::sample_rows_kernel;
   if (truncate && a.guided) {
-    a.candidate_cap = sampling_detail::prepare_candidate_list<In, true>(vocab);
+    a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, true>(vocab), limits.candidate_cap);
     sample_rows_kernel<In, true, true><<<grid, block, sampling_detail::candidate_list_bytes(a.candidate_cap), stream>>>(
         cond, uncond, a, tokens, logps);
   } else if (truncate) {
-    a.candidate_cap = sampling_detail::prepare_candidate_list<In, false>(vocab);
+    a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, false>(vocab), limits.candidate_cap);
     sample_rows_kernel<In, true, false><<<grid, block, sampling_detail::candidate_list_bytes(a.candidate_cap), stream>>>(
         cond, uncond, a, tokens, logps);
   } else if (a.guided) {
