@@ -402,16 +402,20 @@ __device__ __forceinline__ void radix_begin(const Selection& sel, SharedStorage<
 /// `listed`), scans the bins from the top and extends s.prefix by the bin where the weight reaches the target. After
 /// pass 2, s.prefix = K, s.above = weight of {key > K}, s.equal = weight of {key == K}. Pass 0 also counts by_mass
 /// (on narrow rows: a 64-bit count is a compare-and-swap loop), so that s.equal.count then sizes the candidate list.
+/// `counted`: pass 0's histogram was filled by the kernel's pass 1 (top-k on a narrow row), so pass 0 only scans.
 template <class In>
 __device__ void radix_digit(int pass, const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
-                            const Selection& sel, bool listed, const std::uint32_t* candidates,
-                            SharedStorage<true>& s) {
+                            const Selection& sel, bool listed, const std::uint32_t* candidates, SharedStorage<true>& s,
+                            bool counted = false) {
   const int tid = threadIdx.x;
   const int shift = pass == 0 ? 21 : (pass == 1 ? 10 : 0);
   const std::uint32_t mask = pass == 0 ? 0u : (pass == 1 ? 0xffe00000u : 0xfffffc00u);  // digits already chosen
   const bool narrow = a.vocab <= kNarrowHistMaxVocab;
   const bool by_mass = sel.by_mass;
-  for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
+  const bool fill = !(pass == 0 && counted);  // counted: pass 1 filled pass 0's histogram (count mode, narrow rows)
+  if (fill) {
+    for (int b = tid; b < kRadixBins; b += kBlock) s.hist.clear(b, narrow);
+  }
   __syncthreads();
   const std::uint32_t prefix = s.prefix;
   const bool count = !by_mass || (pass == 0 && narrow);
@@ -421,7 +425,9 @@ __device__ void radix_digit(int pass, const In* cond, const In* uncond, const Ar
     if (count) s.hist.add_count(bin, narrow);
     if (by_mass) s.hist.add_mass(bin, fixed_mass(z, m), narrow);
   };
-  if (listed) {
+  if (!fill) {
+    // the histogram is ready
+  } else if (listed) {
     const std::uint32_t n = s.listed;
     for (std::uint32_t i = tid; i < n; i += kBlock) {
       const std::uint32_t key = candidates[i];
@@ -520,9 +526,10 @@ __device__ void list_candidates(const In* cond, const In* uncond, const Args& a,
 /// three reads. A wider bin (a flat row) takes three.
 template <class In>
 __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
-                             const Selection& sel, SharedStorage<true>& s, std::uint32_t* candidates) {
+                             const Selection& sel, SharedStorage<true>& s, std::uint32_t* candidates,
+                             bool counted = false) {
   radix_begin(sel, s);
-  radix_digit(0, cond, uncond, a, vector_ok, m, sel, false, candidates, s);
+  radix_digit(0, cond, uncond, a, vector_ok, m, sel, false, candidates, s, counted);
   const bool listed = candidates_fit(a, s);
   if (listed) list_candidates(cond, uncond, a, vector_ok, sel, candidates, s, [](index_t, const float (&)[4]) {});
   radix_digit(1, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
@@ -550,11 +557,10 @@ struct RaceWordCache {
 /// group's mass). Unguided: one multiply per element (see row_is_bad for NaN / +inf). Guided: the inputs are checked,
 /// since a negative weight can turn a +inf logit into a -inf score, and an entry with a bad input gets the score NaN,
 /// which row_is_bad then sees. Beyond the row load4_raw gives -inf, whose score is -inf; the row's last quad is masked
-/// explicitly when guided all the same.
+/// explicitly when guided all the same. Leaves the scores in z.
 template <bool kGuided>
 __device__ __forceinline__ void fold_quad(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
-                                          index_t q, const Args& a, float known_key) {
-  float z[4];
+                                          index_t q, const Args& a, float known_key, float (&z)[4]) {
   if constexpr (!kGuided) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) z[k] = corl::sampling::mul_rn(c[k], a.inv_temperature);
@@ -653,6 +659,17 @@ __global__ void __launch_bounds__(kBlock, 2)
   const bool vector_ok = (reinterpret_cast<std::uintptr_t>(cond) % (4 * sizeof(In)) == 0) &&
                          (!a.guided || reinterpret_cast<std::uintptr_t>(uncond) % (4 * sizeof(In)) == 0);
 
+  // Top-k counts its first radix digit (count mode: every entry of the row) in pass 1, on rows narrow enough for 32-bit
+  // bins: one read of the row less.
+  const bool count_in_pass1 =
+      kTruncate && !a.greedy && a.top_k > 0 && a.top_k < a.vocab && a.vocab <= kNarrowHistMaxVocab;
+  if constexpr (kTruncate) {
+    if (count_in_pass1) {
+      for (int b = threadIdx.x; b < kRadixBins; b += kBlock) s.hist.clear(b, true);
+      __syncthreads();
+    }
+  }
+
   // ---- pass 1: one read of the row, kUnroll quads loaded before any is folded ----
   // Thread t folds the quads t + 512 n, n = 0, 1, ...: quads n = 4i .. 4i + 3 are its race group t + 512 i, raced when
   // its last quad is folded. The loop runs the same number of rounds on every lane of a warp (from the warp's first
@@ -696,7 +713,18 @@ __global__ void __launch_bounds__(kBlock, 2)
         float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         unpack4(rc[j], c);
         if constexpr (kGuided) unpack4(ru[j], u);
-        fold_quad<kGuided>(st, c_bound, c, u, index_t{q}, a, known_key);
+        float z[4];
+        fold_quad<kGuided>(st, c_bound, c, u, index_t{q}, a, known_key, z);
+        if constexpr (kTruncate) {
+          if (count_in_pass1) {  // top-k's first radix digit (radix_digit, counted)
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+              if (q < a.whole_quads || index_t{q} * 4 + k < a.vocab) {
+                s.hist.add_count(static_cast<int>(corl::sampling::ordered_bits(z[k]) >> 21), true);
+              }
+            }
+          }
+        }
         // the group's last quad (closes_group(q, quads), with the slot taken from the round counter, which is the
         // same on every lane): slot 3, or the row ends before the group's next quad
         if (!a.greedy && (n0 + j == 3 || q + kBlock >= a.quads)) {
@@ -764,7 +792,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   unsigned long long sure_fixed = 0;  // fixed-point mass of the entries kept for sure (see below)
   if (select_k && a.use_top_p) {  // top-k first, then top-p among its kept entries
     radix_select(cond, uncond, a, vector_ok, r.max, Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f},
-                 s, candidate_list);
+                 s, candidate_list, count_in_pass1);
     restrict_min = s.prefix;
   }
   if (select_k || a.use_top_p) {
@@ -785,7 +813,8 @@ __global__ void __launch_bounds__(kBlock, 2)
     const Selection sel = a.use_top_p ? Selection{restrict_min, true, 0ull, a.top_p}
                                       : Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f};
     radix_begin(sel, s);
-    radix_digit(0, cond, uncond, a, vector_ok, r.max, sel, false, candidate_list, s);
+    radix_digit(0, cond, uncond, a, vector_ok, r.max, sel, false, candidate_list, s,
+                !a.use_top_p && count_in_pass1);
     const bool listed = candidates_fit(a, s);
     const std::uint32_t bin_prefix = s.prefix;
     // keys >= 0x00800000 are finite or +inf values (below: -inf and NaN patterns), so the bounds below are numbers
