@@ -182,10 +182,12 @@ struct FusedOutcome {
 /// The kept race that the truncated kernel fuses into the last selection's listing read (FusedKeptRace in
 /// corl/cuda/sampling.cuh), written out: 512 threads, thread t folding the quads t + 512 n; entries classified by the
 /// first digit's bin (bin_prefix), restrict_min and t_min; groups with an undetermined entry deferred with a lower
-/// bound; then the deferred groups' exact keys at `threshold` (entry i applied by thread i % 512) and the merge tree.
+/// bound; then the deferred groups' exact keys at `threshold` and the merge tree. The kernel's deferred list fills in
+/// whatever order its atomics give, and entry i is applied by thread i % 512: `shuffle` permutes the list first and
+/// hands each entry to a random thread instead.
 FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t bin_prefix, std::uint32_t restrict_min,
                                      bool by_mass, float t_min, float threshold, const RaceState& pass1,
-                                     const Stream& rs) {
+                                     const Stream& rs, corl::CounterRng* shuffle = nullptr) {
   constexpr float inf = std::numeric_limits<float>::infinity();
   const float m = pass1.max;
   const std::uint32_t bin_hi_key = bin_prefix >= 0xffe00000u ? 0u : bin_prefix + 0x00200000u;
@@ -193,6 +195,7 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
   const float t_lo = corl::sampling::from_ordered_bits(std::max(bin_prefix, restrict_min));
   const float thr_det = std::fmax(t_lo, t_min);
   const float thr_sure = t_hi <= m ? std::fmax(t_hi, t_min) : m;
+  const bool sure_bounds = t_hi <= m;
   auto x_of = [&](index_t g) { return corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, g)); };
   const index_t argmax_group =
       static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(pass1.argmax / 4)));
@@ -210,7 +213,7 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
     auto exact_key = [&](index_t g, float x) {
       if (!open_undetermined) return exact_group_key_at(z, g, thr_det, x);
       deferred.emplace_back(g, x);
-      return exact_group_key_at(z, g, thr_sure, x);
+      return sure_bounds ? exact_group_key_at(z, g, thr_sure, x) : -inf;
     };
     for (index_t q = t; q < quads; q += 512) {
       float zr[4];
@@ -231,10 +234,13 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
     }
     states.push_back(st);
   }
+  if (shuffle != nullptr) {
+    for (std::size_t i = deferred.size(); i > 1; --i) std::swap(deferred[i - 1], deferred[shuffle->below(i)]);
+  }
   for (std::size_t i = 0; i < deferred.size(); ++i) {
     const auto [g, x] = deferred[i];
     const float key = exact_group_key_at(z, g, threshold, x);
-    RaceState& st = states[i % 512];
+    RaceState& st = states[shuffle != nullptr ? shuffle->below(512) : i % 512];
     if (corl::sampling::race_beats(key, g, st.best_key, st.best_group)) {
       st.best_key = key;
       st.best_group = g;
@@ -748,6 +754,7 @@ TEST_CASE("the kernel's warp-wide draw inside the winning group (lane scoring, x
 TEST_CASE("truncation: the kept race fused into the last selection's listing read (deferred groups, lower bounds) "
           "finds the reference's token, and the kept mass splits into sure entries and listed candidates") {
   corl::CounterRng rng(2718, 0);
+  corl::CounterRng order(2719, 0);  // deferral orders and applying threads
   int fused = 0;
   std::size_t deferred_total = 0, deferred_max = 0;
   for (int trial = 0; trial < 300; ++trial) {
@@ -788,7 +795,8 @@ TEST_CASE("truncation: the kept race fused into the last selection's listing rea
     CAPTURE(trial);
     CAPTURE(vocab);
     const auto pass1 = emulate(z, 512, 1, rs, 32);
-    const auto f = emulate_fused_kept_race(z, bin_prefix, restrict_min, p.top_p < 1.0, t_min, threshold, pass1.state, rs);
+    const auto f = emulate_fused_kept_race(z, bin_prefix, restrict_min, p.top_p < 1.0, t_min, threshold, pass1.state, rs,
+                                           trial % 2 == 0 ? &order : nullptr);
     std::vector<float> kept(z);
     unsigned long long kept_fixed = 0;
     for (float& v : kept) {

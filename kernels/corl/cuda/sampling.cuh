@@ -784,11 +784,10 @@ __global__ void __launch_bounds__(kBlock, 2)
   bool mass_known = false;
   unsigned long long kept_fixed = 0;
   std::uint32_t restrict_min = 0;
-  // The kept race riding on the last selection's listing read (FusedKeptRace, below): per-thread state.
+  // The kept race riding on the last selection's listing read (FusedKeptRace, below): what outlives that read.
   bool fused = false;
-  RowState kept = corl::sampling::empty_race_state();
-  float kept_bound = INFINITY;
-  RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
+  float fused_key = -INFINITY;        // this thread's best kept key (or lower bound)
+  index_t fused_group = -1;           // and its group
   unsigned long long sure_fixed = 0;  // fixed-point mass of the entries kept for sure (see below)
   if (select_k && a.use_top_p) {  // top-k first, then top-p among its kept entries
     radix_select(cond, uncond, a, vector_ok, r.max, Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f},
@@ -810,6 +809,8 @@ __global__ void __launch_bounds__(kBlock, 2)
     // argmax itself). The listing read also sums the fixed-point mass of the entries kept for sure, so that the kept
     // mass is that plus the listed candidates at or above the threshold: no race pass and no mass pass. When the
     // deferred groups overflow their list (kDeferredCap), the race pass after the selection runs as without fusion.
+    // When nothing lies above the bin but the max (t_hi > m: the threshold is in the max's first-digit bin), a
+    // deferred group's lower bound is -inf (its entries kept for sure could only be maxima): no reload for it.
     const Selection sel = a.use_top_p ? Selection{restrict_min, true, 0ull, a.top_p}
                                       : Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f};
     radix_begin(sel, s);
@@ -839,6 +840,11 @@ __global__ void __launch_bounds__(kBlock, 2)
       }
       __syncthreads();
       const float bound = fmaxf(s.bound_key[0], s.bound_key[1]);
+      const bool sure_bounds = t_hi <= r.max;  // deferred groups can have entries kept for sure
+      const bool sure_mass = !a.use_top_p || a.use_min_p;  // the selection does not give the kept mass
+      RowState kept = corl::sampling::empty_race_state();
+      float kept_bound = INFINITY;
+      RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
       bool open_undetermined = false;  // the open group has an undetermined entry
       auto word_of = [&](index_t group) { return kept_cache.word(a, stream, group); };
       auto exact_key = [&](index_t group, float x) -> float {
@@ -851,6 +857,7 @@ __global__ void __launch_bounds__(kBlock, 2)
           deferred_group[slot] = static_cast<std::uint32_t>(group);
           deferred_x[slot] = x;
         }
+        if (!sure_bounds) return -INFINITY;
         return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, group,
                                 thr_sure, x);
       };
@@ -863,7 +870,7 @@ __global__ void __launch_bounds__(kBlock, 2)
           const bool maybe = z >= thr_det;  // kept for sure or undetermined (sure implies maybe)
           zr[k] = maybe ? z : -INFINITY;
           open_undetermined = open_undetermined || (maybe && !sure);
-          if (sure) sure_fixed += fixed_mass(z, r.max);
+          if (sure_mass && sure) sure_fixed += fixed_mass(z, r.max);
         }
         corl::sampling::fold_race_quad(kept, kept_bound, zr, q, bound);
         if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
@@ -872,6 +879,8 @@ __global__ void __launch_bounds__(kBlock, 2)
           open_undetermined = false;
         }
       });
+      fused_key = kept.best_key;
+      fused_group = kept.best_group;
     } else if (listed) {
       list_candidates(cond, uncond, a, vector_ok, sel, candidate_list, s, [](index_t, const float (&)[4]) {});
     }
@@ -891,34 +900,39 @@ __global__ void __launch_bounds__(kBlock, 2)
     truncated = true;
     mass_known = false;
   }
+  if (fused && !mass_known) {
+    // The kept mass: the entries kept for sure, and the listed candidates at or above the threshold.
+    unsigned long long local = sure_fixed;
+    const std::uint32_t listed_n = s.listed;  // (read after the selection's barriers)
+    for (std::uint32_t i = threadIdx.x; i < listed_n; i += kBlock) {
+      const float z = corl::sampling::from_ordered_bits(candidate_list[i]);
+      if (z >= threshold) local += fixed_mass(z, r.max);
+    }
+    const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
+    if (threadIdx.x == 0) s.total = sum;
+    __syncthreads();
+    kept_fixed = s.total;
+    mass_known = true;  // also for the race pass, should the deferred groups have overflowed
+  }
   if (fused && s.deferred <= a.deferred_cap) {  // (s.deferred: read after the selection's barriers)
-    // The deferred groups' exact kept keys replace their lower bounds; then the block's winner, and the kept mass.
+    // The deferred groups' exact kept keys replace their lower bounds; then the block's winner.
     const std::uint32_t n = s.deferred;
     for (std::uint32_t i = threadIdx.x; i < n; i += kBlock) {
       const auto group = static_cast<index_t>(deferred_group[i]);
       const float key = group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok,
                                          group, threshold, deferred_x[i]);
-      if (corl::sampling::race_beats(key, group, kept.best_key, kept.best_group)) {
-        kept.best_key = key;
-        kept.best_group = group;
+      if (corl::sampling::race_beats(key, group, fused_key, fused_group)) {
+        fused_key = key;
+        fused_group = group;
       }
     }
-    const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(kept, MergeRowState{});
+    RowState winner = corl::sampling::empty_race_state();
+    winner.best_key = fused_key;
+    winner.best_group = fused_group;
+    __syncthreads();  // the mass reduction's temporary storage is free again
+    const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(winner, MergeRowState{});
     if (threadIdx.x == 0) s.row = total;
-    if (!mass_known) {  // the entries kept for sure, and the listed candidates at or above the threshold
-      unsigned long long local = sure_fixed;
-      const std::uint32_t listed_n = s.listed;
-      for (std::uint32_t i = threadIdx.x; i < listed_n; i += kBlock) {
-        const float z = corl::sampling::from_ordered_bits(candidate_list[i]);
-        if (z >= threshold) local += fixed_mass(z, r.max);
-      }
-      __syncthreads();  // the row reduction's temporary storage is free again
-      const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
-      if (threadIdx.x == 0) s.total = sum;
-      __syncthreads();
-      kept_fixed = s.total;
-    }
-    __syncthreads();  // s.row is written
+    __syncthreads();
     if (threadIdx.x < 32) {
       index_t token = 0;
       float token_z = 0.0f;
@@ -1031,9 +1045,10 @@ constexpr std::size_t candidate_list_bytes(std::uint32_t cap) {
 
 /// The candidate list's length for the truncated kernel <In, kGuided> on the current device: kCandidateCap, or less
 /// when the device's opt-in shared memory leaves less room beside the kernel's static shared memory and the
-/// deferred-group list; no more than the vocabulary. Once per device and kernel, the kernel is allowed that much
-/// dynamic shared memory (above 48 KB in all, a kernel must opt in): always the same value, so that host threads
-/// launching rows of different widths never lower it under each other. The launch passes candidate_list_bytes(cap).
+/// deferred-group list (found once per device and kept); no more than the vocabulary. The kernel is allowed that much
+/// dynamic shared memory (above 48 KB in all, a kernel must opt in) at every call, always the same value, so that host
+/// threads launching rows of different widths never lower it under each other, and a cudaDeviceReset, which forgets
+/// it, is harmless. The launch passes candidate_list_bytes(cap).
 template <class In, bool kGuided>
 std::uint32_t prepare_candidate_list(index_t vocab) {
   constexpr const char* where = "corl::cuda::sample_rows (candidate list)";
@@ -1042,8 +1057,8 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
   int device = 0;
   check_cuda(cudaGetDevice(&device), where);
   std::uint32_t cap = device >= 0 && device < kMaxDevices ? prepared[static_cast<std::size_t>(device)].load() : 0u;
+  auto* kernel = &sample_rows_kernel<In, true, kGuided>;
   if (cap == 0) {
-    auto* kernel = &sample_rows_kernel<In, true, kGuided>;
     int optin = 0;
     check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), where);
     cudaFuncAttributes attributes{};
@@ -1052,12 +1067,12 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
     const std::size_t available = static_cast<std::size_t>(optin);
     const std::size_t room = available > used ? (available - used) / sizeof(std::uint32_t) : 0;
     const auto length = static_cast<std::uint32_t>(std::min<std::size_t>(kCandidateCap, room));
-    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(candidate_list_bytes(length))),
-               where);
     cap = length + 1;
     if (device >= 0 && device < kMaxDevices) prepared[static_cast<std::size_t>(device)].store(cap);
   }
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(candidate_list_bytes(cap - 1))),
+             where);
   return static_cast<std::uint32_t>(std::min<index_t>(cap - 1, vocab));
 }
 
