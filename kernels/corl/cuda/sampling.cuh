@@ -23,8 +23,8 @@
 // order-independent and the result is deterministic. The race over the kept set rides on the last selection's listing
 // read (FusedKeptRace in the kernel): groups whose entries the first digit already decides are raced there with their
 // exact kept keys, the few others that can still win are deferred until the threshold is known, and the read also sums
-// the mass of the entries kept for sure. So top-p or top-k reads the row three times in all (pass 1, first digit,
-// listing). Without a list (min-p alone, a bin too wide), the whole-row winning group still wins the kept set when all
+// the mass of the entries kept for sure. So top-p reads the row three times in all (pass 1, first digit, listing), and
+// top-k, whose first digit (counts) pass 1 takes, twice. Without a list (min-p alone, a bin too wide), the whole-row winning group still wins the kept set when all
 // of it is kept (truncation only removes mass), and one more pass races the kept set when it is not.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
@@ -41,7 +41,7 @@
 // sm_80, NOT yet run on a GPU) takes ~51 (fp32) / ~53 (bf16) per quad on that path (cuobjdump, sm_90). Predicted for
 // plain rows, V = 102400: fp32 25-35 us (memory-bound or near it), bf16 25-35 us (still issue-bound, ~2-3x its
 // floor). The candidate list of radix_select and the kept race fused into its listing read (session 12, not yet run
-// on a GPU) take top-p 0.9 / top-k 50 rows at V = 102400 from 5 reads of the row to 3.
+// on a GPU) take top-p 0.9 rows at V = 102400 from 5 reads of the row to 3, top-k 50 rows to 2.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
