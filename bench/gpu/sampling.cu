@@ -55,7 +55,7 @@ __global__ void fill_logits(T* out, std::int64_t n, std::uint64_t seed) {
   }
 }
 
-enum class Mode { kPlain, kTopK, kTopP, kMinP, kCfg };
+enum class Mode { kPlain, kTopK, kTopP, kTopKTopP, kMinP, kCfg };
 
 template <class In>
 void bench_sampling(benchmark::State& state, Mode mode) {
@@ -73,8 +73,8 @@ void bench_sampling(benchmark::State& state, Mode mode) {
   fill_logits<<<1024, 256>>>(uncond, static_cast<std::int64_t>(n), 2);
   corl::cuda::check_launch("fill_logits");
   corl::sampling::SamplingParams p;
-  if (mode == Mode::kTopK) p.top_k = 50;
-  if (mode == Mode::kTopP) p.top_p = 0.9;
+  if (mode == Mode::kTopK || mode == Mode::kTopKTopP) p.top_k = 50;
+  if (mode == Mode::kTopP || mode == Mode::kTopKTopP) p.top_p = 0.9;
   if (mode == Mode::kMinP) p.min_p = 0.05;
   if (mode == Mode::kCfg) p.cfg_weight = 5.0;
   cudaEvent_t start, stop;
@@ -112,8 +112,8 @@ void bench_sampling(benchmark::State& state, Mode mode) {
 
 void register_all() {
   const std::pair<const char*, Mode> modes[] = {
-      {"plain", Mode::kPlain}, {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP}, {"min_p0.05", Mode::kMinP},
-      {"cfg5", Mode::kCfg}};
+      {"plain", Mode::kPlain},         {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP},
+      {"top_k50_top_p0.9", Mode::kTopKTopP}, {"min_p0.05", Mode::kMinP}, {"cfg5", Mode::kCfg}};
   for (const auto& [name, mode] : modes) {
     const Mode m = mode;
     benchmark::RegisterBenchmark((std::string("sample/fp32/") + name).c_str(),

@@ -25,14 +25,7 @@ using corl::index_t;
 using corl::sampling::RngKey;
 using corl::sampling::SamplingParams;
 
-template <class T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  explicit DeviceBuffer(std::size_t n) { corl::cuda::check_cuda(cudaMalloc(&ptr, n * sizeof(T) + 16), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using corl_test::DeviceArray;
 
 // Device type for a host storage type.
 template <class H> struct DeviceType { using type = H; };
@@ -53,14 +46,14 @@ GpuResult run_gpu(const std::vector<H>& cond, const std::vector<H>& uncond, inde
                   const PathLimits& limits = {}) {
   using D = typename DeviceType<H>::type;
   static_assert(sizeof(D) == sizeof(H));
-  DeviceBuffer<D> dc(cond.size() + static_cast<std::size_t>(misalign)), du(uncond.size() + static_cast<std::size_t>(misalign) + 1);
+  DeviceArray<D> dc(cond.size() + static_cast<std::size_t>(misalign)), du(uncond.size() + static_cast<std::size_t>(misalign) + 1);
   corl::cuda::check_cuda(cudaMemcpy(dc.ptr + misalign, cond.data(), cond.size() * sizeof(H), cudaMemcpyHostToDevice), "copy cond");
   if (!uncond.empty()) {
     corl::cuda::check_cuda(cudaMemcpy(du.ptr + misalign, uncond.data(), uncond.size() * sizeof(H), cudaMemcpyHostToDevice),
                            "copy uncond");
   }
-  DeviceBuffer<std::int64_t> dt(static_cast<std::size_t>(rows));
-  DeviceBuffer<float> dl(static_cast<std::size_t>(rows));
+  DeviceArray<std::int64_t> dt(static_cast<std::size_t>(rows));
+  DeviceArray<float> dl(static_cast<std::size_t>(rows));
   corl::cuda::sample_rows<D>(dc.ptr + misalign, uncond.empty() ? nullptr : du.ptr + misalign, rows, vocab, stride, p, key,
                              dt.ptr, dl.ptr, nullptr, limits);
   corl::cuda::check_cuda(cudaDeviceSynchronize(), "sample_rows");
