@@ -1,6 +1,6 @@
 // Helpers shared by the GPU tests that compare kernels against a CPU reference (tests/gpu/logprobs.cu,
-// tests/gpu/grpo_loss.cu, tests/gpu/sampling.cu, ...): an owning device buffer with typed upload / download / NaN poisoning, and the switch for
-// the small shapes used under compute-sanitizer.
+// tests/gpu/grpo_loss.cu, tests/gpu/sampling.cu, ...): an owning device buffer with typed upload / download / NaN
+// poisoning, and the switch for the small shapes used under compute-sanitizer.
 #pragma once
 
 #include <cstddef>

@@ -19,13 +19,14 @@
 // With truncation the thresholds are exact values of z found by an MSB-first radix selection on the ordered float bits
 // (11 + 11 + 10 bits, vector loads; the row is re-read, normally from L2: two reads per criterion when the first
 // digit's chosen bin holds at most 8192 entries of a row of at most 2^18, whose keys are then listed in shared memory
-// for the last two digits, else three) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so the sums are
-// order-independent and the result is deterministic. The race over the kept set rides on the last selection's listing
-// read (FusedKeptRace in the kernel): groups whose entries the first digit already decides are raced there with their
-// exact kept keys, the few others that can still win are deferred until the threshold is known, and the read also sums
-// the mass of the entries kept for sure. So top-p reads the row three times in all (pass 1, first digit, listing), and
-// top-k, whose first digit (counts) pass 1 takes, twice. Without a list (min-p alone, a bin too wide), the whole-row winning group still wins the kept set when all
-// of it is kept (truncation only removes mass), and one more pass races the kept set when it is not.
+// for the last two digits, else three) on counts (top-k) or on probability mass held in 2^-40 fixed point (top-p), so
+// the sums are order-independent and the result is deterministic. The race over the kept set rides on the last
+// selection's listing read (FusedKeptRace in the kernel): groups whose entries the first digit already decides are
+// raced there with their exact kept keys, the few others that can still win are deferred until the threshold is known,
+// and the read also sums the mass of the entries kept for sure. So top-p reads the row three times in all (pass 1,
+// first digit, listing), and top-k, whose first digit (counts) pass 1 takes, twice. Without a list (min-p alone, a bin
+// too wide), the whole-row winning group still wins the kept set when all of it is kept (truncation only removes mass),
+// and one more pass races the kept set when it is not.
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
@@ -517,13 +518,13 @@ __device__ void list_candidates(const In* cond, const In* uncond, const Args& a,
   __syncthreads();
 }
 
-/// A whole selection without a rider on the listing read. The first digit reads the row and counts the elements of each
-/// bin. When the chosen bin holds at most a.candidate_cap elements (and the row is narrow, kNarrowHistMaxVocab), one
-/// more read of the row copies their keys into `candidates` (dynamic shared memory) and the last two digits histogram
-/// that list instead of the row: two reads of the row instead of three. The weights are recomputed from the keys
-/// (from_ordered_bits gives z back bit for bit, but for -0.0, which comes back +0.0 with the same weight), and the
-/// integer sums do not depend on the order in which the atomics filled the list, so the threshold is the same as with
-/// three reads. A wider bin (a flat row) takes three.
+/// A whole selection without a rider on the listing read. The first digit reads the row (or takes the counts pass 1
+/// made, `counted`) and counts the elements of each bin. When the chosen bin holds at most a.candidate_cap elements
+/// (and the row is narrow, kNarrowHistMaxVocab), one more read of the row copies their keys into `candidates` (dynamic
+/// shared memory) and the last two digits histogram that list instead of the row: two reads of the row instead of
+/// three. The weights are recomputed from the keys (from_ordered_bits gives z back bit for bit, but for -0.0, which
+/// comes back +0.0 with the same weight), and the integer sums do not depend on the order in which the atomics filled
+/// the list, so the threshold is the same as with three reads. A wider bin (a flat row) takes three.
 template <class In>
 __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
                              const Selection& sel, SharedStorage<true>& s, std::uint32_t* candidates,
@@ -643,8 +644,9 @@ static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
 
 /// kTruncate = false: plain / CFG / greedy rows, pass 1 only. kTruncate = true: top-k / top-p / min-p, pass 1 then the
 /// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills, mostly in
-/// the once-per-digit scan of radix_select; of its element loops, pass 1, the listing read and the mass pass use no
-/// local memory, the row histograms 0-4 loads per quad, and the kept race loops (fused or not) ~20 (cuobjdump, sm_90).
+/// the once-per-digit scan of radix_select. Of its element loops (cuobjdump, sm_90, fp32), the radix histograms, the
+/// plain listing read, the list loops and the mass pass use no local memory; pass 1 reloads ~16 spilled values per
+/// round of two quads (its loop head, as the one-pass kernels), the kept race loops (fused or not) ~20 per quad.
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
 template <class In, bool kTruncate, bool kGuided>
 __global__ void __launch_bounds__(kBlock, 2)
@@ -790,8 +792,8 @@ __global__ void __launch_bounds__(kBlock, 2)
   index_t fused_group = -1;           // and its group
   unsigned long long sure_fixed = 0;  // fixed-point mass of the entries kept for sure (see below)
   if (select_k && a.use_top_p) {  // top-k first, then top-p among its kept entries
-    radix_select(cond, uncond, a, vector_ok, r.max, Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f},
-                 s, candidate_list, count_in_pass1);
+    const Selection top_k{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f};
+    radix_select(cond, uncond, a, vector_ok, r.max, top_k, s, candidate_list, count_in_pass1);
     restrict_min = s.prefix;
   }
   if (select_k || a.use_top_p) {
@@ -806,9 +808,10 @@ __global__ void __launch_bounds__(kBlock, 2)
     // threshold is known. Every group then holds its exact kept key or a lower bound that its exact key replaces, so
     // the race's winner is the kept race's. The filter bound B is the larger of two keys some kept group certainly
     // reaches: those of the whole-row winner's and of the argmax's group over their entries kept for sure (at least the
-    // argmax itself). The listing read also sums the fixed-point mass of the entries kept for sure, so that the kept
-    // mass is that plus the listed candidates at or above the threshold: no race pass and no mass pass. When the
-    // deferred groups overflow their list (kDeferredCap), the race pass after the selection runs as without fusion.
+    // argmax itself). Unless the selection gives the kept mass (top-p, min-p not raising the threshold), the listing
+    // read also sums the fixed-point mass of the entries kept for sure, so that the kept mass is that plus the listed
+    // candidates at or above the threshold: no race pass and no mass pass. When the deferred groups overflow their
+    // list (a.deferred_cap), the race pass after the selection runs as without fusion, with that kept mass.
     // When nothing lies above the bin but the max (t_hi > m: the threshold is in the max's first-digit bin), a
     // deferred group's lower bound is -inf (its entries kept for sure could only be maxima): no reload for it.
     const Selection sel = a.use_top_p ? Selection{restrict_min, true, 0ull, a.top_p}
@@ -823,14 +826,15 @@ __global__ void __launch_bounds__(kBlock, 2)
     if (fused) {
       const std::uint32_t bin_hi_key = bin_prefix >= 0xffe00000u ? 0u : bin_prefix + 0x00200000u;  // 0: top bin
       const float t_hi = bin_hi_key == 0u ? INFINITY : corl::sampling::from_ordered_bits(bin_hi_key);
-      const float t_lo = corl::sampling::from_ordered_bits(bin_prefix > sel.restrict_min ? bin_prefix : sel.restrict_min);
+      const std::uint32_t lo_key = bin_prefix > sel.restrict_min ? bin_prefix : sel.restrict_min;
+      const float t_lo = corl::sampling::from_ordered_bits(lo_key);
       const float thr_det = fmaxf(t_lo, t_min);
       // Entries >= thr_sure are kept for sure: above the bin, or, when nothing lies above the bin, the row's max alone.
       const float thr_sure = t_hi <= r.max ? fmaxf(t_hi, t_min) : r.max;
       if (threadIdx.x == 0 || threadIdx.x == 32) {
-        const index_t g = threadIdx.x == 0
-                              ? r.best_group
-                              : static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(r.argmax / 4)));
+        const auto argmax_group =
+            static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(r.argmax / 4)));
+        const index_t g = threadIdx.x == 0 ? r.best_group : argmax_group;
         s.bound_key[threadIdx.x / 32] =
             g < 0 ? -INFINITY
                   : group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, g,
@@ -929,7 +933,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     RowState winner = corl::sampling::empty_race_state();
     winner.best_key = fused_key;
     winner.best_group = fused_group;
-    __syncthreads();  // the mass reduction's temporary storage is free again
+    // (s.cub is free: the mass reduction, or else the last digit's scan, ended with a barrier)
     const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(winner, MergeRowState{});
     if (threadIdx.x == 0) s.row = total;
     __syncthreads();
@@ -1128,12 +1132,12 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   using sampling_detail::sample_rows_kernel;
   if (truncate && a.guided) {
     a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, true>(vocab), limits.candidate_cap);
-    sample_rows_kernel<In, true, true><<<grid, block, sampling_detail::candidate_list_bytes(a.candidate_cap), stream>>>(
-        cond, uncond, a, tokens, logps);
+    const std::size_t list_bytes = sampling_detail::candidate_list_bytes(a.candidate_cap);
+    sample_rows_kernel<In, true, true><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
   } else if (truncate) {
     a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, false>(vocab), limits.candidate_cap);
-    sample_rows_kernel<In, true, false><<<grid, block, sampling_detail::candidate_list_bytes(a.candidate_cap), stream>>>(
-        cond, uncond, a, tokens, logps);
+    const std::size_t list_bytes = sampling_detail::candidate_list_bytes(a.candidate_cap);
+    sample_rows_kernel<In, true, false><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
   } else if (a.guided) {
     sample_rows_kernel<In, false, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
   } else {
