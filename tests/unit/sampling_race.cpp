@@ -264,6 +264,19 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
   return out;
 }
 
+std::vector<float> random_scores(corl::CounterRng& rng, index_t vocab, double scale, double masked, bool coarse);
+
+/// The rows of the truncation tests: 8 + below(width) entries, scale 0.5 / 2 / 6 by trial, 20% -inf on every fourth
+/// trial, ties on every fifth; empty when no entry is finite.
+std::vector<float> truncation_row(corl::CounterRng& rng, int trial, index_t width) {
+  const index_t vocab = 8 + static_cast<index_t>(rng.below(static_cast<std::uint64_t>(width)));
+  const double scale = trial % 3 == 0 ? 0.5 : (trial % 3 == 1 ? 2.0 : 6.0);
+  auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.2 : 0.0, trial % 5 == 0);
+  for (const float v : z)
+    if (v != -std::numeric_limits<float>::infinity()) return z;
+  return {};
+}
+
 std::vector<float> random_scores(corl::CounterRng& rng, index_t vocab, double scale, double masked, bool coarse) {
   std::vector<float> z(static_cast<std::size_t>(vocab));
   for (auto& v : z) {
@@ -369,12 +382,9 @@ TEST_CASE("truncation: the whole-row winning group wins the kept set when all of
   corl::CounterRng rng(1618, 0);
   int whole = 0, raced = 0;
   for (int trial = 0; trial < 240; ++trial) {
-    const index_t vocab = 8 + static_cast<index_t>(rng.below(trial < 200 ? 3000 : 12000));
-    const double scale = trial % 3 == 0 ? 0.5 : (trial % 3 == 1 ? 2.0 : 6.0);
-    const auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.2 : 0.0, trial % 5 == 0);
-    bool any_finite = false;
-    for (const float v : z) any_finite = any_finite || v != -std::numeric_limits<float>::infinity();
-    if (!any_finite) continue;
+    const auto z = truncation_row(rng, trial, trial < 200 ? 3000 : 12000);
+    if (z.empty()) continue;
+    const auto vocab = static_cast<index_t>(z.size());
     corl::sampling::SamplingParams p;
     if (trial % 3 == 0) p.top_k = 1 + static_cast<index_t>(rng.below(60));
     if (trial % 3 == 1) p.top_p = trial % 2 ? 0.5 + 0.45 * rng.uniform() : 0.999;   // 0.999: most groups kept whole
@@ -758,12 +768,9 @@ TEST_CASE("truncation: the kept race fused into the last selection's listing rea
   int fused = 0;
   std::size_t deferred_total = 0, deferred_max = 0;
   for (int trial = 0; trial < 300; ++trial) {
-    const index_t vocab = 8 + static_cast<index_t>(rng.below(trial < 250 ? 3000 : 20000));
-    const double scale = trial % 3 == 0 ? 0.5 : (trial % 3 == 1 ? 2.0 : 6.0);
-    const auto z = random_scores(rng, vocab, scale, trial % 4 == 0 ? 0.2 : 0.0, trial % 5 == 0);
-    bool any_finite = false;
-    for (const float v : z) any_finite = any_finite || v != -std::numeric_limits<float>::infinity();
-    if (!any_finite) continue;
+    const auto z = truncation_row(rng, trial, trial < 250 ? 3000 : 20000);
+    if (z.empty()) continue;
+    const auto vocab = static_cast<index_t>(z.size());
     corl::sampling::SamplingParams p;
     const int mode = trial % 4;  // top-k, top-p, top-k + top-p, and each with min-p on some trials
     if (mode == 0 || mode == 2) p.top_k = 1 + static_cast<index_t>(rng.below(trial % 8 < 4 ? 60 : 400));

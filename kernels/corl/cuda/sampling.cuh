@@ -624,6 +624,21 @@ __device__ __forceinline__ void pick_token_warp(const In* cond, const In* uncond
   *token_z = best_z;
 }
 
+/// Warp 0 (threads 0..31 call it): draws the token inside the winning group (pick_token_warp) and writes it with its
+/// log-probability z - kept_max - log(kept_mass), kept_mass = sum over the kept set of exp(z - kept_max).
+template <class In>
+__device__ __forceinline__ void write_draw(const In* cond, const In* uncond, index_t group, float threshold,
+                                           const Args& a, std::uint32_t stream, float kept_max, float kept_mass,
+                                           std::int64_t* token_out, float* logp_out) {
+  index_t token = 0;
+  float token_z = 0.0f;
+  pick_token_warp(cond, uncond, group, threshold, a, stream, &token, &token_z);
+  if (threadIdx.x == 0) {
+    *token_out = token;
+    *logp_out = (token_z - kept_max) - logf(kept_mass);
+  }
+}
+
 /// The best race key of the warp (-inf when no lane has a winner yet): a key some group of the row certainly has.
 __device__ __forceinline__ float warp_best_key(const RowState& st) {
   float k = st.best_group < 0 ? -INFINITY : st.best_key;
@@ -765,13 +780,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   }
   if constexpr (!kTruncate) {
     if (threadIdx.x < 32) {
-      index_t token = 0;
-      float token_z = 0.0f;
-      pick_token_warp(cond, uncond, r.best_group, -INFINITY, a, stream, &token, &token_z);
-      if (threadIdx.x == 0) {
-        tokens[row] = token;
-        logps[row] = (token_z - r.max) - logf(r.sum);
-      }
+      write_draw(cond, uncond, r.best_group, -INFINITY, a, stream, r.max, r.sum, &tokens[row], &logps[row]);
     }
     return;
   } else {
@@ -938,13 +947,8 @@ __global__ void __launch_bounds__(kBlock, 2)
     if (threadIdx.x == 0) s.row = total;
     __syncthreads();
     if (threadIdx.x < 32) {
-      index_t token = 0;
-      float token_z = 0.0f;
-      pick_token_warp(cond, uncond, s.row.best_group, threshold, a, stream, &token, &token_z);
-      if (threadIdx.x == 0) {
-        tokens[row] = token;
-        logps[row] = (token_z - r.max) - logf(static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0));
-      }
+      const auto kept_mass = static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0);
+      write_draw(cond, uncond, s.row.best_group, threshold, a, stream, r.max, kept_mass, &tokens[row], &logps[row]);
     }
     return;
   }
@@ -1025,13 +1029,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     kept_mass = static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0);
   }
   if (threadIdx.x < 32) {
-    index_t token = 0;
-    float token_z = 0.0f;
-    pick_token_warp(cond, uncond, s.row.best_group, threshold, a, stream, &token, &token_z);
-    if (threadIdx.x == 0) {
-      tokens[row] = token;
-      logps[row] = (token_z - kept_max) - logf(kept_mass);
-    }
+    write_draw(cond, uncond, s.row.best_group, threshold, a, stream, kept_max, kept_mass, &tokens[row], &logps[row]);
   }
   }  // kTruncate
 }
