@@ -47,11 +47,23 @@ void group_scores(const std::vector<float>& z, index_t group, float (&out)[kRace
                                        -std::numeric_limits<float>::infinity(), out);
 }
 
+/// The exact race key of a group over its entries >= threshold, from its uniform x.
+float exact_group_key_at(const std::vector<float>& z, index_t group, float threshold, float x) {
+  float zg[kRaceGroupSize];
+  corl::sampling::detail::group_scores(std::span<const float>(z), static_cast<std::uint64_t>(group), threshold, zg);
+  return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+}
+
 /// The exact race key of a group of z from its uniform x (what the kernel's exact-key source computes).
 float exact_group_key(const std::vector<float>& z, index_t group, float x) {
-  float zg[kRaceGroupSize];
-  group_scores(z, group, zg);
-  return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
+  return exact_group_key_at(z, group, -std::numeric_limits<float>::infinity(), x);
+}
+
+/// z with the entries below `threshold` (the truncated-away ones) set to -inf.
+std::vector<float> kept_scores(std::vector<float> z, float threshold) {
+  for (float& v : z)
+    if (!(v >= threshold)) v = -std::numeric_limits<float>::infinity();
+  return z;
 }
 
 /// Group `group`'s race word in the stream of `rs`.
@@ -159,19 +171,7 @@ Emulated emulate(const std::vector<float>& z, int threads, int per_round, const 
   return out;
 }
 
-/// The exact race key of a group over its entries >= threshold, from its uniform x.
-float exact_group_key_at(const std::vector<float>& z, index_t group, float threshold, float x) {
-  float zg[kRaceGroupSize];
-  corl::sampling::detail::group_scores(std::span<const float>(z), static_cast<std::uint64_t>(group), threshold, zg);
-  return corl::sampling::group_race_key(zg, corl::sampling::race_exponential(x));
-}
-
-/// The kernel's fixed_mass: round(exp(z - m) 2^40), 0 for -inf.
-unsigned long long fixed_mass(float z, float m) {
-  if (z == -std::numeric_limits<float>::infinity()) return 0;
-  const float scaled = corl::sampling::stream_exp(z - m) * 1099511627776.0f;
-  return static_cast<unsigned long long>(std::nearbyint(static_cast<double>(scaled)));
-}
+using corl::sampling::fixed_point_mass;
 
 struct FusedOutcome {
   index_t winner = -1;
@@ -223,7 +223,7 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
         const bool maybe = v >= thr_det;
         zr[k] = maybe ? v : -inf;
         open_undetermined = open_undetermined || (maybe && !sure);
-        if (sure) out.kept_fixed += fixed_mass(v, m);
+        if (sure) out.kept_fixed += fixed_point_mass(v, m);
       }
       corl::sampling::fold_race_quad(st, c_bound, zr, q, bound);
       if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
@@ -250,7 +250,7 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
   for (const float v : z) {
     const std::uint32_t key = corl::sampling::ordered_bits(v);
     const bool takes_part = !(by_mass && v == -inf) && key >= restrict_min;
-    if (takes_part && (key & 0xffe00000u) == bin_prefix && v >= threshold) out.kept_fixed += fixed_mass(v, m);
+    if (takes_part && (key & 0xffe00000u) == bin_prefix && v >= threshold) out.kept_fixed += fixed_point_mass(v, m);
   }
   while (states.size() > 1) {
     std::vector<RaceState> next;
@@ -396,9 +396,7 @@ TEST_CASE("truncation: the whole-row winning group wins the kept set when all of
     const auto ref = corl::sampling::sample_row<float, float>(z, p, key, row);
     const auto d = corl::sampling::detail::row_distribution<float>(std::span<const float>(z), std::span<const float>{},
                                                                    p, row, "test");
-    std::vector<float> kept(z);
-    for (float& v : kept)
-      if (!(v >= d.threshold)) v = -std::numeric_limits<float>::infinity();
+    const std::vector<float> kept = kept_scores(z, d.threshold);
     CAPTURE(trial);
     CAPTURE(vocab);
     // pass 1 over the whole row, as the kernel (512 threads, warps of 32)
@@ -639,9 +637,7 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
       const auto ref_top_k = corl::sampling::sample_row<float, float>(z, top_k, key, row);
       const auto d = corl::sampling::detail::row_distribution<float>(std::span<const float>(z), std::span<const float>{},
                                                                      top_k, row, "test");
-      std::vector<float> kept(z);
-      for (float& v : kept)
-        if (!(v >= d.threshold)) v = -std::numeric_limits<float>::infinity();
+      const std::vector<float> kept = kept_scores(z, d.threshold);
       for (const int unroll : {1, 2, 4}) {  // fp32 guided, fp32 / 16-bit guided, 16-bit
         CAPTURE(vocab);
         CAPTURE(trial);
@@ -804,12 +800,9 @@ TEST_CASE("truncation: the kept race fused into the last selection's listing rea
     const auto pass1 = emulate(z, 512, 1, rs, 32);
     const auto f = emulate_fused_kept_race(z, bin_prefix, restrict_min, p.top_p < 1.0, t_min, threshold, pass1.state, rs,
                                            trial % 2 == 0 ? &order : nullptr);
-    std::vector<float> kept(z);
+    const std::vector<float> kept = kept_scores(z, threshold);
     unsigned long long kept_fixed = 0;
-    for (float& v : kept) {
-      if (!(v >= threshold)) v = -std::numeric_limits<float>::infinity();
-      kept_fixed += fixed_mass(v, d.max);
-    }
+    for (const float v : kept) kept_fixed += fixed_point_mass(v, d.max);
     const auto ref = corl::sampling::sample_row<float, float>(z, p, key, row);
     CHECK(pick(kept, f.winner, rs) == ref.token);
     CHECK(f.kept_fixed == kept_fixed);

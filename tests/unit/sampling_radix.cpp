@@ -25,12 +25,7 @@ using corl::sampling::ordered_bits;
 constexpr int kBins = 2048;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-/// The kernel's fixed_mass: round(exp(z - m) 2^40), 0 for -inf.
-std::uint64_t fixed_mass(float z, float m) {
-  if (z == kNegInf) return 0;
-  const float scaled = corl::sampling::stream_exp(z - m) * 1099511627776.0f;
-  return static_cast<std::uint64_t>(std::nearbyint(static_cast<double>(scaled)));
-}
+using corl::sampling::fixed_point_mass;
 
 struct Selection {
   std::uint32_t prefix = 0;
@@ -65,7 +60,7 @@ Selection radix_select_host(const std::vector<float>& z, float m, std::uint32_t 
       if ((key & mask) != prefix) return;
       const auto bin = static_cast<int>((key >> shift) & (kBins - 1));
       if (counting) ++count[static_cast<std::size_t>(bin)];
-      if (by_mass) mass[static_cast<std::size_t>(bin)] += fixed_mass(v, m);
+      if (by_mass) mass[static_cast<std::size_t>(bin)] += fixed_point_mass(v, m);
     };
     if (s.listed) {
       for (const std::uint32_t key : list) weigh(key, from_ordered_bits(key));
@@ -116,7 +111,7 @@ Selection brute_force(const std::vector<float>& z, float m, std::uint32_t restri
     if (by_mass && v == kNegInf) continue;
     const std::uint32_t key = ordered_bits(v);
     if (key < restrict_min) continue;
-    const std::uint64_t w = by_mass ? fixed_mass(v, m) : 1;
+    const std::uint64_t w = by_mass ? fixed_point_mass(v, m) : 1;
     e.emplace_back(key, w);
     total += w;
   }

@@ -47,6 +47,25 @@ CORL_HD float stream_exp(float x) {
 #endif
 }
 
+/// Probability mass in fixed point for the GPU sampler's radix selection (exact integer sums, independent of order):
+/// round(exp(z - m) 2^40), 0 for z = -inf; m is the row's max, so a term is at most 2^40. The CPU transcriptions of
+/// the selection call it too.
+inline constexpr float kFixedMassScale = 1099511627776.0f;  // 2^40
+CORL_HD unsigned long long fixed_point_mass(float z, float m) {
+  if (z == -std::numeric_limits<float>::infinity()) return 0ull;
+  const float scaled = stream_exp(z - m) * kFixedMassScale;
+#if defined(__CUDA_ARCH__)
+  return __float2ull_rn(scaled);
+#else
+  return static_cast<unsigned long long>(std::nearbyint(static_cast<double>(scaled)));
+#endif
+}
+
+/// The float value of a fixed-point mass.
+CORL_HD float from_fixed_point_mass(unsigned long long mass) {
+  return static_cast<float>(static_cast<double>(mass) / static_cast<double>(kFixedMassScale));
+}
+
 inline constexpr float kRaceFilterMargin = 1.001f;
 inline constexpr float kMaxRaceFilterBound = 1099511627776.0f;  // 2^40: above it, c = exp(m - B) is not used
 inline constexpr float kMinRaceUniformFloat = 1.1641532e-10f;  // 2^-33: the smallest x word_to_race_uniform<float> gives

@@ -78,7 +78,6 @@ namespace sampling_detail {
 /// One block per row. 512 threads: 4 blocks of 16 KB-in-flight per SM keep HBM busy for B >= 2 * SMs rows.
 inline constexpr int kBlock = 512;
 inline constexpr int kRadixBins = 2048;  // 11-bit digits: 11 + 11 + 10 = 32
-inline constexpr float kMassScale = 1099511627776.0f;     // 2^40: fixed-point scale of probability mass
 /// Rows of at most this many entries keep their radix histograms in 32-bit words, the fixed-point mass split into
 /// three pieces of 14 bits (a bin's piece sum is at most 2^18 * (2^14 - 1) < 2^32): shared-memory atomics on 32-bit
 /// words are single instructions (ATOMS.ADD, ATOMS.POPC.INC), while a 64-bit atomicAdd on shared memory compiles to a
@@ -346,10 +345,6 @@ union RadixHistogram {
   }
 };
 
-__device__ __forceinline__ unsigned long long fixed_mass(float z, float m) {
-  return z == -INFINITY ? 0ull : __float2ull_rn(corl::sampling::stream_exp(z - m) * kMassScale);
-}
-
 template <bool kTruncate>
 struct SharedStorage {
   union {
@@ -424,7 +419,7 @@ __device__ void radix_digit(int pass, const In* cond, const In* uncond, const Ar
     if ((key & mask) != prefix) return;
     const int bin = static_cast<int>((key >> shift) & (kRadixBins - 1));
     if (count) s.hist.add_count(bin, narrow);
-    if (by_mass) s.hist.add_mass(bin, fixed_mass(z, m), narrow);
+    if (by_mass) s.hist.add_mass(bin, corl::sampling::fixed_point_mass(z, m), narrow);
   };
   if (!fill) {
     // the histogram is ready
@@ -883,7 +878,7 @@ __global__ void __launch_bounds__(kBlock, 2)
           const bool maybe = z >= thr_det;  // kept for sure or undetermined (sure implies maybe)
           zr[k] = maybe ? z : -INFINITY;
           open_undetermined = open_undetermined || (maybe && !sure);
-          if (sure_mass && sure) sure_fixed += fixed_mass(z, r.max);
+          if (sure_mass && sure) sure_fixed += corl::sampling::fixed_point_mass(z, r.max);
         }
         corl::sampling::fold_race_quad(kept, kept_bound, zr, q, bound);
         if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
@@ -919,7 +914,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     const std::uint32_t listed_n = s.listed;  // (read after the selection's barriers)
     for (std::uint32_t i = threadIdx.x; i < listed_n; i += kBlock) {
       const float z = corl::sampling::from_ordered_bits(candidate_list[i]);
-      if (z >= threshold) local += fixed_mass(z, r.max);
+      if (z >= threshold) local += corl::sampling::fixed_point_mass(z, r.max);
     }
     const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
     if (threadIdx.x == 0) s.total = sum;
@@ -947,7 +942,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     if (threadIdx.x == 0) s.row = total;
     __syncthreads();
     if (threadIdx.x < 32) {
-      const auto kept_mass = static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0);
+      const float kept_mass = corl::sampling::from_fixed_point_mass(kept_fixed);
       write_draw(cond, uncond, s.row.best_group, threshold, a, stream, r.max, kept_mass, &tokens[row], &logps[row]);
     }
     return;
@@ -1017,7 +1012,7 @@ __global__ void __launch_bounds__(kBlock, 2)
         score4(cond, uncond, q, a, vector_ok, zs);
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          if (zs[k] >= threshold) local += fixed_mass(zs[k], r.max);
+          if (zs[k] >= threshold) local += corl::sampling::fixed_point_mass(zs[k], r.max);
       }
       __syncthreads();
       const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
@@ -1026,7 +1021,7 @@ __global__ void __launch_bounds__(kBlock, 2)
       kept_fixed = s.total;
     }
     kept_max = r.max;
-    kept_mass = static_cast<float>(static_cast<double>(kept_fixed) / 1099511627776.0);
+    kept_mass = corl::sampling::from_fixed_point_mass(kept_fixed);
   }
   if (threadIdx.x < 32) {
     write_draw(cond, uncond, s.row.best_group, threshold, a, stream, kept_max, kept_mass, &tokens[row], &logps[row]);
