@@ -12,12 +12,14 @@
 #include <vector>
 
 #include <corl/core/rng.hpp>
+#include <corl/sampling/certified_race.hpp>
 #include <corl/sampling/sampler.hpp>
 #include <corl/sampling/streaming_race.hpp>
 
 namespace {
 
 using corl::index_t;
+using corl::sampling::CertifiedRaceState;
 using corl::sampling::RaceState;
 using corl::sampling::kRaceGroupSize;
 
@@ -516,70 +518,103 @@ TEST_CASE("a NaN or +inf score always shows in the merged state: the kernel's un
 namespace {
 
 // The kernel's own pass-1 loop (corl/cuda/sampling.cuh, sample_rows_kernel), statement for statement, on the host:
-// 512 threads in warps of 32 that run in lockstep, U quads per round, the round counter n0, the group-closing test
-// (n0 + j == 3 or the row ends before the group's next quad), the shuffle after each round that ends a group; then
-// the block's merge. `closing_errors` counts closes whose folded quads are not exactly the group's quads in the row.
+// 512 threads in warps of 32 that run in lockstep, U quads per round folded at once (fold_certified_round), the round
+// counter n0, the group-closing test (n0 + U == 4 or the row ends before the lane's next quad), the shuffle after each
+// round that ends a group; then the block's merge, the certificate, and the exact race (kernel_kept_race with no
+// threshold, bounded by the winner's key less its slack) when the winner is not certified. `state` is what the kernel
+// continues with: max, sum, the argmax (the first entry equal to the max in the argmax quad) and the settled winner.
+// `closing_errors` counts closes whose folded quads are not exactly the group's quads in the row.
 struct KernelLoop {
   RaceState state;
   long closing_errors = 0;
+  bool certified = true;
+  long approximate_keys = 0;  // groups raced with their approximate key
 };
 
-KernelLoop kernel_pass1(const std::vector<float>& z, int unroll, const Stream& rs) {
+KernelLoop kernel_kept_race(const std::vector<float>& kept, float bound_key, const Stream& rs);
+
+template <int U>
+KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, bool force_exact) {
   constexpr std::uint32_t kBlock = 512;
   const index_t quads = quads_of(z);
   const auto quads32 = static_cast<std::uint32_t>(quads);
   KernelLoop out;
-  auto exact_key = [&z](index_t group, float x) { return exact_group_key(z, group, x); };
-  auto word_of = [&rs](index_t group) { return stream_race_word(rs, group); };
-  std::vector<RaceState> states(kBlock, corl::sampling::empty_race_state());
-  std::vector<float> c_bound(kBlock, std::numeric_limits<float>::infinity());
+  auto word_of = [&rs, &out](index_t group) {
+    ++out.approximate_keys;  // (counts words asked for: an upper bound of the keys computed)
+    return stream_race_word(rs, group);
+  };
+  std::vector<CertifiedRaceState> states(kBlock, corl::sampling::empty_certified_race_state());
   std::vector<float> known(kBlock, -std::numeric_limits<float>::infinity());
   std::vector<std::vector<index_t>> open(kBlock);
   for (std::uint32_t warp = 0; warp < kBlock / 32; ++warp) {
     int n0 = 0;
-    for (std::uint32_t base = warp * 32; base < quads32; base += kBlock * static_cast<std::uint32_t>(unroll),
-                       n0 = (n0 + unroll) & 3) {
+    for (std::uint32_t base = warp * 32; base < quads32; base += kBlock * U, n0 = (n0 + U) & 3) {
       for (std::uint32_t lane = 0; lane < 32; ++lane) {
         const std::uint32_t t = warp * 32 + lane, q0 = base + lane;
-        for (int j = 0; j < unroll; ++j) {
+        float zz[U][4];
+        for (int j = 0; j < U; ++j) {
           const std::uint32_t q = q0 + static_cast<std::uint32_t>(j) * kBlock;
-          if (q >= quads32) continue;
-          float zz[4];
-          for (int k = 0; k < 4; ++k) zz[k] = score_at(z, index_t{q} * 4 + k);
-          corl::sampling::fold_race_quad(states[t], c_bound[t], zz, index_t{q}, known[t]);
-          open[t].push_back(index_t{q});
-          if (!rs.greedy && (n0 + j == 3 || q + kBlock >= quads32)) {
-            const auto group = static_cast<index_t>(corl::sampling::race_group(q));
-            std::vector<index_t> expected;
-            for (int slot = 0; slot < corl::sampling::kRaceGroupQuads; ++slot) {
-              const auto gq = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), slot));
-              if (gq < quads) expected.push_back(gq);
-            }
-            if (open[t] != expected) ++out.closing_errors;
-            open[t].clear();
-            corl::sampling::close_race_group(states[t], c_bound[t], group, word_of, exact_key, known[t]);
+          for (int k = 0; k < 4; ++k)
+            zz[j][k] = q < quads32 ? score_at(z, index_t{q} * 4 + k) : -std::numeric_limits<float>::infinity();
+          if (q < quads32) open[t].push_back(index_t{q});
+        }
+        corl::sampling::fold_certified_round<U>(states[t], zz, q0, kBlock);
+        if (!rs.greedy && q0 < quads32 && (n0 + U == 4 || q0 + kBlock * U >= quads32)) {
+          const auto group = static_cast<index_t>(corl::sampling::race_group(q0));
+          std::vector<index_t> expected;
+          for (int slot = 0; slot < corl::sampling::kRaceGroupQuads; ++slot) {
+            const auto gq = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), slot));
+            if (gq < quads) expected.push_back(gq);
           }
+          if (open[t] != expected) ++out.closing_errors;
+          open[t].clear();
+          corl::sampling::close_certified_group(states[t], group, word_of, known[t]);
         }
       }
-      if (!rs.greedy && n0 + unroll == 4) {  // the shuffle: fmaxf over the warp's winner keys
+      if (!rs.greedy && n0 + U == 4) {  // the shuffle: fmaxf over the warp's best keys
         float best = -std::numeric_limits<float>::infinity();
         for (std::uint32_t t = warp * 32; t < warp * 32 + 32; ++t)
           if (states[t].best_group >= 0) best = std::max(best, states[t].best_key);
-        for (std::uint32_t t = warp * 32; t < warp * 32 + 32; ++t) {
-          if (best > known[t]) {
-            known[t] = best;
-            c_bound[t] = corl::sampling::race_filter_bound(states[t], known[t]);
-          }
-        }
+        for (std::uint32_t t = warp * 32; t < warp * 32 + 32; ++t) known[t] = best;
       }
     }
   }
   for (std::uint32_t t = 0; t < kBlock; ++t)
     if (!rs.greedy && !open[t].empty()) ++out.closing_errors;  // a group left open
-  RaceState total = corl::sampling::empty_race_state();
-  for (const RaceState& s : states) total = corl::sampling::merge_race_states(total, s);
-  out.state = total;
+  // the block's merge: a tree, as cub's (the result does not depend on its shape, up to the rounding of the sum)
+  std::vector<CertifiedRaceState> level = states;
+  while (level.size() > 1) {
+    std::vector<CertifiedRaceState> next;
+    for (std::size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(corl::sampling::merge_certified_race_states(level[i], level[i + 1]));
+    level = next;
+  }
+  const CertifiedRaceState total = level[0];
+  out.state = corl::sampling::empty_race_state();
+  out.state.max = total.max;
+  out.state.sum = total.sum;
+  if (total.argmax_quad != corl::sampling::kNoQuad) {
+    index_t first = 3;
+    for (index_t k = 3; k >= 0; --k)
+      if (score_at(z, index_t{total.argmax_quad} * 4 + k) == total.max) first = k;
+    out.state.argmax = index_t{total.argmax_quad} * 4 + first;
+  }
+  out.state.best_key = total.best_key;
+  out.state.best_group = total.best_group;
+  if (rs.greedy || total.max == -std::numeric_limits<float>::infinity()) return out;
+  out.certified = corl::sampling::certified_winner(total);
+  if (!out.certified || force_exact) {  // (force_exact: the kernel's PathLimits::force_exact_race)
+    const float bound = total.best_group < 0 ? -std::numeric_limits<float>::infinity()
+                                             : total.best_key - corl::sampling::certified_key_slack(total.best_key);
+    out.state.best_group = kernel_kept_race(z, bound, rs).state.best_group;
+  }
   return out;
+}
+
+KernelLoop kernel_pass1(const std::vector<float>& z, int unroll, const Stream& rs, bool force_exact = false) {
+  if (unroll == 1) return kernel_pass1_rounds<1>(z, rs, force_exact);
+  if (unroll == 2) return kernel_pass1_rounds<2>(z, rs, force_exact);
+  return kernel_pass1_rounds<4>(z, rs, force_exact);
 }
 
 // The kernel's race over the kept set (one quad per thread and round, bounded from the start by `bound_key`).
@@ -620,7 +655,8 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
   corl::CounterRng rng(2468, 0);
   const index_t lengths[] = {1,    3,    4,    5,    511,  2047, 2048,  2049,  2051,  4096,   6001,
                              8191, 8192, 8193, 8195, 8196, 12289, 32768, 32771, 65539, 100003};
-  int rows = 0, reraced = 0;
+  int rows = 0, reraced = 0, uncertified = 0;
+  long approximate_keys = 0;
   for (const index_t vocab : lengths) {
     for (int trial = 0; trial < 3; ++trial) {
       auto z = random_scores(rng, vocab, trial == 0 ? 0.3 : (trial == 1 ? 3.0 : 40.0), trial == 2 ? 0.4 : 0.0, false);
@@ -646,6 +682,11 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
         CHECK(pass1.closing_errors == 0);
         CHECK(pick(z, pass1.state.best_group, rs) == ref.token);
         CHECK(pass1.state.argmax == ref_greedy.token);
+        uncertified += pass1.certified ? 0 : 1;
+        approximate_keys += pass1.approximate_keys;
+        // the exact race bounded by the approximate winner's key less its slack (the uncertified rows' path) finds the
+        // same group: the bound is below the winner's exact key
+        CHECK(kernel_pass1(z, unroll, rs, true).state.best_group == pass1.state.best_group);
         CHECK(kernel_pass1(z, unroll, {key.seed, key.offset, row, true}).state.argmax == ref_greedy.token);
         // truncation: the whole winning group, else the kept race bounded by the argmax group's kept key
         float zw[kRaceGroupSize];
@@ -668,9 +709,98 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
       }
     }
   }
-  MESSAGE("rows " << rows << ", of which re-raced after top-k " << reraced);
+  MESSAGE("rows " << rows << ", of which re-raced after top-k " << reraced << "; not certified " << uncertified
+                    << "; race words asked " << approximate_keys);
   CHECK(rows == 21 * 3 * 3);
   CHECK(reraced > 100);
+}
+
+TEST_CASE("certified race: approximate keys lie well within the slack of the exact keys") {
+  // A group folded against a running max m above its own (as a GPU lane folds it after larger logits), raced with no
+  // bound: its approximate key a = m + log(S_G) - log(E_G) against the exact key (group_race_key over its sixteen
+  // scores). The slack must hold with room to spare (a quarter of it here), at logit scales from 0.1 to 1e4 and with
+  // the group up to 60 nats below m.
+  corl::CounterRng rng(4242, 0);
+  float worst_ratio = 0.0f;
+  for (int trial = 0; trial < 4000; ++trial) {
+    const double scale = trial % 4 == 0 ? 0.1 : (trial % 4 == 1 ? 3.0 : (trial % 4 == 2 ? 40.0 : 1e4 * rng.uniform()));
+    const double centre = (trial % 3 == 0 ? 1.0 : -1.0) * (trial % 5 == 0 ? 3000.0 : 5.0) * rng.uniform();
+    std::vector<float> z(16);
+    for (auto& v : z) v = static_cast<float>(centre + scale * rng.normal());
+    if (trial % 7 == 0) z[static_cast<std::size_t>(rng.below(16))] = -std::numeric_limits<float>::infinity();
+    float gmax = -std::numeric_limits<float>::infinity();
+    for (const float v : z) gmax = std::max(gmax, v);
+    CertifiedRaceState st = corl::sampling::empty_certified_race_state();
+    // a lane that already saw a larger max (up to 60 nats above the group's, never more than 1e-3 relative)
+    st.max = gmax + static_cast<float>(std::min(60.0 * rng.uniform(), 1e-3 * std::abs(gmax) + 1.0));
+    for (int j = 0; j < 4; ++j) {
+      float quad[1][4] = {{z[static_cast<std::size_t>(4 * j)], z[static_cast<std::size_t>(4 * j + 1)],
+                           z[static_cast<std::size_t>(4 * j + 2)], z[static_cast<std::size_t>(4 * j + 3)]}};
+      corl::sampling::fold_certified_round<1>(st, quad, static_cast<std::uint32_t>(j) * 512u, 512u);
+    }
+    const std::uint32_t word = static_cast<std::uint32_t>(rng.below(std::uint64_t{1} << 32));
+    corl::sampling::close_certified_group(st, 7, [word](index_t) { return word; },
+                                          -std::numeric_limits<float>::infinity());
+    REQUIRE(st.best_group == 7);
+    float zg[kRaceGroupSize];
+    for (int e = 0; e < kRaceGroupSize; ++e) zg[e] = z[static_cast<std::size_t>(e)];
+    const float exact = corl::sampling::group_race_key(
+        zg, corl::sampling::race_exponential(corl::sampling::word_to_race_uniform<float>(word)));
+    const float slack = corl::sampling::certified_key_slack(st.best_key);
+    CAPTURE(trial);
+    CAPTURE(exact);
+    CAPTURE(st.best_key);
+    CHECK(std::abs(st.best_key - exact) <= 0.25f * slack);
+    worst_ratio = std::max(worst_ratio, std::abs(st.best_key - exact) / slack);
+  }
+  MESSAGE("largest |approximate - exact| / slack: " << worst_ratio);
+}
+
+TEST_CASE("certified race: merge and certificate, hand-computed") {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  auto state = [](float best, index_t group, float runner_up) {
+    CertifiedRaceState s = corl::sampling::empty_certified_race_state();
+    s.max = 1.0f;
+    s.sum = 1.0f;
+    s.argmax_quad = 0;
+    s.best_key = best;
+    s.best_group = group;
+    s.runner_up = runner_up;
+    return s;
+  };
+  // slack(5) = 1e-4 + 165 * 2^-20 = 2.5735e-4: certified below 5 - 5.147e-4 = 4.999485
+  CHECK(corl::sampling::certified_key_slack(5.0f) == doctest::Approx(2.5735e-4).epsilon(1e-3));
+  const auto ab = corl::sampling::merge_certified_race_states(state(5.0f, 3, neg_inf), state(4.0f, 7, 4.5f));
+  CHECK(ab.best_key == 5.0f);
+  CHECK(ab.best_group == 3);
+  CHECK(ab.runner_up == 4.5f);
+  CHECK(corl::sampling::certified_winner(ab));
+  // the loser's best joins the runner-ups, in either order of the merge
+  for (const bool swap : {false, true}) {
+    const auto x = state(5.0f, 3, 1.0f), y = state(4.9996f, 9, 2.0f);
+    const auto m = swap ? corl::sampling::merge_certified_race_states(y, x)
+                        : corl::sampling::merge_certified_race_states(x, y);
+    CHECK(m.best_group == 3);
+    CHECK(m.runner_up == 4.9996f);
+    CHECK_FALSE(corl::sampling::certified_winner(m));  // 4.9996 >= 4.999485
+  }
+  CHECK(corl::sampling::certified_winner(
+      corl::sampling::merge_certified_race_states(state(5.0f, 3, 1.0f), state(4.9994f, 9, 2.0f))));
+  // equal keys: the smaller group wins, and the tie is never certified
+  const auto tie = corl::sampling::merge_certified_race_states(state(5.0f, 3, neg_inf), state(5.0f, 2, neg_inf));
+  CHECK(tie.best_group == 2);
+  CHECK_FALSE(corl::sampling::certified_winner(tie));
+  // no winner: nothing to certify
+  CHECK_FALSE(corl::sampling::certified_winner(corl::sampling::empty_certified_race_state()));
+  // argmax quad: the larger max, on equal maxima the smaller quad
+  auto p = state(5.0f, 3, neg_inf), q = state(4.0f, 7, neg_inf);
+  p.max = 2.0f;
+  p.argmax_quad = 40;
+  q.max = 2.0f;
+  q.argmax_quad = 12;
+  CHECK(corl::sampling::merge_certified_race_states(p, q).argmax_quad == 12);
+  q.max = 1.5f;
+  CHECK(corl::sampling::merge_certified_race_states(p, q).argmax_quad == 40);
 }
 
 TEST_CASE("the kernel's warp-wide draw inside the winning group (lane scoring, xor-shuffle argmax) equals "

@@ -65,6 +65,7 @@
 
 #include "corl/core/error.hpp"
 #include "corl/sampling/sampler.hpp"
+#include "corl/sampling/certified_race.hpp"
 #include "corl/sampling/sampling_math.hpp"
 #include "corl/sampling/streaming_race.hpp"
 
@@ -107,6 +108,7 @@ struct Args {
   bool greedy;
   bool use_top_p;
   bool use_min_p;
+  bool force_exact_race;  // run the exact race after pass 1 on every row, certified or not (PathLimits)
 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -135,6 +137,16 @@ __device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q)
     r.w[0] = v.x;
     r.w[1] = v.y;
   }
+  return r;
+}
+
+/// Four -inf logits (a quad beyond the row), as bits.
+template <class In>
+__device__ __forceinline__ Raw4<In> neg_inf4() {
+  Raw4<In> r;
+  constexpr std::uint32_t kNegInf16 = std::is_same_v<In, __half> ? 0xfc00u : 0xff80u;
+#pragma unroll
+  for (int k = 0; k < static_cast<int>(sizeof(In)); ++k) r.w[k] = sizeof(In) == 4 ? 0xff800000u : (kNegInf16 * 0x10001u);
   return r;
 }
 
@@ -268,12 +280,22 @@ struct ReloadGroupKey {
   }
 };
 
-/// Per-thread (then per-block) summary of pass 1: the race state (corl/sampling/streaming_race.hpp).
+/// Summary of a race over (part of) a row: the exact race state (corl/sampling/streaming_race.hpp), which the race
+/// passes after pass 1 fold, and into which pass 1's result is copied once its winner is settled.
 using RowState = corl::sampling::RaceState;
 
 struct MergeRowState {
   __device__ RowState operator()(const RowState& a, const RowState& b) const {
     return corl::sampling::merge_race_states(a, b);
+  }
+};
+
+/// Per-thread (then per-block) summary of pass 1: the certified race (corl/sampling/certified_race.hpp).
+using Pass1State = corl::sampling::CertifiedRaceState;
+
+struct MergePass1State {
+  __device__ Pass1State operator()(const Pass1State& a, const Pass1State& b) const {
+    return corl::sampling::merge_certified_race_states(a, b);
   }
 };
 
@@ -349,11 +371,13 @@ template <bool kTruncate>
 struct SharedStorage {
   union {
     typename cub::BlockReduce<RowState, kBlock>::TempStorage row_reduce;
+    typename cub::BlockReduce<Pass1State, kBlock>::TempStorage pass1_reduce;
     typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
     typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
   } cub;
   RadixHistogram<kTruncate ? kRadixBins : 1> hist;
   RowState row;
+  Pass1State pass1;  // pass 1's merged state
   // radix selection results
   std::uint32_t prefix;
   unsigned long long target;
@@ -549,14 +573,13 @@ struct RaceWordCache {
   }
 };
 
-/// Scores the four loaded logits of quad q (indices 4q .. 4q + 3) and folds them into the state (max, sum, the open
-/// group's mass). Unguided: one multiply per element (see row_is_bad for NaN / +inf). Guided: the inputs are checked,
-/// since a negative weight can turn a +inf logit into a -inf score, and an entry with a bad input gets the score NaN,
-/// which row_is_bad then sees. Beyond the row load4_raw gives -inf, whose score is -inf; the row's last quad is masked
-/// explicitly when guided all the same. Leaves the scores in z.
+/// Scores of the four loaded logits of quad q (indices 4q .. 4q + 3). Unguided: one multiply per element (see
+/// row_is_bad for NaN / +inf). Guided: the inputs are checked, since a negative weight can turn a +inf logit into a
+/// -inf score, and an entry with a bad input gets the score NaN, which row_is_bad then sees. Beyond the row load4_raw
+/// gives -inf, whose score is -inf; the row's last quad is masked explicitly when guided all the same.
 template <bool kGuided>
-__device__ __forceinline__ void fold_quad(RowState& st, float& c_bound, const float (&c)[4], const float (&u)[4],
-                                          index_t q, const Args& a, float known_key, float (&z)[4]) {
+__device__ __forceinline__ void score_quad(const float (&c)[4], const float (&u)[4], index_t q, const Args& a,
+                                           float (&z)[4]) {
   if constexpr (!kGuided) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) z[k] = corl::sampling::mul_rn(c[k], a.inv_temperature);
@@ -571,7 +594,6 @@ __device__ __forceinline__ void fold_quad(RowState& st, float& c_bound, const fl
       if (tail && i0 + k >= a.vocab) z[k] = -INFINITY;
     }
   }
-  corl::sampling::fold_race_quad(st, c_bound, z, q, known_key);
 }
 
 /// The token drawn inside group `group` (its kept entries: z >= threshold) and its score, by the 32 lanes of one warp
@@ -634,12 +656,47 @@ __device__ __forceinline__ void write_draw(const In* cond, const In* uncond, ind
   }
 }
 
-/// The best race key of the warp (-inf when no lane has a winner yet): a key some group of the row certainly has.
-__device__ __forceinline__ float warp_best_key(const RowState& st) {
+/// The best race key of the warp (-inf when no lane has a winner yet): pass 1's approximate key of some group of the
+/// row (certified_bound turns it into a bound), or in the exact race a key some group of the row certainly has.
+template <class State>
+__device__ __forceinline__ float warp_best_key(const State& st) {
   float k = st.best_group < 0 ? -INFINITY : st.best_key;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) k = fmaxf(k, __shfl_xor_sync(0xffffffffu, k, off));
   return k;
+}
+
+/// The exact race (corl/sampling/streaming_race.hpp) over the kept part {z >= threshold} of the row (-inf: all of it),
+/// in one more read: thread t folds the quads t + 512 n as in pass 1, and only groups that can beat `bound_key` (a key
+/// some kept group certainly reaches) ask for their words and exact keys (group_key_reload). Every thread calls it and
+/// gets the merged state (also left in s.row): the winning group, and the max and sum exp(z - max) of the kept set.
+/// Serves the race over the kept set of truncation and pass 1's uncertified rows.
+template <class In, bool kTruncate>
+__device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args& a, bool vector_ok, float threshold,
+                                    float bound_key, std::uint32_t stream, SharedStorage<kTruncate>& s) {
+  const index_t quads = (a.vocab + 3) / 4;
+  RowState st = corl::sampling::empty_race_state();
+  float c_bound = INFINITY;
+  RaceWordCache cache;
+  const ReloadGroupKey<In> exact_key{cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, threshold};
+  for (index_t q = threadIdx.x; q < quads; q += kBlock) {
+    float z[4];
+    score4(cond, uncond, q, a, vector_ok, z);
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      if (!(z[k] >= threshold)) z[k] = -INFINITY;
+    corl::sampling::fold_race_quad(st, c_bound, z, q, bound_key);
+    if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
+      auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
+      const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
+      corl::sampling::close_race_group(st, c_bound, group, word_of, exact_key, bound_key);
+    }
+  }
+  __syncthreads();  // every thread has read what the caller passed from shared memory (s.row, s.pass1)
+  const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
+  if (threadIdx.x == 0) s.row = total;
+  __syncthreads();
+  return s.row;
 }
 
 /// Quads loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input type, guided
@@ -682,22 +739,20 @@ __global__ void __launch_bounds__(kBlock, 2)
     }
   }
 
-  // ---- pass 1: one read of the row, kUnroll quads loaded before any is folded ----
-  // Thread t folds the quads t + 512 n, n = 0, 1, ...: quads n = 4i .. 4i + 3 are its race group t + 512 i, raced when
-  // its last quad is folded. The loop runs the same number of rounds on every lane of a warp (from the warp's first
-  // quad), and n is the same on every lane, so the lanes share their best race key after each round that closes a
-  // group: the filter of every lane then uses the warp's best key.
-  RowState st = corl::sampling::empty_race_state();
+  // ---- pass 1: one read of the row, kUnroll quads loaded, then folded as one round ----
+  // Thread t folds the quads t + 512 n, n = 0, 1, ...: quads n = 4i .. 4i + 3 are its race group t + 512 i, raced
+  // (certified race: approximate keys, no reload) at the end of the round that holds its last quad. The loop runs the
+  // same number of rounds on every lane of a warp (from the warp's first quad), and n is the same on every lane, so the
+  // lanes share their best key after each round that closes a group: the filter of every lane then uses the warp's.
+  Pass1State st = corl::sampling::empty_certified_race_state();
   RaceWordCache cache;
-  float c_bound = INFINITY;     // race_filter_bound(st, known_key)
-  float known_key = -INFINITY;  // the best key of the warp after the previous group
+  float known_key = -INFINITY;  // the best approximate key of the warp after the previous group
   const index_t quads = (a.vocab + 3) / 4;
   // Pass 1 counts quads in 32 bits: q < quads <= 2^31, so q + 2048 cannot wrap. a.quads and a.whole_quads are read from
   // the kernel's parameters where they are compared (held in registers across the loop, they were spilled).
   constexpr int U = kUnroll<In, kGuided>;
   static_assert(corl::sampling::kRaceGroupQuads % U == 0, "a round of loads must not straddle two race groups");
   const std::uint32_t lane = threadIdx.x % 32;
-  const ReloadGroupKey<In> row_key{cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, -INFINITY};
   int n0 = 0;  // the round's first n (quad t + 512 n), modulo 4
   for (std::uint32_t base = threadIdx.x - lane; base < a.quads; base += kBlock * U, n0 = (n0 + U) & 3) {
     const std::uint32_t q0 = base + lane;
@@ -715,49 +770,47 @@ __global__ void __launch_bounds__(kBlock, 2)
         if (q < a.quads) {
           rc[j] = load4_raw(cond, index_t{q} * 4, a.vocab, vector_ok);
           if constexpr (kGuided) ru[j] = load4_raw(uncond, index_t{q} * 4, a.vocab, vector_ok);
+        } else {  // a quad beyond the row: four -inf, whose scores are -inf (guided: masked by score_quad)
+          rc[j] = neg_inf4<In>();
+          if constexpr (kGuided) ru[j] = neg_inf4<In>();
         }
       }
     }
+    float z[U][4];
 #pragma unroll
     for (int j = 0; j < U; ++j) {
       const std::uint32_t q = q0 + j * kBlock;
-      if (q < a.quads) {
-        float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        unpack4(rc[j], c);
-        if constexpr (kGuided) unpack4(ru[j], u);
-        float z[4];
-        fold_quad<kGuided>(st, c_bound, c, u, index_t{q}, a, known_key, z);
-        if constexpr (kTruncate) {
-          if (count_in_pass1) {  // top-k's first radix digit (radix_digit, counted)
+      float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      unpack4(rc[j], c);
+      if constexpr (kGuided) unpack4(ru[j], u);
+      score_quad<kGuided>(c, u, index_t{q}, a, z[j]);
+      if constexpr (kTruncate) {
+        if (count_in_pass1) {  // top-k's first radix digit (radix_digit, counted)
 #pragma unroll
-            for (int k = 0; k < 4; ++k) {
-              if (q < a.whole_quads || index_t{q} * 4 + k < a.vocab) {
-                s.hist.add_count(static_cast<int>(corl::sampling::ordered_bits(z[k]) >> 21), true);
-              }
+          for (int k = 0; k < 4; ++k) {
+            if (q < a.whole_quads || index_t{q} * 4 + k < a.vocab) {
+              s.hist.add_count(static_cast<int>(corl::sampling::ordered_bits(z[j][k]) >> 21), true);
             }
           }
         }
-        // the group's last quad (closes_group(q, quads), with the slot taken from the round counter, which is the
-        // same on every lane): slot 3, or the row ends before the group's next quad
-        if (!a.greedy && (n0 + j == 3 || q + kBlock >= a.quads)) {
-          auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
-          const auto group = static_cast<index_t>(corl::sampling::race_group(q));
-          corl::sampling::close_race_group(st, c_bound, group, word_of, row_key, known_key);
-        }
       }
     }
-    if (!a.greedy && n0 + U == 4) {
-      const float warp_key = warp_best_key(st);
-      if (warp_key > known_key) {
-        known_key = warp_key;
-        c_bound = corl::sampling::race_filter_bound(st, known_key);
-      }
+    corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
+    // the round holds the group's last quad (closes_group, with the slot taken from the round counter, which is the
+    // same on every lane): slot 3, or the row ends before the lane's next quad
+    if (!a.greedy && q0 < a.quads && (n0 + U == 4 || q0 + kBlock * U >= a.quads)) {
+      auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
+      const auto group = static_cast<index_t>(corl::sampling::race_group(q0));
+      corl::sampling::close_certified_group(st, group, word_of, known_key);
     }
+    if (!a.greedy && n0 + U == 4) known_key = warp_best_key(st);
   }
-  const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
-  if (threadIdx.x == 0) s.row = total;
+  const Pass1State total = cub::BlockReduce<Pass1State, kBlock>(s.cub.pass1_reduce).Reduce(st, MergePass1State{});
+  if (threadIdx.x == 0) s.pass1 = total;
   __syncthreads();
-  const RowState r = s.row;
+  const Pass1State p1 = s.pass1;
+  // r.argmax: the first entry of the argmax's quad for now (truncation only needs the quad); greedy finds the entry
+  RowState r{p1.max, p1.sum, index_t{4} * p1.argmax_quad, p1.best_key, p1.best_group, 0.0f};
   const bool bad = row_is_bad(r);
   if (bad || r.max == -INFINITY) {
     if (threadIdx.x == 0) {
@@ -767,11 +820,20 @@ __global__ void __launch_bounds__(kBlock, 2)
     return;
   }
   if (a.greedy) {
-    if (threadIdx.x == 0) {
-      tokens[row] = r.argmax;
+    if (threadIdx.x == 0) {  // the first entry of the first quad holding the max
+      float z[4];
+      score4(cond, uncond, index_t{p1.argmax_quad}, a, vector_ok, z);
+      const int first = z[0] == r.max ? 0 : (z[1] == r.max ? 1 : (z[2] == r.max ? 2 : 3));
+      tokens[row] = r.argmax + first;
       logps[row] = 0.0f;
     }
     return;
+  }
+  // The winner of pass 1's certified race is the exact race's unless its best two approximate keys are too close to
+  // tell apart (about one row in a thousand): then one more read runs the exact race, bounded by the winner's key.
+  if (!corl::sampling::certified_winner(p1) || a.force_exact_race) {
+    const float bound = p1.best_group < 0 ? -INFINITY : p1.best_key - corl::sampling::certified_key_slack(p1.best_key);
+    r.best_group = exact_race_pass(cond, uncond, a, vector_ok, -INFINITY, bound, stream, s).best_group;
   }
   if constexpr (!kTruncate) {
     if (threadIdx.x < 32) {
@@ -837,7 +899,7 @@ __global__ void __launch_bounds__(kBlock, 2)
       const float thr_sure = t_hi <= r.max ? fmaxf(t_hi, t_min) : r.max;
       if (threadIdx.x == 0 || threadIdx.x == 32) {
         const auto argmax_group =
-            static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(r.argmax / 4)));
+            static_cast<index_t>(corl::sampling::race_group(std::uint64_t{p1.argmax_quad}));
         const index_t g = threadIdx.x == 0 ? r.best_group : argmax_group;
         s.bound_key[threadIdx.x / 32] =
             g < 0 ? -INFINITY
@@ -967,7 +1029,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     s.rerace = truncated && !whole;
     if (s.rerace) {
       const auto argmax_group =
-          static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(r.argmax / 4)));
+          static_cast<index_t>(corl::sampling::race_group(std::uint64_t{p1.argmax_quad}));
       s.row.best_key = group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok,
                                         argmax_group, threshold,
                                         corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
@@ -979,30 +1041,9 @@ __global__ void __launch_bounds__(kBlock, 2)
   float kept_mass = r.sum;
   if (s.rerace) {
     const float bound_key = s.row.best_key;  // a key some kept group certainly has
-    RowState kept = corl::sampling::empty_race_state();
-    float kept_bound = INFINITY;
-    RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
-    const ReloadGroupKey<In> kept_key{
-        cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, threshold};
-    for (index_t q = threadIdx.x; q < quads; q += kBlock) {
-      float z[4];
-      score4(cond, uncond, q, a, vector_ok, z);
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        if (!(z[k] >= threshold)) z[k] = -INFINITY;
-      corl::sampling::fold_race_quad(kept, kept_bound, z, q, bound_key);
-      if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
-        auto word_of = [&](index_t group) { return kept_cache.word(a, stream, group); };
-        const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
-        corl::sampling::close_race_group(kept, kept_bound, group, word_of, kept_key, bound_key);
-      }
-    }
-    __syncthreads();  // every thread has read s.row.best_key
-    const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(kept, MergeRowState{});
-    if (threadIdx.x == 0) s.row = total;
-    __syncthreads();
-    kept_max = s.row.max;
-    kept_mass = s.row.sum;
+    const RowState kept = exact_race_pass(cond, uncond, a, vector_ok, threshold, bound_key, stream, s);
+    kept_max = kept.max;
+    kept_mass = kept.sum;  // (the winner is in s.row.best_group)
   }
   if (truncated && (mass_known || !s.rerace)) {
     if (!mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
@@ -1079,6 +1120,7 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
 struct PathLimits {
   std::uint32_t candidate_cap = kCandidateCap;
   std::uint32_t deferred_cap = kDeferredCap;
+  bool force_exact_race = false;  // settle every row's pass-1 winner with the exact race (the rare uncertified path)
 };
 
 }  // namespace sampling_detail
@@ -1119,6 +1161,7 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   a.seed = key.seed;
   a.offset = key.offset;
   a.deferred_cap = limits.deferred_cap;
+  a.force_exact_race = limits.force_exact_race;
   const bool truncate = !a.greedy && ((a.top_k > 0 && a.top_k < vocab) || a.use_top_p || a.use_min_p);
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;

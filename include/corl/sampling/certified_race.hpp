@@ -1,0 +1,165 @@
+// corl/sampling/certified_race.hpp — the GPU sampler's pass-1 group race with approximate keys and a certificate:
+// the same winner as the exact race (corl/sampling/streaming_race.hpp) without reloading any group's logits, except on
+// the rare row whose best two keys are too close to tell apart, where the caller runs the exact race.
+//
+// The exact race needs key_G = m_G + log(s_G) - log(E_G) for every group that passes the filter; on the GPU that
+// reloads the group's sixteen logits and evaluates sixteen expf, a logf and a log1pf in a branch one lane of a warp
+// takes while the others wait (~3 times per warp per row, the first group of every lane included, since no bound
+// exists yet). But the fold already holds the group's mass relative to the running max, S_G = sum exp(z_i - m), so
+//     a_G = m + log(S_G) - log(E_G)
+// (no reload; E_G is the same as the exact key's) approximates key_G with |a_G - key_G| <= slack(a_G), where
+//     slack(a) = 1e-4 + (|a| + 160) 2^-20
+// bounds, several times over, what separates the two: the relative error of S_G (sixteen ex2.approx terms, ~2^-22
+// each, two rescales of the open group, float sums: < 1e-5), of the two logs (an ulp of |log S_G| <= 90), and the
+// float rounding of sums of magnitude |m| + log(16) + 23 (|m| <= |a| + 26: -log E_G lies in [-2.81, 22.9] and
+// log S_G in [0, log 16]). Then:
+// - a group with x_G >= S_G exp(m - B) (1 + 1e-3) has key_G < B (the exact race's filter), and B = A - slack(A), A the
+//   best approximate key seen (by the lane, or by its warp: `known_key`), is below the exact key of A's group; such a
+//   group is not evaluated at all;
+// - every evaluated group updates the best (larger a; equal a: the smaller group) and `runner_up`, the largest a of
+//   the other evaluated groups;
+// - after the merge, the winner W is certified when runner_up < a_W - 2 slack(a_W): every other evaluated group then
+//   has key < a_W - slack(a_W) <= key_W, and every filtered one key < B <= the exact key of an evaluated group. So W is
+//   the exact race's winner, ties or not.
+// Not certified (top two exact keys within ~4 slack, i.e. ~1e-3 at |z| ~ 10: about one row in a thousand or fewer,
+// since the gap between the two largest Gumbel keys is ~Exp(1)), the caller runs the exact race with known_key =
+// a_W - slack(a_W), a key the row's winner certainly reaches.
+// The fold takes a round of U quads at once (the GPU thread's U loaded quads, in increasing index order): the round's
+// max first, one rescale of the sums per round without a branch, then the U * 4 exps; the argmax is kept with selects
+// as the first quad holding the max (strictly greater: quads arrive in index order, so the first one stays; quads are
+// disjoint runs of the row, so the smallest such quad holds the first index of the max, which the caller finds there
+// when it needs it). Per logit: a max, a subtract, a multiply, an ex2 and an add; per quad a compare and two selects.
+// Source: Gumbel-max (Maddison et al. 2014), online softmax (Milakov & Gimelshein 2018); the certificate is corl's.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "corl/core/hd.hpp"
+#include "corl/sampling/sampling_math.hpp"
+#include "corl/sampling/streaming_race.hpp"
+
+namespace corl::sampling {
+
+/// The mergeable pass-1 state of a stretch of a row (whole groups, each one's quads in increasing order).
+struct CertifiedRaceState {
+  float max;          ///< m; -inf when nothing finite was seen
+  float sum;          ///< sum exp(z - m)
+  std::uint32_t argmax_quad;  ///< the first quad holding m (kNoQuad when none); its first entry equal to m is the argmax
+  float best_key;     ///< approximate key a of the best group (-inf when none)
+  index_t best_group; ///< the best group (-1 when none)
+  float runner_up;    ///< the largest approximate key of the other evaluated groups (-inf when none)
+  float group_sum;    ///< sum exp(z - m) over the open group's quads folded so far (0 between groups)
+};
+
+inline constexpr std::uint32_t kNoQuad = 0xffffffffu;
+
+CORL_HD CertifiedRaceState empty_certified_race_state() {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  return CertifiedRaceState{neg_inf, 0.0f, kNoQuad, neg_inf, -1, neg_inf, 0.0f};
+}
+
+/// slack(a): the most an approximate key a and the group's exact key can differ (see the header comment).
+CORL_HD float certified_key_slack(float key) {
+  using std::fabs;
+  return 1e-4f + (fabs(key) + 160.0f) * 9.5367431640625e-07f;  // 2^-20
+}
+
+/// A lower bound of the exact key of some group of the row: B = A - slack(A), A the larger of the state's best
+/// approximate key and `known_key` (an approximate key the caller saw elsewhere); -inf when there is neither.
+CORL_HD float certified_bound(const CertifiedRaceState& st, float known_key) {
+  const float own = st.best_group < 0 ? -std::numeric_limits<float>::infinity() : st.best_key;
+  const float a = own > known_key ? own : known_key;
+  return a == -std::numeric_limits<float>::infinity() ? a : a - certified_key_slack(a);
+}
+
+/// Folds one round of U quads (quad j = q0 + j * stride < kNoQuad, in increasing order; all of the open group, which
+/// the round does not leave) into the state: max, argmax quad, sum and the open group's mass. Missing quads (beyond the
+/// row) come as four -inf. A NaN score is left out of the max and makes the sum NaN; a +inf one becomes the max (the
+/// GPU kernel's bad-row test, row_is_bad, sees both).
+template <int U>
+CORL_HD void fold_certified_round(CertifiedRaceState& st, const float (&z)[U][4], std::uint32_t q0,
+                                  std::uint32_t stride) {
+  constexpr float lowest = -3.402823466e38f;  // -FLT_MAX: differences against a max of -inf stay finite
+  float m = st.max;
+  for (int j = 0; j < U; ++j) {
+#if defined(__CUDA_ARCH__)
+    const float qm = fmaxf(fmaxf(z[j][0], z[j][1]), fmaxf(z[j][2], z[j][3]));  // NaN entries are ignored
+#else
+    float qm = -std::numeric_limits<float>::infinity();
+    for (int k = 0; k < 4; ++k) qm = z[j][k] > qm ? z[j][k] : qm;
+#endif
+    const bool up = qm > m;  // strictly: an equal max later in index order keeps the earlier quad
+    st.argmax_quad = up ? q0 + static_cast<std::uint32_t>(j) * stride : st.argmax_quad;
+    m = up ? qm : m;
+  }
+  const float old_m = st.max > lowest ? st.max : lowest;
+  const float new_m = m > lowest ? m : lowest;
+  const float scale = stream_exp(old_m - new_m);  // 1 without a new max, 0 from -inf
+  st.max = m;
+  float round_sum = 0.0f;
+  for (int j = 0; j < U; ++j)
+    for (int k = 0; k < 4; ++k) round_sum += stream_exp(z[j][k] - new_m);
+  st.sum = st.sum * scale + round_sum;
+  st.group_sum = st.group_sum * scale + round_sum;
+}
+
+/// Races the open group G (all its quads folded) with its approximate key and resets the open mass; `word_of(G)`
+/// returns G's race word (race_word), asked only when the group may beat the bound. `known_key`: the best approximate
+/// key the caller saw elsewhere (the GPU kernel: its warp's), -inf for none.
+template <class WordOf>
+CORL_HD void close_certified_group(CertifiedRaceState& st, index_t group, WordOf word_of, float known_key) {
+  const float group_sum = st.group_sum;
+  st.group_sum = 0.0f;
+  if (!(group_sum > 0.0f)) return;  // empty, every term below the underflow limit (cannot win), or a NaN (a bad row)
+  const float bound = certified_bound(st, known_key);
+  const float c = stream_exp(st.max - bound);  // +inf without a bound
+  const bool filter = c <= kMaxRaceFilterBound;
+  const float reach = group_sum * c * kRaceFilterMargin;  // S_G exp(-B) with the exact race's margin
+  if (filter && reach < kMinRaceUniformFloat) return;  // loses even with the smallest uniform: no word
+  const float x = word_to_race_uniform<float>(word_of(group));
+  if (filter && x >= reach) return;  // key < B
+  using std::log;
+  const float key = sub_rn(add_rn(st.max, static_cast<float>(log(group_sum))),
+                           static_cast<float>(log(race_exponential(x))));
+  if (race_beats(key, group, st.best_key, st.best_group)) {
+    if (st.best_group >= 0) st.runner_up = st.runner_up > st.best_key ? st.runner_up : st.best_key;
+    st.best_key = key;
+    st.best_group = group;
+  } else {
+    st.runner_up = st.runner_up > key ? st.runner_up : key;
+  }
+}
+
+/// Merge of two states of disjoint stretches (associative and commutative up to the rounding of `sum`); as
+/// merge_race_states for max, sum and argmax, and the loser's best key joins the runner-ups.
+CORL_HD CertifiedRaceState merge_certified_race_states(const CertifiedRaceState& a, const CertifiedRaceState& b) {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  CertifiedRaceState r;
+  r.max = a.max > b.max ? a.max : b.max;
+  const float sa = (a.max == neg_inf) ? a.sum : a.sum * stream_exp(a.max - r.max);
+  const float sb = (b.max == neg_inf) ? b.sum : b.sum * stream_exp(b.max - r.max);
+  r.sum = sa + sb;
+  r.argmax_quad = (a.max > b.max || (a.max == b.max && a.argmax_quad <= b.argmax_quad)) ? a.argmax_quad
+                                                                                         : b.argmax_quad;
+  const bool take_b = race_beats(b.best_key, b.best_group, a.best_key, a.best_group);
+  const CertifiedRaceState& won = take_b ? b : a;
+  const CertifiedRaceState& lost = take_b ? a : b;
+  r.best_key = won.best_key;
+  r.best_group = won.best_group;
+  float up = a.runner_up > b.runner_up ? a.runner_up : b.runner_up;
+  if (lost.best_group >= 0 && lost.best_key > up) up = lost.best_key;
+  r.runner_up = up;
+  r.group_sum = 0.0f;
+  return r;
+}
+
+/// Whether the merged state's best group is certainly the exact race's winner (see the header comment). False also
+/// when there is no winner.
+CORL_HD bool certified_winner(const CertifiedRaceState& total) {
+  if (total.best_group < 0) return false;
+  return total.runner_up < total.best_key - 2.0f * certified_key_slack(total.best_key);
+}
+
+}  // namespace corl::sampling
