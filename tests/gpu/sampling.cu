@@ -242,27 +242,32 @@ TEST_CASE("the truncated kernel's fallback paths (no candidate list, or deferred
   }
 }
 
-TEST_CASE("pass 1's exact race (the path of rows whose winner is not certified) agrees with the CPU and with the "
-          "certified winner") {
-  // Pass 1 races groups with approximate keys and settles the winner with one more read (the exact race, bounded by
-  // the winner's key less its slack) only when its best two keys are too close to tell apart, about one row in a
-  // thousand; force_exact_race takes that read on every row. It must pick the CPU's tokens, and on the same device
-  // exactly the tokens and log-probs of the certified path, in every mode (guided, truncated, greedy).
-  PathLimits exact;
-  exact.force_exact_race = true;
-  check_parity<float>(64, 4099, 4101, 1, exact);
-  check_parity<corl::bfloat16>(32, 16384, 16384, 0, exact);
-  const index_t rows = 48, vocab = 32771;
-  const auto cond = random_rows<float>(rows, vocab, 900), uncond = random_rows<float>(rows, vocab, 901);
-  for (const Case& c : cases()) {
-    const std::string name = c.name;
-    CAPTURE(name);
-    const RngKey key{4321, 5};
-    const auto u = c.guided ? uncond : std::vector<float>{};
-    const auto certified = run_gpu<float>(cond, u, rows, vocab, vocab, c.params, key);
-    const auto settled = run_gpu<float>(cond, u, rows, vocab, vocab, c.params, key, 0, exact);
-    CHECK(certified.tokens == settled.tokens);
-    CHECK(certified.logps == settled.logps);
+TEST_CASE("pass 1's settling paths (rows whose winner is not certified) agree with the CPU and with the certified "
+          "winner") {
+  // Pass 1 races groups with approximate keys; a row whose best two keys are too close to tell apart (about one in a
+  // thousand) is settled by the exact keys of those two groups, or, when a third key is that close, by one more read
+  // that runs the exact race. PathLimits::settle takes either path on every row: both must pick the CPU's tokens, and
+  // on the same device exactly the tokens and log-probs of the certified path, in every mode (guided, truncated,
+  // greedy).
+  using corl::cuda::sampling_detail::SettlePass1;
+  for (const SettlePass1 settle : {SettlePass1::kBestTwo, SettlePass1::kExactRace}) {
+    CAPTURE(static_cast<int>(settle));
+    PathLimits limits;
+    limits.settle = settle;
+    check_parity<float>(64, 4099, 4101, 1, limits);
+    check_parity<corl::bfloat16>(32, 16384, 16384, 0, limits);
+    const index_t rows = 48, vocab = 32771;
+    const auto cond = random_rows<float>(rows, vocab, 900), uncond = random_rows<float>(rows, vocab, 901);
+    for (const Case& c : cases()) {
+      const std::string name = c.name;
+      CAPTURE(name);
+      const RngKey key{4321, 5};
+      const auto u = c.guided ? uncond : std::vector<float>{};
+      const auto certified = run_gpu<float>(cond, u, rows, vocab, vocab, c.params, key);
+      const auto settled = run_gpu<float>(cond, u, rows, vocab, vocab, c.params, key, 0, limits);
+      CHECK(certified.tokens == settled.tokens);
+      CHECK(certified.logps == settled.logps);
+    }
   }
 }
 

@@ -528,19 +528,24 @@ struct KernelLoop {
   RaceState state;
   long closing_errors = 0;
   bool certified = true;
-  long approximate_keys = 0;  // groups raced with their approximate key
+  bool settled_by_two = false;  // settled by the exact keys of the best two groups
+  bool exact_race = false;      // settled by the exact race
+  long approximate_keys = 0;    // race words asked for (an upper bound of the groups raced with an approximate key)
 };
+
+/// How the transcription settles pass 1's winner (the kernel's SettlePass1).
+enum class Settle { kAsNeeded, kBestTwo, kExactRace };
 
 KernelLoop kernel_kept_race(const std::vector<float>& kept, float bound_key, const Stream& rs);
 
 template <int U>
-KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, bool force_exact) {
+KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, Settle settle) {
   constexpr std::uint32_t kBlock = 512;
   const index_t quads = quads_of(z);
   const auto quads32 = static_cast<std::uint32_t>(quads);
   KernelLoop out;
   auto word_of = [&rs, &out](index_t group) {
-    ++out.approximate_keys;  // (counts words asked for: an upper bound of the keys computed)
+    ++out.approximate_keys;
     return stream_race_word(rs, group);
   };
   std::vector<CertifiedRaceState> states(kBlock, corl::sampling::empty_certified_race_state());
@@ -603,18 +608,30 @@ KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, bo
   out.state.best_group = total.best_group;
   if (rs.greedy || total.max == -std::numeric_limits<float>::infinity()) return out;
   out.certified = corl::sampling::certified_winner(total);
-  if (!out.certified || force_exact) {  // (force_exact: the kernel's PathLimits::force_exact_race)
-    const float bound = total.best_group < 0 ? -std::numeric_limits<float>::infinity()
-                                             : total.best_key - corl::sampling::certified_key_slack(total.best_key);
-    out.state.best_group = kernel_kept_race(z, bound, rs).state.best_group;
+  if (!out.certified || settle != Settle::kAsNeeded) {  // (the kernel's PathLimits::settle)
+    if (settle != Settle::kExactRace && corl::sampling::settled_by_best_two(total)) {
+      auto exact_key = [&](index_t group) {
+        if (group < 0) return -std::numeric_limits<float>::infinity();
+        return exact_group_key(z, group, corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, group)));
+      };
+      const float best = exact_key(total.best_group), runner = exact_key(total.runner_group);
+      out.state.best_group = corl::sampling::race_beats(runner, total.runner_group, best, total.best_group)
+                                 ? total.runner_group
+                                 : total.best_group;
+      out.settled_by_two = true;
+    } else {
+      const float bound = total.best_key - corl::sampling::certified_key_slack(total.best_key);
+      out.state.best_group = kernel_kept_race(z, bound, rs).state.best_group;
+      out.exact_race = true;
+    }
   }
   return out;
 }
 
-KernelLoop kernel_pass1(const std::vector<float>& z, int unroll, const Stream& rs, bool force_exact = false) {
-  if (unroll == 1) return kernel_pass1_rounds<1>(z, rs, force_exact);
-  if (unroll == 2) return kernel_pass1_rounds<2>(z, rs, force_exact);
-  return kernel_pass1_rounds<4>(z, rs, force_exact);
+KernelLoop kernel_pass1(const std::vector<float>& z, int unroll, const Stream& rs, Settle settle = Settle::kAsNeeded) {
+  if (unroll == 1) return kernel_pass1_rounds<1>(z, rs, settle);
+  if (unroll == 2) return kernel_pass1_rounds<2>(z, rs, settle);
+  return kernel_pass1_rounds<4>(z, rs, settle);
 }
 
 // The kernel's race over the kept set (one quad per thread and round, bounded from the start by `bound_key`).
@@ -684,9 +701,15 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
         CHECK(pass1.state.argmax == ref_greedy.token);
         uncertified += pass1.certified ? 0 : 1;
         approximate_keys += pass1.approximate_keys;
-        // the exact race bounded by the approximate winner's key less its slack (the uncertified rows' path) finds the
-        // same group: the bound is below the winner's exact key
-        CHECK(kernel_pass1(z, unroll, rs, true).state.best_group == pass1.state.best_group);
+        // the paths of uncertified rows find the same group: the exact keys of the best two (the exact winner is one of
+        // them), and the exact race bounded by the approximate winner's key less its slack (below the winner's exact
+        // key)
+        const auto two = kernel_pass1(z, unroll, rs, Settle::kBestTwo);
+        CHECK(two.settled_by_two);
+        CHECK(two.state.best_group == pass1.state.best_group);
+        const auto raced = kernel_pass1(z, unroll, rs, Settle::kExactRace);
+        CHECK(raced.exact_race);
+        CHECK(raced.state.best_group == pass1.state.best_group);
         CHECK(kernel_pass1(z, unroll, {key.seed, key.offset, row, true}).state.argmax == ref_greedy.token);
         // truncation: the whole winning group, else the kept race bounded by the argmax group's kept key
         float zw[kRaceGroupSize];
@@ -757,43 +780,67 @@ TEST_CASE("certified race: approximate keys lie well within the slack of the exa
 }
 
 TEST_CASE("certified race: merge and certificate, hand-computed") {
-  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-  auto state = [](float best, index_t group, float runner_up) {
+  auto state = [](float best, index_t group, float runner = -std::numeric_limits<float>::infinity(),
+                  index_t runner_group = -1, float third = -std::numeric_limits<float>::infinity()) {
     CertifiedRaceState s = corl::sampling::empty_certified_race_state();
     s.max = 1.0f;
     s.sum = 1.0f;
     s.argmax_quad = 0;
     s.best_key = best;
     s.best_group = group;
-    s.runner_up = runner_up;
+    s.runner_up = runner;
+    s.runner_group = runner_group;
+    s.third = third;
     return s;
   };
   // slack(5) = 1e-4 + 165 * 2^-20 = 2.5735e-4: certified below 5 - 5.147e-4 = 4.999485
   CHECK(corl::sampling::certified_key_slack(5.0f) == doctest::Approx(2.5735e-4).epsilon(1e-3));
-  const auto ab = corl::sampling::merge_certified_race_states(state(5.0f, 3, neg_inf), state(4.0f, 7, 4.5f));
+  const auto ab = corl::sampling::merge_certified_race_states(state(5.0f, 3), state(4.0f, 7, 3.5f, 11, 1.0f));
   CHECK(ab.best_key == 5.0f);
   CHECK(ab.best_group == 3);
-  CHECK(ab.runner_up == 4.5f);
+  CHECK(ab.runner_up == 4.0f);
+  CHECK(ab.runner_group == 7);
+  CHECK(ab.third == 3.5f);
   CHECK(corl::sampling::certified_winner(ab));
-  // the loser's best joins the runner-ups, in either order of the merge
+  // the best two of the four stay, the rest joins `third`, in either order of the merge
   for (const bool swap : {false, true}) {
-    const auto x = state(5.0f, 3, 1.0f), y = state(4.9996f, 9, 2.0f);
+    const auto x = state(5.0f, 3, 2.0f, 8, 1.0f), y = state(4.9996f, 9, 4.9995f, 10, 0.5f);
     const auto m = swap ? corl::sampling::merge_certified_race_states(y, x)
                         : corl::sampling::merge_certified_race_states(x, y);
     CHECK(m.best_group == 3);
+    CHECK(m.runner_group == 9);
     CHECK(m.runner_up == 4.9996f);
-    CHECK_FALSE(corl::sampling::certified_winner(m));  // 4.9996 >= 4.999485
+    CHECK(m.third == 4.9995f);
+    CHECK_FALSE(corl::sampling::certified_winner(m));     // 4.9996 >= 4.999485
+    CHECK_FALSE(corl::sampling::settled_by_best_two(m));  // 4.9995 >= 4.999485: a third group is as close
   }
+  const auto two = corl::sampling::merge_certified_race_states(state(5.0f, 3, 2.0f, 8), state(4.9996f, 9, 4.99f, 10));
+  CHECK_FALSE(corl::sampling::certified_winner(two));
+  CHECK(corl::sampling::settled_by_best_two(two));  // third = 4.99 < 4.999485
   CHECK(corl::sampling::certified_winner(
-      corl::sampling::merge_certified_race_states(state(5.0f, 3, 1.0f), state(4.9994f, 9, 2.0f))));
+      corl::sampling::merge_certified_race_states(state(5.0f, 3, 1.0f, 4), state(4.9994f, 9, 2.0f, 5))));
   // equal keys: the smaller group wins, and the tie is never certified
-  const auto tie = corl::sampling::merge_certified_race_states(state(5.0f, 3, neg_inf), state(5.0f, 2, neg_inf));
+  const auto tie = corl::sampling::merge_certified_race_states(state(5.0f, 3), state(5.0f, 2));
   CHECK(tie.best_group == 2);
+  CHECK(tie.runner_group == 3);
   CHECK_FALSE(corl::sampling::certified_winner(tie));
+  CHECK(corl::sampling::settled_by_best_two(tie));
   // no winner: nothing to certify
   CHECK_FALSE(corl::sampling::certified_winner(corl::sampling::empty_certified_race_state()));
+  CHECK_FALSE(corl::sampling::settled_by_best_two(corl::sampling::empty_certified_race_state()));
+  // a lane's inserts: new best, new second, the rest
+  CertifiedRaceState lane = corl::sampling::empty_certified_race_state();
+  corl::sampling::certified_insert(lane, 1.0f, 4);
+  corl::sampling::certified_insert(lane, 3.0f, 8);
+  corl::sampling::certified_insert(lane, 2.0f, 12);
+  corl::sampling::certified_insert(lane, 0.5f, 16);
+  CHECK(lane.best_group == 8);
+  CHECK(lane.runner_group == 12);
+  CHECK(lane.third == 1.0f);
+  CHECK(lane.runner_up == 2.0f);
+  CHECK(lane.best_key == 3.0f);
   // argmax quad: the larger max, on equal maxima the smaller quad
-  auto p = state(5.0f, 3, neg_inf), q = state(4.0f, 7, neg_inf);
+  auto p = state(5.0f, 3), q = state(4.0f, 7);
   p.max = 2.0f;
   p.argmax_quad = 40;
   q.max = 2.0f;

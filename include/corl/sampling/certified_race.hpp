@@ -16,14 +16,16 @@
 // - a group with x_G >= S_G exp(m - B) (1 + 1e-3) has key_G < B (the exact race's filter), and B = A - slack(A), A the
 //   best approximate key seen (by the lane, or by its warp: `known_key`), is below the exact key of A's group; such a
 //   group is not evaluated at all;
-// - every evaluated group updates the best (larger a; equal a: the smaller group) and `runner_up`, the largest a of
-//   the other evaluated groups;
+// - every evaluated group enters the best two (larger a; equal a: the smaller group), `runner_up` being the second's
+//   key, and `third`, the largest a of the other evaluated groups;
 // - after the merge, the winner W is certified when runner_up < a_W - 2 slack(a_W): every other evaluated group then
 //   has key < a_W - slack(a_W) <= key_W, and every filtered one key < B <= the exact key of an evaluated group. So W is
 //   the exact race's winner, ties or not.
-// Not certified (top two exact keys within ~4 slack, i.e. ~1e-3 at |z| ~ 10: about one row in a thousand or fewer,
-// since the gap between the two largest Gumbel keys is ~Exp(1)), the caller runs the exact race with known_key =
-// a_W - slack(a_W), a key the row's winner certainly reaches.
+// Not certified (the best two exact keys within ~4 slack, i.e. ~1e-3 at |z| ~ 10: about one row in a thousand or
+// fewer, since the gap between the two largest Gumbel keys is ~Exp(1)): the exact race's winner has an approximate
+// key of at least a_W - 2 slack(a_W), so when `third` is below that (settled_by_best_two), the exact keys of the best
+// two groups decide (two reloads). Otherwise (three keys that close: ~1e-6 of the rows) the caller runs the exact race
+// with known_key = a_W - slack(a_W), a key the row's winner certainly reaches.
 // The fold takes a round of U quads at once (the GPU thread's U loaded quads, in increasing index order): the round's
 // max first, one rescale of the sums per round without a branch, then the U * 4 exps; the argmax is kept with selects
 // as the first quad holding the max (strictly greater: quads arrive in index order, so the first one stays; quads are
@@ -49,7 +51,9 @@ struct CertifiedRaceState {
   std::uint32_t argmax_quad;  ///< the first quad holding m (kNoQuad when none); its first entry equal to m is the argmax
   float best_key;     ///< approximate key a of the best group (-inf when none)
   index_t best_group; ///< the best group (-1 when none)
-  float runner_up;    ///< the largest approximate key of the other evaluated groups (-inf when none)
+  float runner_up;    ///< approximate key of the second best evaluated group (-inf when none)
+  index_t runner_group;  ///< the second best evaluated group (-1 when none)
+  float third;        ///< the largest approximate key of the other evaluated groups (-inf when none)
   float group_sum;    ///< sum exp(z - m) over the open group's quads folded so far (0 between groups)
 };
 
@@ -57,7 +61,7 @@ inline constexpr std::uint32_t kNoQuad = 0xffffffffu;
 
 CORL_HD CertifiedRaceState empty_certified_race_state() {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-  return CertifiedRaceState{neg_inf, 0.0f, kNoQuad, neg_inf, -1, neg_inf, 0.0f};
+  return CertifiedRaceState{neg_inf, 0.0f, kNoQuad, neg_inf, -1, neg_inf, -1, neg_inf, 0.0f};
 }
 
 /// slack(a): the most an approximate key a and the group's exact key can differ (see the header comment).
@@ -105,6 +109,26 @@ CORL_HD void fold_certified_round(CertifiedRaceState& st, const float (&z)[U][4]
   st.group_sum = st.group_sum * scale + round_sum;
 }
 
+/// Enters group `group` with approximate key `key` into the state's best two (race order: larger key, then smaller
+/// group) and the largest key of the rest.
+CORL_HD void certified_insert(CertifiedRaceState& st, float key, index_t group) {
+  if (group < 0) return;
+  auto keep_third = [&st](float k) { st.third = st.third > k ? st.third : k; };
+  if (race_beats(key, group, st.best_key, st.best_group)) {
+    if (st.runner_group >= 0) keep_third(st.runner_up);
+    st.runner_up = st.best_key;
+    st.runner_group = st.best_group;
+    st.best_key = key;
+    st.best_group = group;
+  } else if (race_beats(key, group, st.runner_up, st.runner_group)) {
+    if (st.runner_group >= 0) keep_third(st.runner_up);
+    st.runner_up = key;
+    st.runner_group = group;
+  } else {
+    keep_third(key);
+  }
+}
+
 /// Races the open group G (all its quads folded) with its approximate key and resets the open mass; `word_of(G)`
 /// returns G's race word (race_word), asked only when the group may beat the bound. `known_key`: the best approximate
 /// key the caller saw elsewhere (the GPU kernel: its warp's), -inf for none.
@@ -123,34 +147,23 @@ CORL_HD void close_certified_group(CertifiedRaceState& st, index_t group, WordOf
   using std::log;
   const float key = sub_rn(add_rn(st.max, static_cast<float>(log(group_sum))),
                            static_cast<float>(log(race_exponential(x))));
-  if (race_beats(key, group, st.best_key, st.best_group)) {
-    if (st.best_group >= 0) st.runner_up = st.runner_up > st.best_key ? st.runner_up : st.best_key;
-    st.best_key = key;
-    st.best_group = group;
-  } else {
-    st.runner_up = st.runner_up > key ? st.runner_up : key;
-  }
+  certified_insert(st, key, group);
 }
 
 /// Merge of two states of disjoint stretches (associative and commutative up to the rounding of `sum`); as
-/// merge_race_states for max, sum and argmax, and the loser's best key joins the runner-ups.
+/// merge_race_states for max, sum and argmax; the best two of the four groups stay, the others join `third`.
 CORL_HD CertifiedRaceState merge_certified_race_states(const CertifiedRaceState& a, const CertifiedRaceState& b) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-  CertifiedRaceState r;
+  CertifiedRaceState r = a;
   r.max = a.max > b.max ? a.max : b.max;
   const float sa = (a.max == neg_inf) ? a.sum : a.sum * stream_exp(a.max - r.max);
   const float sb = (b.max == neg_inf) ? b.sum : b.sum * stream_exp(b.max - r.max);
   r.sum = sa + sb;
   r.argmax_quad = (a.max > b.max || (a.max == b.max && a.argmax_quad <= b.argmax_quad)) ? a.argmax_quad
                                                                                          : b.argmax_quad;
-  const bool take_b = race_beats(b.best_key, b.best_group, a.best_key, a.best_group);
-  const CertifiedRaceState& won = take_b ? b : a;
-  const CertifiedRaceState& lost = take_b ? a : b;
-  r.best_key = won.best_key;
-  r.best_group = won.best_group;
-  float up = a.runner_up > b.runner_up ? a.runner_up : b.runner_up;
-  if (lost.best_group >= 0 && lost.best_key > up) up = lost.best_key;
-  r.runner_up = up;
+  r.third = a.third > b.third ? a.third : b.third;
+  certified_insert(r, b.best_key, b.best_group);
+  certified_insert(r, b.runner_up, b.runner_group);
   r.group_sum = 0.0f;
   return r;
 }
@@ -160,6 +173,14 @@ CORL_HD CertifiedRaceState merge_certified_race_states(const CertifiedRaceState&
 CORL_HD bool certified_winner(const CertifiedRaceState& total) {
   if (total.best_group < 0) return false;
   return total.runner_up < total.best_key - 2.0f * certified_key_slack(total.best_key);
+}
+
+/// Whether the exact keys of the best and the runner-up group settle an uncertified race: every other evaluated group
+/// has an approximate key below a_W - 2 slack(a_W), so the exact winner, whose approximate key is at least that, is
+/// one of the two (the larger exact key; equal keys: the smaller group).
+CORL_HD bool settled_by_best_two(const CertifiedRaceState& total) {
+  if (total.best_group < 0) return false;
+  return total.third < total.best_key - 2.0f * certified_key_slack(total.best_key);
 }
 
 }  // namespace corl::sampling

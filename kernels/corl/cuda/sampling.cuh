@@ -90,6 +90,10 @@ inline constexpr int kMassPieceBits = 14;
 /// row is typical, since the filter bound is a key some kept group reaches; more falls back to the race pass.
 inline constexpr std::uint32_t kDeferredCap = 512;
 
+/// How pass 1's winner is settled: only where its certificate fails (first by the exact keys of the best two groups,
+/// then, when a third key is as close, by the exact race), or for tests on every row by either path.
+enum class SettlePass1 : std::uint8_t { kAsNeeded, kBestTwo, kExactRace };
+
 struct Args {
   index_t vocab;
   std::uint32_t quads;        // (vocab + 3) / 4 <= 2^31 (the launcher checks vocab / 4 < 2^31)
@@ -108,7 +112,7 @@ struct Args {
   bool greedy;
   bool use_top_p;
   bool use_min_p;
-  bool force_exact_race;  // run the exact race after pass 1 on every row, certified or not (PathLimits)
+  SettlePass1 settle;  // how pass 1's winner is settled (PathLimits; kAsNeeded outside tests)
 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -754,9 +758,9 @@ __global__ void __launch_bounds__(kBlock, 2)
   static_assert(corl::sampling::kRaceGroupQuads % U == 0, "a round of loads must not straddle two race groups");
   const std::uint32_t lane = threadIdx.x % 32;
   int n0 = 0;  // the round's first n (quad t + 512 n), modulo 4
-  for (std::uint32_t base = threadIdx.x - lane; base < a.quads; base += kBlock * U, n0 = (n0 + U) & 3) {
+  // The warp's round starting at quad `base` (its lanes' quads base + lane + 512 j, j < U), loaded as one batch.
+  auto load_round = [&](std::uint32_t base, Raw4<In>(&rc)[U], Raw4<In>(&ru)[kGuided ? U : 1]) {
     const std::uint32_t q0 = base + lane;
-    Raw4<In> rc[U], ru[kGuided ? U : 1];
     if (vector_ok && base + kBlock * U <= a.whole_quads) {  // the warp's round lies inside the row: plain vector loads
 #pragma unroll
       for (int j = 0; j < U; ++j) {
@@ -776,6 +780,21 @@ __global__ void __launch_bounds__(kBlock, 2)
         }
       }
     }
+  };
+  // Software pipelining: the next round's loads are issued before this round is folded, so that two rounds of loads
+  // (64 bytes per thread, 64 KB per SM) are in flight while a round is folded (the profile of the unpipelined loop: half
+  // of its stall samples were waits for its loads).
+  Raw4<In> next_c[U], next_u[kGuided ? U : 1];
+  if (threadIdx.x - lane < a.quads) load_round(threadIdx.x - lane, next_c, next_u);
+  for (std::uint32_t base = threadIdx.x - lane; base < a.quads; base += kBlock * U, n0 = (n0 + U) & 3) {
+    const std::uint32_t q0 = base + lane;
+    Raw4<In> rc[U], ru[kGuided ? U : 1];
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+      rc[j] = next_c[j];
+      if constexpr (kGuided) ru[j] = next_u[j];
+    }
+    if (base + kBlock * U < a.quads) load_round(base + kBlock * U, next_c, next_u);
     float z[U][4];
 #pragma unroll
     for (int j = 0; j < U; ++j) {
@@ -830,10 +849,28 @@ __global__ void __launch_bounds__(kBlock, 2)
     return;
   }
   // The winner of pass 1's certified race is the exact race's unless its best two approximate keys are too close to
-  // tell apart (about one row in a thousand): then one more read runs the exact race, bounded by the winner's key.
-  if (!corl::sampling::certified_winner(p1) || a.force_exact_race) {
-    const float bound = p1.best_group < 0 ? -INFINITY : p1.best_key - corl::sampling::certified_key_slack(p1.best_key);
-    r.best_group = exact_race_pass(cond, uncond, a, vector_ok, -INFINITY, bound, stream, s).best_group;
+  // tell apart (about one row in a thousand): then the exact keys of the best two groups decide (two reloads by one
+  // thread), or, when a third key is that close too (~1e-6 of the rows), one more read runs the exact race.
+  if (!corl::sampling::certified_winner(p1) || a.settle != SettlePass1::kAsNeeded) {
+    if (a.settle != SettlePass1::kExactRace && corl::sampling::settled_by_best_two(p1)) {
+      if (threadIdx.x == 0) {
+        auto exact_key = [&](index_t group) {
+          if (group < 0) return -INFINITY;
+          const float x = corl::sampling::word_to_race_uniform<float>(
+              corl::sampling::race_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(group)));
+          return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, group,
+                                  -INFINITY, x);
+        };
+        const float best = exact_key(p1.best_group), runner = exact_key(p1.runner_group);
+        s.row.best_group =
+            corl::sampling::race_beats(runner, p1.runner_group, best, p1.best_group) ? p1.runner_group : p1.best_group;
+      }
+      __syncthreads();
+      r.best_group = s.row.best_group;
+    } else {
+      const float bound = p1.best_key - corl::sampling::certified_key_slack(p1.best_key);
+      r.best_group = exact_race_pass(cond, uncond, a, vector_ok, -INFINITY, bound, stream, s).best_group;
+    }
   }
   if constexpr (!kTruncate) {
     if (threadIdx.x < 32) {
@@ -1120,7 +1157,7 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
 struct PathLimits {
   std::uint32_t candidate_cap = kCandidateCap;
   std::uint32_t deferred_cap = kDeferredCap;
-  bool force_exact_race = false;  // settle every row's pass-1 winner with the exact race (the rare uncertified path)
+  SettlePass1 settle = SettlePass1::kAsNeeded;  // kBestTwo / kExactRace: take that rare path on every row
 };
 
 }  // namespace sampling_detail
@@ -1161,7 +1198,7 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   a.seed = key.seed;
   a.offset = key.offset;
   a.deferred_cap = limits.deferred_cap;
-  a.force_exact_race = limits.force_exact_race;
+  a.settle = limits.settle;
   const bool truncate = !a.greedy && ((a.top_k > 0 && a.top_k < vocab) || a.use_top_p || a.use_min_p);
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;
