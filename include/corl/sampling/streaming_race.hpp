@@ -1,15 +1,16 @@
 // corl/sampling/streaming_race.hpp — the one-pass, mergeable state of the group race (sampling_math.hpp) over a row of
-// sampling scores z, as the GPU sampler (corl/cuda/sampling.cuh) computes it per thread and then merges per block.
-// Written once for host and device so that a CPU test can run exactly the fold the GPU runs on any split of the row.
+// sampling scores z, as the GPU sampler (corl/cuda/sampling.cuh) computes it per thread and then merges per block in
+// its exact race passes (the race over the kept set of a truncated row; a row whose pass-1 winner the certified race,
+// corl/sampling/certified_race.hpp, cannot settle). Written once for host and device so that a CPU test can run
+// exactly the fold the GPU runs on any split of the row.
 //
 // State of a stretch of the row: m = max z, sum = sum exp(z - m) (online: rescaled when m grows), the first index of
 // m, the winning group (key, group index) with key_G = log S_G - log E_G, and the open group's partial mass. A stretch
 // is made of whole groups, each folded quad by quad (fold_race_quad) and then raced (close_race_group). The filter:
 // E_G >= x_G, so a group with x_G >= S_G exp(-B) (1 + 1e-3) cannot beat a key B that some group of the row certainly
 // has. B is the larger of the state's own winner key and `known_key`, a key the caller learnt elsewhere (the GPU kernel
-// passes the best key of the warp, refreshed after every group: with 32 lanes sharing one bound, a group passes the
-// filter about 32 times less often, and a warp runs the exact key, which diverges, about 32 times less often than
-// with per-lane bounds). Since S_G exp(-B) = (sum_{i in G} exp(z_i - m)) exp(m - B) and exp(z_i - m) is needed for the
+// passes a key some group of the kept set certainly reaches; warps that share their best key after every group pass
+// the filter about 32 times less often than lanes alone, which is how the certified race uses its bound). Since S_G exp(-B) = (sum_{i in G} exp(z_i - m)) exp(m - B) and exp(z_i - m) is needed for the
 // sum anyway, a group costs its sixteen exps, a sum and one compare; a group that cannot win even with the smallest
 // uniform does not ask for its word at all (the caller's word source may then skip a Philox call). The filter is
 // used only while c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide a group that could win;

@@ -7,12 +7,17 @@
 // and then block-reduced, the running max m, the normaliser sum exp(z - m) (online rescaling, as in online softmax),
 // the argmax, and the winner of the group race (sampling_math.hpp): thread t folds the quads (runs of four logits)
 // t + 512 n with vector loads, and each four consecutive of them, n = 4i .. 4i + 3, form its race group G = t + 512 i
-// of sixteen logits; the group with the largest key log S_G - log E_G wins, S_G its mass. The race needs E_G only for
-// groups that can still win: since E_G >= x_G, a group with x_G >= S_G exp(-B) (checked with a 1e-3 margin) loses for
-// sure, where B is the best key of the WARP so far (the lanes share it with a shuffle after every group, so the exact
-// key, which reloads the group's sixteen logits and diverges, runs rarely: about once per lane per row, for its first
-// group, and seldom after). Per logit pass 1 is a multiply, a max, the online sum's exp (ex2.approx) and add; per group
-// of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group can win with the smallest uniform.
+// of sixteen logits; the group with the largest key log S_G - log E_G wins, S_G its mass. Pass 1 races the groups
+// with the certified race (corl/sampling/certified_race.hpp): a group's key is approximated from the mass the fold
+// already holds (no reload of its logits), groups that cannot beat B, the best key of the WARP so far less a slack
+// (the lanes share it with a shuffle after every group), are skipped without one (x_G >= S_G exp(-B), 1e-3 margin),
+// and the block keeps its best two groups and the largest other key: the winner is the exact race's when the runner-up
+// is more than twice the slack below it, else the exact keys of the two decide (two reloads by one thread, ~1e-3 of
+// the rows), else (a third key that close, ~1e-6) one more read runs the exact race (exact_race_pass). The loop loads
+// the next round of quads before it folds the current one (two rounds, 64 bytes per thread, in flight). Per logit
+// pass 1 is a multiply, a max, a subtract, a multiply, the online sum's exp (ex2.approx) and an add; per round one
+// branchless rescale; per group of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group
+// can win with the smallest uniform.
 // Unguided scores are not tested for NaN / +inf one by one: the merged state shows them (row_is_bad). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
 // winning group's sixteen logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum).
@@ -32,17 +37,12 @@
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
-// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.25 TB/s; docs/kernels.md section 6 has every
-// run), before the group race: per-element race (2026-11-26) plain fp32 V = 102400 121 us (4.9x the one-read floor
-// of 24.7 us); quad race (2026-11-27 run 3) plain fp32 68 us (2.75x), bf16 67 us (5.4x its 12.3 us floor), CFG 5 fp32
-// 116 us, top-k 50 0.272 ms, top-p 0.9 0.335 ms; PyTorch's sort-based top-p in the same run 2.88 ms. That kernel was
-// bound by instruction issue (Nsight: ~200 instructions per quad in all, issue slots 63% busy, DRAM 35%); its common
-// path was ~110 SASS instructions per quad: a Philox quarter, a filter, an index computation and a uniform per quad,
-// and a NaN / +inf test and a -inf select per logit. The group race (2026-11-27, session 11; compiled for sm_90 /
-// sm_80, NOT yet run on a GPU) takes ~51 (fp32) / ~53 (bf16) per quad on that path (cuobjdump, sm_90). Predicted for
-// plain rows, V = 102400: fp32 25-35 us (memory-bound or near it), bf16 25-35 us (still issue-bound, ~2-3x its
-// floor). The candidate list of radix_select and the kept race fused into its listing read (session 12, not yet run
-// on a GPU) take top-p 0.9 rows at V = 102400 from 5 reads of the row to 3, top-k 50 rows to 2.
+// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.23 TB/s; docs/kernels.md section 6 has every
+// run), plain rows at V = 102400: per-element race 121 us (2026-11-26); quad race 68 us; group race 69 us (fp32) /
+// 72 us (bf16): issue-bound, the exact keys' reloads and the new-max branch diverging in most rounds; certified race
+// with pipelined loads (2026-11-27, session 13) 42 us fp32 (1.7x the one-read floor of 24.7 us) and 36 us bf16 (2.9x
+// its 12.3 us floor), CFG 5 70 / 64 us; top-k 50 0.164 ms, top-p 0.9 0.246 ms (PyTorch's sort-based top-p in the same
+// run 2.90 ms). Nsight (plain fp32): DRAM 60%, issue slots 59% busy, 30% of the stall samples waiting for loads.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
