@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -268,6 +269,72 @@ TEST_CASE("pass 1's settling paths (rows whose winner is not certified) agree wi
       CHECK(certified.tokens == settled.tokens);
       CHECK(certified.logps == settled.logps);
     }
+  }
+}
+
+TEST_CASE("rows whose best race keys tie exactly (a tiny temperature, the max in 2 or 5 groups) agree with the CPU") {
+  // Logits of 10 at 2 or 5 places in distinct race groups, the rest normal: at T = 1e-29 the groups holding them have
+  // keys equal to 1e30 exactly, so pass 1 cannot certify its winner and settles it by the exact keys of its best two
+  // groups (2 places) or by the exact race (5): the smaller group wins on both sides, then the first of its entries.
+  using corl::sampling::race_group;
+  const index_t rows = 32, vocab = 9001;
+  for (const int copies : {2, 5}) {
+    CAPTURE(copies);
+    corl::CounterRng rng(55 + static_cast<std::uint64_t>(copies), 0);
+    std::vector<float> cond(static_cast<std::size_t>(rows * vocab));
+    for (auto& x : cond) x = static_cast<float>(rng.normal());
+    for (index_t r = 0; r < rows; ++r) {
+      std::vector<std::uint64_t> groups;
+      while (static_cast<int>(groups.size()) < copies) {
+        const auto i = static_cast<index_t>(rng.below(static_cast<std::uint64_t>(vocab)));
+        const std::uint64_t g = race_group(static_cast<std::uint64_t>(i / 4));
+        if (std::find(groups.begin(), groups.end(), g) != groups.end()) continue;
+        groups.push_back(g);
+        cond[static_cast<std::size_t>(r * vocab + i)] = 10.0f;
+      }
+    }
+    SamplingParams p;
+    p.temperature = 1e-29;
+    const RngKey key{8, 9};
+    const auto gpu = run_gpu<float>(cond, {}, rows, vocab, vocab, p, key);
+    for (index_t r = 0; r < rows; ++r) {
+      CAPTURE(r);
+      const std::vector<float> row(cond.begin() + r * vocab, cond.begin() + (r + 1) * vocab);
+      const auto cpu = corl::sampling::sample_row<float, float>(row, std::vector<float>{}, p, key,
+                                                                static_cast<std::uint32_t>(r));
+      CHECK(gpu.tokens[static_cast<std::size_t>(r)] == cpu.token);
+      CHECK(row[static_cast<std::size_t>(cpu.token)] == 10.0f);
+    }
+  }
+}
+
+TEST_CASE("pass 1's certificate on many rows: the same tokens as the exact race on every row (rows of near-ties "
+          "included)") {
+  // About one row in a thousand has its best two race keys within the certificate's slack; 16384 rows at logit scales
+  // from 0.3 to 1000 give a few dozen of them, settled by the best two (or the exact race), and the certified rest.
+  // If the slack were too small for the device's arithmetic, a certified row could differ from the exact race here.
+  if (corl_test::small_shapes_only()) return;  // under compute-sanitizer (scripts/gpu-check)
+  const index_t rows = 16384, vocab = 1031;
+  corl::CounterRng rng(2026, 0);
+  std::vector<float> cond(static_cast<std::size_t>(rows * vocab));
+  const double scales[] = {0.3, 3.0, 40.0, 1000.0};
+  for (index_t r = 0; r < rows; ++r) {
+    const double scale = scales[r % 4];
+    for (index_t i = 0; i < vocab; ++i) cond[static_cast<std::size_t>(r * vocab + i)] = static_cast<float>(scale * rng.normal());
+  }
+  PathLimits exact;
+  exact.settle = corl::cuda::sampling_detail::SettlePass1::kExactRace;
+  for (const double temperature : {1.0, 0.37}) {
+    CAPTURE(temperature);
+    SamplingParams p;
+    p.temperature = temperature;
+    const RngKey key{31337, static_cast<std::uint64_t>(temperature * 100)};
+    const auto certified = run_gpu<float>(cond, {}, rows, vocab, vocab, p, key);
+    const auto raced = run_gpu<float>(cond, {}, rows, vocab, vocab, p, key, 0, exact);
+    int differ = 0;
+    for (std::size_t r = 0; r < static_cast<std::size_t>(rows); ++r) differ += certified.tokens[r] != raced.tokens[r];
+    CHECK(differ == 0);
+    CHECK(certified.logps == raced.logps);
   }
 }
 

@@ -520,8 +520,9 @@ namespace {
 // The kernel's own pass-1 loop (corl/cuda/sampling.cuh, sample_rows_kernel), statement for statement, on the host:
 // 512 threads in warps of 32 that run in lockstep, U quads per round folded at once (fold_certified_round), the round
 // counter n0, the group-closing test (n0 + U == 4 or the row ends before the lane's next quad), the shuffle after each
-// round that ends a group; then the block's merge, the certificate, and the exact race (kernel_kept_race with no
-// threshold, bounded by the winner's key less its slack) when the winner is not certified. `state` is what the kernel
+// round that ends a group; then the block's merge, the certificate, and when the winner is not certified the settling:
+// the exact keys of the best two groups when every other key is far enough below (settled_by_best_two), else the exact
+// race (kernel_kept_race with no threshold, bounded by the winner's key less its slack). `state` is what the kernel
 // continues with: max, sum, the argmax (the first entry equal to the max in the argmax quad) and the settled winner.
 // `closing_errors` counts closes whose folded quads are not exactly the group's quads in the row.
 struct KernelLoop {
@@ -848,6 +849,47 @@ TEST_CASE("certified race: merge and certificate, hand-computed") {
   CHECK(corl::sampling::merge_certified_race_states(p, q).argmax_quad == 12);
   q.max = 1.5f;
   CHECK(corl::sampling::merge_certified_race_states(p, q).argmax_quad == 40);
+}
+
+TEST_CASE("certified race: rows whose best keys tie exactly are settled by the best two, or by the exact race") {
+  // Scores of 1e29 (a logit of ~1 at a temperature of 1e-29) at 2, 3 or 5 places in distinct groups, the rest O(1):
+  // the groups holding them have keys equal to 1e29 exactly (log S_G and log E_G vanish in its rounding), so the
+  // approximate keys tie too and no row is certified. With two such groups the best two settle it, with more the exact
+  // race runs; either way the smaller group wins, as in the exhaustive reference.
+  corl::CounterRng rng(777, 0);
+  int settled_by_two = 0, raced = 0;
+  for (const int copies : {2, 3, 5}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      const index_t vocab = 1500 + 3001 * trial;  // 1500 (groups of one quad) .. 16505
+      auto z = random_scores(rng, vocab, 3.0, 0.0, false);
+      std::vector<std::uint64_t> groups;
+      while (static_cast<int>(groups.size()) < copies) {
+        const auto i = static_cast<index_t>(rng.below(static_cast<std::uint64_t>(vocab)));
+        const std::uint64_t g = corl::sampling::race_group(static_cast<std::uint64_t>(i / 4));
+        if (std::find(groups.begin(), groups.end(), g) != groups.end()) continue;
+        groups.push_back(g);
+        z[static_cast<std::size_t>(i)] = 1e29f;
+      }
+      const corl::sampling::RngKey key{91, static_cast<std::uint64_t>(trial)};
+      const Stream rs{key.seed, key.offset, 5, false};
+      const auto ref = corl::sampling::sample_row<float, float>(z, corl::sampling::SamplingParams{}, key, 5);
+      for (const int unroll : {1, 2, 4}) {
+        CAPTURE(copies);
+        CAPTURE(vocab);
+        CAPTURE(unroll);
+        const auto pass1 = kernel_pass1(z, unroll, rs);
+        CHECK_FALSE(pass1.certified);
+        CHECK(pass1.settled_by_two == (copies == 2));
+        CHECK(pass1.exact_race == (copies > 2));
+        CHECK(pass1.state.best_group == static_cast<index_t>(*std::min_element(groups.begin(), groups.end())));
+        CHECK(pick(z, pass1.state.best_group, rs) == ref.token);
+        settled_by_two += pass1.settled_by_two ? 1 : 0;
+        raced += pass1.exact_race ? 1 : 0;
+      }
+    }
+  }
+  CHECK(settled_by_two == 18);
+  CHECK(raced == 36);
 }
 
 TEST_CASE("the kernel's warp-wide draw inside the winning group (lane scoring, xor-shuffle argmax) equals "

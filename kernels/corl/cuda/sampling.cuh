@@ -306,7 +306,7 @@ struct MergePass1State {
 /// Whether pass 1 saw a NaN / +inf score or input. Scores are not tested one by one: a +inf score becomes the row's
 /// max, and a NaN one makes the row's sum NaN (exp(NaN - m) is NaN, and NaN survives every later add, rescale and
 /// merge), so the finished state says it; a guided entry with a NaN / +inf input is given a NaN score for this (see
-/// fold_quad). The kernel reports the row, not the index.
+/// score_quad). The kernel reports the row, not the index.
 __device__ __forceinline__ bool row_is_bad(const RowState& r) { return !(r.max < INFINITY) || isnan(r.sum); }
 
 /// Histogram weights of a radix digit: element count and fixed-point mass.
@@ -660,10 +660,9 @@ __device__ __forceinline__ void write_draw(const In* cond, const In* uncond, ind
   }
 }
 
-/// The best race key of the warp (-inf when no lane has a winner yet): pass 1's approximate key of some group of the
-/// row (certified_bound turns it into a bound), or in the exact race a key some group of the row certainly has.
-template <class State>
-__device__ __forceinline__ float warp_best_key(const State& st) {
+/// The best approximate race key of the warp in pass 1 (-inf when no lane has a winner yet): the key of some group of
+/// the row, which certified_bound turns into a bound.
+__device__ __forceinline__ float warp_best_key(const Pass1State& st) {
   float k = st.best_group < 0 ? -INFINITY : st.best_key;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) k = fmaxf(k, __shfl_xor_sync(0xffffffffu, k, off));
@@ -703,9 +702,10 @@ __device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args
   return s.row;
 }
 
-/// Quads loaded per thread before any is folded in pass 1: 32 bytes in flight per thread for every input type, guided
+/// Quads per round of pass 1 (one batch of loads, folded together): 32 bytes per thread for every input type, guided
 /// or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many quads under CFG, which reads two rows), held packed (8
-/// registers). It divides the four quads of a race group, so a round closes a group only at its end.
+/// registers); with the next round's loads issued before a round is folded, 64 bytes (16 registers) are in flight. It
+/// divides the four quads of a race group, so a round closes a group only at its end.
 template <class In, bool kGuided>
 inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 
@@ -715,9 +715,10 @@ static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
 
 /// kTruncate = false: plain / CFG / greedy rows, pass 1 only. kTruncate = true: top-k / top-p / min-p, pass 1 then the
 /// selection passes. Both at 64 registers, 2 blocks of 512 threads per SM: the truncated kernel then spills, mostly in
-/// the once-per-digit scan of radix_select. Of its element loops (cuobjdump, sm_90, fp32), the radix histograms, the
-/// plain listing read, the list loops and the mass pass use no local memory; pass 1 reloads ~16 spilled values per
-/// round of two quads (its loop head, as the one-pass kernels), the kept race loops (fused or not) ~20 per quad.
+/// the once-per-digit scan of radix_select. Element loops (cuobjdump, sm_90, 2578120): pass 1 uses no local memory in
+/// any kernel (the bf16 ones store the row pointer, two STL per round); nor do the radix histograms, the plain listing
+/// read, the list loops and the mass pass; the exact race pass (rare in pass 1; the kept race of truncation when not
+/// fused) and the fused kept race reload ~18-22 spilled values per quad.
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
 template <class In, bool kTruncate, bool kGuided>
 __global__ void __launch_bounds__(kBlock, 2)
@@ -828,8 +829,9 @@ __global__ void __launch_bounds__(kBlock, 2)
   if (threadIdx.x == 0) s.pass1 = total;
   __syncthreads();
   const Pass1State p1 = s.pass1;
-  // r.argmax: the first entry of the argmax's quad for now (truncation only needs the quad); greedy finds the entry
-  RowState r{p1.max, p1.sum, index_t{4} * p1.argmax_quad, p1.best_key, p1.best_group, 0.0f};
+  // r.argmax: the first entry of the argmax's quad for now (truncation only needs the quad); greedy finds the entry.
+  // r.best_key: not kept (pass 1's keys are approximate, and the settling below may change the group).
+  RowState r{p1.max, p1.sum, index_t{4} * p1.argmax_quad, NAN, p1.best_group, 0.0f};
   const bool bad = row_is_bad(r);
   if (bad || r.max == -INFINITY) {
     if (threadIdx.x == 0) {
@@ -1055,7 +1057,9 @@ __global__ void __launch_bounds__(kBlock, 2)
   // folds the kept mass (sum exp(z - m) over the kept set, m = the row's max, which is kept), so top-k and min-p,
   // whose selection carries no mass, need a separate mass pass only when the winner was wholly kept. (The logp of a
   // top-k / min-p row then uses either this float sum or the 2^-40 fixed-point one, ~1e-6 apart.)
-  __syncthreads();  // every thread has copied s.row into r (min-p alone runs no selection, whose barriers would do)
+  // every thread has read pass 1's result (s.pass1, and s.row.best_group after a best-two settling) before thread 0
+  // writes s.row (min-p alone runs no selection, whose barriers would do)
+  __syncthreads();
   if (threadIdx.x == 0) {
     float z[corl::sampling::kRaceGroupSize];
     group_scores(cond, uncond, r.best_group, a, vector_ok, -INFINITY, z);
