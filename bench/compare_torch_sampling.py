@@ -43,7 +43,7 @@ def torch_top_p_ms(torch, batch, vocab, dtype, top_p=0.9, reps=50):
 def corl_ms(bench):
     if not bench:
         return {}
-    out = subprocess.run([bench, "--benchmark_filter=/top_p0.9/", "--benchmark_format=json"], check=True,
+    out = subprocess.run([bench, "--benchmark_filter=^sample/(fp32|bf16)/top_p0.9/", "--benchmark_format=json"], check=True,
                          capture_output=True, text=True).stdout
     data = json.loads(out[out.index("{"):])
     result = {}

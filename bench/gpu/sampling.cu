@@ -1,11 +1,15 @@
 // GPU sampler throughput (corl/cuda/sampling.cuh): B = 256 rows, V in {16384, 102400}, fp32 and bf16, modes plain
 // (T = 1), top-k 50, top-p 0.9, min-p 0.05, CFG 5 (two rows read). Timed with CUDA events (manual time). Counters:
 // bytes/s of logits read, floor_us = bytes / copy bandwidth (device-to-device copy, read + write bytes / time, measured
-// at start in this binary), x_floor = time / floor (target <= 2 for the one-read modes).
+// at start in this binary), x_floor = time / floor (target <= 2 for the one-read modes). The sample/ cases re-read one
+// batch, which the L2 partly holds when the batch is about its size or smaller (V16384; bf16 at V102400 on an H100 /
+// H200); the sample_cold/ cases rotate among as many batches as make four times the L2 (read from the device), so
+// that every launch reads its logits from device memory, as a rollout does.
 #include <benchmark/benchmark.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdint>
 #include <string>
@@ -57,21 +61,35 @@ __global__ void fill_logits(T* out, std::int64_t n, std::uint64_t seed) {
 
 enum class Mode { kPlain, kTopK, kTopP, kTopKTopP, kMinP, kCfg };
 
+/// Batches to rotate among: 1 (warm), or enough for four times the device's L2 (cold).
+std::size_t batch_sets(bool cold, std::size_t batch_bytes) {
+  if (!cold) return 1;
+  int device = 0, l2 = 0;
+  corl::cuda::check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  corl::cuda::check_cuda(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device), "L2 size");
+  const std::size_t want = 4 * static_cast<std::size_t>(l2 > 0 ? l2 : (64 << 20));
+  return std::max<std::size_t>(2, (want + batch_bytes - 1) / batch_bytes);
+}
+
 template <class In>
-void bench_sampling(benchmark::State& state, Mode mode) {
+void bench_sampling(benchmark::State& state, Mode mode, bool cold) {
   const std::int64_t rows = 256, vocab = state.range(0);
   const bool guided = mode == Mode::kCfg;
   In *cond = nullptr, *uncond = nullptr;
   std::int64_t* tokens = nullptr;
   float* logps = nullptr;
   const std::size_t n = static_cast<std::size_t>(rows * vocab);
-  corl::cuda::check_cuda(cudaMalloc(&cond, n * sizeof(In)), "cudaMalloc");
-  corl::cuda::check_cuda(cudaMalloc(&uncond, n * sizeof(In)), "cudaMalloc");
+  const std::size_t sets = batch_sets(cold, n * sizeof(In) * (guided ? 2 : 1));
+  corl::cuda::check_cuda(cudaMalloc(&cond, sets * n * sizeof(In)), "cudaMalloc");
+  corl::cuda::check_cuda(cudaMalloc(&uncond, (guided ? sets : 1) * n * sizeof(In)), "cudaMalloc");
   corl::cuda::check_cuda(cudaMalloc(&tokens, rows * sizeof(std::int64_t)), "cudaMalloc");
   corl::cuda::check_cuda(cudaMalloc(&logps, rows * sizeof(float)), "cudaMalloc");
-  fill_logits<<<1024, 256>>>(cond, static_cast<std::int64_t>(n), 1);
-  fill_logits<<<1024, 256>>>(uncond, static_cast<std::int64_t>(n), 2);
+  fill_logits<<<1024, 256>>>(cond, static_cast<std::int64_t>(sets * n), 1);
+  fill_logits<<<1024, 256>>>(uncond, static_cast<std::int64_t>((guided ? sets : 1) * n), 2);
   corl::cuda::check_launch("fill_logits");
+  // launch i reads batch i % sets (the same batch every time when warm)
+  auto cond_of = [&](std::uint64_t i) { return cond + (i % sets) * n; };
+  auto uncond_of = [&](std::uint64_t i) { return guided ? uncond + (i % sets) * n : nullptr; };
   corl::sampling::SamplingParams p;
   if (mode == Mode::kTopK || mode == Mode::kTopKTopP) p.top_k = 50;
   if (mode == Mode::kTopP || mode == Mode::kTopKTopP) p.top_p = 0.9;
@@ -82,13 +100,15 @@ void bench_sampling(benchmark::State& state, Mode mode) {
   cudaEventCreate(&stop);
   std::uint64_t step = 0;
   for (int i = 0; i < 3; ++i) {
-    corl::cuda::sample_rows<In>(cond, guided ? uncond : nullptr, rows, vocab, vocab, p, {7, step++}, tokens, logps);
+    corl::cuda::sample_rows<In>(cond_of(step), uncond_of(step), rows, vocab, vocab, p, {7, step}, tokens, logps);
+    ++step;
   }
   corl::cuda::check_cuda(cudaDeviceSynchronize(), "warm-up");
   for (auto _ : state) {
     cudaEventRecord(start);
-    corl::cuda::sample_rows<In>(cond, guided ? uncond : nullptr, rows, vocab, vocab, p, {7, step++}, tokens, logps);
+    corl::cuda::sample_rows<In>(cond_of(step), uncond_of(step), rows, vocab, vocab, p, {7, step}, tokens, logps);
     cudaEventRecord(stop);
+    ++step;
     cudaEventSynchronize(stop);
     float ms = 0;
     cudaEventElapsedTime(&ms, start, stop);
@@ -102,6 +122,7 @@ void bench_sampling(benchmark::State& state, Mode mode) {
   state.counters["x_floor"] = benchmark::Counter(floor_s * static_cast<double>(state.iterations()),
                                                  benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["copy_TBps"] = g_copy_bytes_per_s * 1e-12;
+  state.counters["batches"] = static_cast<double>(sets);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   cudaFree(cond);
@@ -114,14 +135,18 @@ void register_all() {
   const std::pair<const char*, Mode> modes[] = {
       {"plain", Mode::kPlain},         {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP},
       {"top_k50_top_p0.9", Mode::kTopKTopP}, {"min_p0.05", Mode::kMinP}, {"cfg5", Mode::kCfg}};
-  for (const auto& [name, mode] : modes) {
-    const Mode m = mode;
-    benchmark::RegisterBenchmark((std::string("sample/fp32/") + name).c_str(),
-                                 [m](benchmark::State& s) { bench_sampling<float>(s, m); })
-        ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark((std::string("sample/bf16/") + name).c_str(),
-                                 [m](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m); })
-        ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
+  for (const bool cold : {false, true}) {
+    const std::string prefix = cold ? "sample_cold/" : "sample/";
+    for (const auto& [name, mode] : modes) {
+      const Mode m = mode;
+      if (cold && m != Mode::kPlain && m != Mode::kTopP && m != Mode::kCfg) continue;
+      benchmark::RegisterBenchmark((prefix + "fp32/" + name).c_str(),
+                                   [m, cold](benchmark::State& s) { bench_sampling<float>(s, m, cold); })
+          ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((prefix + "bf16/" + name).c_str(),
+                                   [m, cold](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m, cold); })
+          ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
+    }
   }
 }
 
