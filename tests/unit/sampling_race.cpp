@@ -73,10 +73,15 @@ std::uint32_t stream_race_word(const Stream& rs, index_t group) {
   return corl::sampling::race_word(rs.seed, rs.offset, rs.row, static_cast<std::uint64_t>(group));
 }
 
+/// The exact race key of a group of z from its own race word in the stream of `rs`.
+float group_key_own_word(const std::vector<float>& z, index_t group, const Stream& rs) {
+  return exact_group_key(z, group, corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, group)));
+}
+
 /// The kernel's bound for the race over the kept set: the exact kept key of the group holding the row's argmax.
 float rerace_bound(const std::vector<float>& kept, index_t argmax, const Stream& rs) {
   const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(argmax / 4)));
-  return exact_group_key(kept, group, corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, group)));
+  return group_key_own_word(kept, group, rs);
 }
 
 /// The token the kernel draws inside the winning group.
@@ -612,8 +617,7 @@ KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, Se
   if (!out.certified || settle != Settle::kAsNeeded) {  // (the kernel's PathLimits::settle)
     if (settle != Settle::kExactRace && corl::sampling::settled_by_best_two(total)) {
       auto exact_key = [&](index_t group) {
-        if (group < 0) return -std::numeric_limits<float>::infinity();
-        return exact_group_key(z, group, corl::sampling::word_to_race_uniform<float>(stream_race_word(rs, group)));
+        return group < 0 ? -std::numeric_limits<float>::infinity() : group_key_own_word(z, group, rs);
       };
       const float best = exact_key(total.best_group), runner = exact_key(total.runner_group);
       out.state.best_group = corl::sampling::race_beats(runner, total.runner_group, best, total.best_group)

@@ -52,7 +52,7 @@ namespace corl::sampling {
 struct CertifiedRaceState {
   float max;          ///< m; -inf when nothing finite was seen
   float sum;          ///< sum exp(z - m)
-  std::uint32_t argmax_quad;  ///< the first quad holding m (kNoQuad when none); its first entry equal to m is the argmax
+  std::uint32_t argmax_quad;  ///< the first quad holding m (kNoQuad when none): its first entry equal to m is argmax
   float best_key;     ///< approximate key a of the best group (-inf when none)
   index_t best_group; ///< the best group (-1 when none)
   float runner_up;    ///< approximate key of the second best evaluated group (-inf when none)
@@ -157,12 +157,8 @@ CORL_HD void close_certified_group(CertifiedRaceState& st, index_t group, WordOf
 /// Merge of two states of disjoint stretches (associative and commutative up to the rounding of `sum`); as
 /// merge_race_states for max, sum and argmax; the best two of the four groups stay, the others join `third`.
 CORL_HD CertifiedRaceState merge_certified_race_states(const CertifiedRaceState& a, const CertifiedRaceState& b) {
-  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   CertifiedRaceState r = a;
-  r.max = a.max > b.max ? a.max : b.max;
-  const float sa = (a.max == neg_inf) ? a.sum : a.sum * stream_exp(a.max - r.max);
-  const float sb = (b.max == neg_inf) ? b.sum : b.sum * stream_exp(b.max - r.max);
-  r.sum = sa + sb;
+  merge_max_sum(a.max, a.sum, b.max, b.sum, r.max, r.sum);
   r.argmax_quad = (a.max > b.max || (a.max == b.max && a.argmax_quad <= b.argmax_quad)) ? a.argmax_quad
                                                                                          : b.argmax_quad;
   r.third = a.third > b.third ? a.third : b.third;
@@ -172,19 +168,23 @@ CORL_HD CertifiedRaceState merge_certified_race_states(const CertifiedRaceState&
   return r;
 }
 
+/// Whether approximate key `key` lies more than twice the slack below the merged state's best (so that its group's
+/// exact key is below the best group's); false when there is no best.
+CORL_HD bool clearly_below_best(const CertifiedRaceState& total, float key) {
+  return total.best_group >= 0 && key < total.best_key - 2.0f * certified_key_slack(total.best_key);
+}
+
 /// Whether the merged state's best group is certainly the exact race's winner (see the header comment). False also
 /// when there is no winner.
 CORL_HD bool certified_winner(const CertifiedRaceState& total) {
-  if (total.best_group < 0) return false;
-  return total.runner_up < total.best_key - 2.0f * certified_key_slack(total.best_key);
+  return clearly_below_best(total, total.runner_up);
 }
 
 /// Whether the exact keys of the best and the runner-up group settle an uncertified race: every other evaluated group
 /// has an approximate key below a_W - 2 slack(a_W), so the exact winner, whose approximate key is at least that, is
 /// one of the two (the larger exact key; equal keys: the smaller group).
 CORL_HD bool settled_by_best_two(const CertifiedRaceState& total) {
-  if (total.best_group < 0) return false;
-  return total.third < total.best_key - 2.0f * certified_key_slack(total.best_key);
+  return clearly_below_best(total, total.third);
 }
 
 }  // namespace corl::sampling

@@ -162,17 +162,22 @@ CORL_HD void close_race_group(RaceState& st, float& c_bound, index_t group, Word
   }
 }
 
+/// The max and the normaliser sum exp(z - max) of two stretches together: the larger max, each sum rescaled to it. A
+/// stretch with max = -inf has sum 0, or NaN when it folded a NaN score: kept as is, so that NaN reaches the total.
+CORL_HD void merge_max_sum(float a_max, float a_sum, float b_max, float b_sum, float& max, float& sum) {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  max = a_max > b_max ? a_max : b_max;
+  const float sa = (a_max == neg_inf) ? a_sum : a_sum * stream_exp(a_max - max);
+  const float sb = (b_max == neg_inf) ? b_sum : b_sum * stream_exp(b_max - max);
+  sum = sa + sb;
+}
+
 /// Merge of two states of disjoint stretches of whole groups (associative and commutative up to the rounding of
 /// `sum`). A NaN sum (a NaN score was folded) stays NaN, and a +inf max stays the max: the GPU kernel's test for a bad
 /// unguided row.
 CORL_HD RaceState merge_race_states(const RaceState& a, const RaceState& b) {
-  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   RaceState r;
-  r.max = a.max > b.max ? a.max : b.max;
-  // A state with max = -inf has sum 0, or NaN when it folded a NaN score: kept as is, so that NaN reaches the total.
-  const float sa = (a.max == neg_inf) ? a.sum : a.sum * stream_exp(a.max - r.max);
-  const float sb = (b.max == neg_inf) ? b.sum : b.sum * stream_exp(b.max - r.max);
-  r.sum = sa + sb;
+  merge_max_sum(a.max, a.sum, b.max, b.sum, r.max, r.sum);
   r.argmax = (a.max > b.max || (a.max == b.max && a.argmax <= b.argmax)) ? a.argmax : b.argmax;
   const bool take_b = race_beats(b.best_key, b.best_group, a.best_key, a.best_group);
   r.best_key = take_b ? b.best_key : a.best_key;

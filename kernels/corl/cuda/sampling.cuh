@@ -150,7 +150,8 @@ __device__ __forceinline__ Raw4<In> neg_inf4() {
   Raw4<In> r;
   constexpr std::uint32_t kNegInf16 = std::is_same_v<In, __half> ? 0xfc00u : 0xff80u;
 #pragma unroll
-  for (int k = 0; k < static_cast<int>(sizeof(In)); ++k) r.w[k] = sizeof(In) == 4 ? 0xff800000u : (kNegInf16 * 0x10001u);
+  for (int k = 0; k < static_cast<int>(sizeof(In)); ++k)
+    r.w[k] = sizeof(In) == 4 ? 0xff800000u : (kNegInf16 * 0x10001u);
   return r;
 }
 
@@ -293,6 +294,18 @@ struct MergeRowState {
     return corl::sampling::merge_race_states(a, b);
   }
 };
+
+/// Exact race key of group `group` over its entries >= threshold, from the group's own race word (race_word); -inf
+/// for no group (group < 0). One thread's reload: the bounds and settling steps call it for one or two groups.
+template <class In>
+__device__ __forceinline__ float group_key_own_word(const In* cond, const In* uncond, const Args& a, bool vector_ok,
+                                                   std::uint32_t stream, index_t group, float threshold) {
+  if (group < 0) return -INFINITY;
+  const float x = corl::sampling::word_to_race_uniform<float>(
+      corl::sampling::race_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(group)));
+  return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, group, threshold,
+                          x);
+}
 
 /// Per-thread (then per-block) summary of pass 1: the certified race (corl/sampling/certified_race.hpp).
 using Pass1State = corl::sampling::CertifiedRaceState;
@@ -681,7 +694,8 @@ __device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args
   RowState st = corl::sampling::empty_race_state();
   float c_bound = INFINITY;
   RaceWordCache cache;
-  const ReloadGroupKey<In> exact_key{cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, threshold};
+  const ReloadGroupKey<In> exact_key{
+      cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, threshold};
   for (index_t q = threadIdx.x; q < quads; q += kBlock) {
     float z[4];
     score4(cond, uncond, q, a, vector_ok, z);
@@ -783,8 +797,8 @@ __global__ void __launch_bounds__(kBlock, 2)
     }
   };
   // Software pipelining: the next round's loads are issued before this round is folded, so that two rounds of loads
-  // (64 bytes per thread, 64 KB per SM) are in flight while a round is folded (the profile of the unpipelined loop: half
-  // of its stall samples were waits for its loads).
+  // (64 bytes per thread, 64 KB per SM) are in flight while a round is folded (the profile of the unpipelined loop:
+  // half of its stall samples were waits for its loads).
   Raw4<In> next_c[U], next_u[kGuided ? U : 1];
   if (threadIdx.x - lane < a.quads) load_round(threadIdx.x - lane, next_c, next_u);
   for (std::uint32_t base = threadIdx.x - lane; base < a.quads; base += kBlock * U, n0 = (n0 + U) & 3) {
@@ -856,14 +870,8 @@ __global__ void __launch_bounds__(kBlock, 2)
   if (!corl::sampling::certified_winner(p1) || a.settle != SettlePass1::kAsNeeded) {
     if (a.settle != SettlePass1::kExactRace && corl::sampling::settled_by_best_two(p1)) {
       if (threadIdx.x == 0) {
-        auto exact_key = [&](index_t group) {
-          if (group < 0) return -INFINITY;
-          const float x = corl::sampling::word_to_race_uniform<float>(
-              corl::sampling::race_word(a.seed, a.offset, stream, static_cast<std::uint64_t>(group)));
-          return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, group,
-                                  -INFINITY, x);
-        };
-        const float best = exact_key(p1.best_group), runner = exact_key(p1.runner_group);
+        const float best = group_key_own_word(cond, uncond, a, vector_ok, stream, p1.best_group, -INFINITY);
+        const float runner = group_key_own_word(cond, uncond, a, vector_ok, stream, p1.runner_group, -INFINITY);
         s.row.best_group =
             corl::sampling::race_beats(runner, p1.runner_group, best, p1.best_group) ? p1.runner_group : p1.best_group;
       }
@@ -882,6 +890,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   } else {
 
   // ---- truncation (extra passes) ----
+  const auto argmax_group = static_cast<index_t>(corl::sampling::race_group(std::uint64_t{p1.argmax_quad}));
   const bool select_k = a.top_k > 0 && a.top_k < a.vocab;
   const float t_min = a.use_min_p ? corl::sampling::add_rn(r.max, a.log_min_p) : -INFINITY;
   std::uint32_t* deferred_group = candidate_list + a.candidate_cap;  // FusedKeptRace's list, after the candidates
@@ -937,15 +946,8 @@ __global__ void __launch_bounds__(kBlock, 2)
       // Entries >= thr_sure are kept for sure: above the bin, or, when nothing lies above the bin, the row's max alone.
       const float thr_sure = t_hi <= r.max ? fmaxf(t_hi, t_min) : r.max;
       if (threadIdx.x == 0 || threadIdx.x == 32) {
-        const auto argmax_group =
-            static_cast<index_t>(corl::sampling::race_group(std::uint64_t{p1.argmax_quad}));
         const index_t g = threadIdx.x == 0 ? r.best_group : argmax_group;
-        s.bound_key[threadIdx.x / 32] =
-            g < 0 ? -INFINITY
-                  : group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, g,
-                                     thr_sure,
-                                     corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
-                                         a.seed, a.offset, stream, static_cast<std::uint64_t>(g))));
+        s.bound_key[threadIdx.x / 32] = group_key_own_word(cond, uncond, a, vector_ok, stream, g, thr_sure);
       }
       __syncthreads();
       const float bound = fmaxf(s.bound_key[0], s.bound_key[1]);
@@ -1068,14 +1070,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     for (int k = 0; k < corl::sampling::kRaceGroupSize; ++k) whole = whole && (z[k] == -INFINITY || z[k] >= threshold);
     s.row.best_group = r.best_group;
     s.rerace = truncated && !whole;
-    if (s.rerace) {
-      const auto argmax_group =
-          static_cast<index_t>(corl::sampling::race_group(std::uint64_t{p1.argmax_quad}));
-      s.row.best_key = group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok,
-                                        argmax_group, threshold,
-                                        corl::sampling::word_to_race_uniform<float>(corl::sampling::race_word(
-                                            a.seed, a.offset, stream, static_cast<std::uint64_t>(argmax_group))));
-    }
+    if (s.rerace) s.row.best_key = group_key_own_word(cond, uncond, a, vector_ok, stream, argmax_group, threshold);
   }
   __syncthreads();
   float kept_max = r.max;  // the scale of kept_mass
