@@ -787,16 +787,8 @@ TEST_CASE("certified race: approximate keys lie well within the slack of the exa
 TEST_CASE("certified race: merge and certificate, hand-computed") {
   auto state = [](float best, index_t group, float runner = -std::numeric_limits<float>::infinity(),
                   index_t runner_group = -1, float third = -std::numeric_limits<float>::infinity()) {
-    CertifiedRaceState s = corl::sampling::empty_certified_race_state();
-    s.max = 1.0f;
-    s.sum = 1.0f;
-    s.argmax_quad = 0;
-    s.best_key = best;
-    s.best_group = group;
-    s.runner_up = runner;
-    s.runner_group = runner_group;
-    s.third = third;
-    return s;
+    // max 1, sum 1, argmax quad 0, no open group
+    return CertifiedRaceState{1.0f, 1.0f, 0u, best, group, runner, runner_group, third, 0.0f};
   };
   // slack(5) = 1e-4 + 165 * 2^-20 = 2.5735e-4: certified below 5 - 5.147e-4 = 4.999485
   CHECK(corl::sampling::certified_key_slack(5.0f) == doctest::Approx(2.5735e-4).epsilon(1e-3));
