@@ -1,10 +1,14 @@
 // GPU sampler throughput (corl/cuda/sampling.cuh): B = 256 rows, V in {16384, 102400}, fp32 and bf16, modes plain
-// (T = 1), top-k 50, top-p 0.9, min-p 0.05, CFG 5 (two rows read). Timed with CUDA events (manual time). Counters:
-// bytes/s of logits read, floor_us = bytes / copy bandwidth (device-to-device copy, read + write bytes / time, measured
-// at start in this binary), x_floor = time / floor (target <= 2 for the one-read modes). The sample/ cases re-read one
-// batch, which the L2 partly holds when the batch is about its size or smaller (V16384; bf16 at V102400 on an H100 /
-// H200); the sample_cold/ cases rotate among as many batches as make four times the L2 (read from the device), so
-// that every launch reads its logits from device memory, as a rollout does.
+// (T = 1), top-k 50, top-p 0.9, min-p 0.05, CFG 5 (two rows read); plain_staged / cfg5_staged: the same with pass 1's
+// loads staged in shared memory (PathLimits::pass1_loads = kStaged), against the default (registers) in the same run.
+// Timed with CUDA events (manual time) around each launch. Counters: bytes/s of logits read, floor_us = bytes / copy
+// bandwidth (device-to-device copy, read + write bytes / time, measured at start in this binary), x_floor = time /
+// floor (target <= 2 for the one-read modes); back_to_back_us: device time per launch of 32 launches queued back to
+// back (a rollout queues the sampler behind the model's forward pass, so the host's submission latency, part of a lone
+// launch's event time, is hidden there), and x_floor_back_to_back. The sample/ cases re-read one batch, which the L2
+// partly holds when the batch is about its size or smaller (V16384; bf16 at V102400 on an H100 / H200); the
+// sample_cold/ cases rotate among as many batches as make four times the L2 (read from the device), so that every
+// launch reads its logits from device memory, as a rollout does.
 #include <benchmark/benchmark.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -54,12 +58,16 @@ __global__ void fill_logits(T* out, std::int64_t n, std::uint64_t seed) {
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const corl::Philox4x32 w = corl::random_words(seed, 0, 0, static_cast<std::uint32_t>(i));
     // Sum of three uniforms, centred: roughly normal, scale ~ 2.3 nats (a plausible LLM logit spread).
-    const float v = 4.0f * (corl::u32_to_open01f(w.v[0]) + corl::u32_to_open01f(w.v[1]) + corl::u32_to_open01f(w.v[2]) - 1.5f);
+    const float v = 4.0f * (corl::u32_to_open01f(w.v[0]) + corl::u32_to_open01f(w.v[1]) +
+                            corl::u32_to_open01f(w.v[2]) - 1.5f);
     out[i] = static_cast<T>(v);
   }
 }
 
 enum class Mode { kPlain, kTopK, kTopP, kTopKTopP, kMinP, kCfg };
+
+using corl::cuda::sampling_detail::Pass1Loads;
+using corl::cuda::sampling_detail::PathLimits;
 
 /// Batches to rotate among: 1 (warm), or enough for four times the device's L2 (cold).
 std::size_t batch_sets(bool cold, std::size_t batch_bytes) {
@@ -72,7 +80,7 @@ std::size_t batch_sets(bool cold, std::size_t batch_bytes) {
 }
 
 template <class In>
-void bench_sampling(benchmark::State& state, Mode mode, bool cold) {
+void bench_sampling(benchmark::State& state, Mode mode, bool cold, Pass1Loads loads) {
   const std::int64_t rows = 256, vocab = state.range(0);
   const bool guided = mode == Mode::kCfg;
   In *cond = nullptr, *uncond = nullptr;
@@ -95,32 +103,44 @@ void bench_sampling(benchmark::State& state, Mode mode, bool cold) {
   if (mode == Mode::kTopP || mode == Mode::kTopKTopP) p.top_p = 0.9;
   if (mode == Mode::kMinP) p.min_p = 0.05;
   if (mode == Mode::kCfg) p.cfg_weight = 5.0;
+  PathLimits limits;
+  limits.pass1_loads = loads;
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
   std::uint64_t step = 0;
-  for (int i = 0; i < 3; ++i) {
-    corl::cuda::sample_rows<In>(cond_of(step), uncond_of(step), rows, vocab, vocab, p, {7, step}, tokens, logps);
+  auto launch = [&] {
+    corl::cuda::sample_rows<In>(cond_of(step), uncond_of(step), rows, vocab, vocab, p, {7, step}, tokens, logps,
+                                nullptr, limits);
     ++step;
-  }
+  };
+  for (int i = 0; i < 3; ++i) launch();
   corl::cuda::check_cuda(cudaDeviceSynchronize(), "warm-up");
   for (auto _ : state) {
     cudaEventRecord(start);
-    corl::cuda::sample_rows<In>(cond_of(step), uncond_of(step), rows, vocab, vocab, p, {7, step}, tokens, logps);
+    launch();
     cudaEventRecord(stop);
-    ++step;
     cudaEventSynchronize(stop);
     float ms = 0;
     cudaEventElapsedTime(&ms, start, stop);
     state.SetIterationTime(static_cast<double>(ms) * 1e-3);
   }
   corl::cuda::check_cuda(cudaDeviceSynchronize(), "sample_rows");
+  constexpr int kBackToBack = 32;
+  cudaEventRecord(start);
+  for (int i = 0; i < kBackToBack; ++i) launch();
+  cudaEventRecord(stop);
+  corl::cuda::check_cuda(cudaEventSynchronize(stop), "sample_rows (back to back)");
+  float back_ms = 0;
+  cudaEventElapsedTime(&back_ms, start, stop);
   const double bytes = static_cast<double>(n * sizeof(In)) * (guided ? 2.0 : 1.0);
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes) * state.iterations());
   const double floor_s = bytes / g_copy_bytes_per_s;
   state.counters["floor_us"] = floor_s * 1e6;
   state.counters["x_floor"] = benchmark::Counter(floor_s * static_cast<double>(state.iterations()),
                                                  benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["back_to_back_us"] = static_cast<double>(back_ms) * 1e3 / kBackToBack;
+  state.counters["x_floor_back_to_back"] = static_cast<double>(back_ms) * 1e-3 / kBackToBack / floor_s;
   state.counters["copy_TBps"] = g_copy_bytes_per_s * 1e-12;
   state.counters["batches"] = static_cast<double>(sets);
   cudaEventDestroy(start);
@@ -132,19 +152,30 @@ void bench_sampling(benchmark::State& state, Mode mode, bool cold) {
 }
 
 void register_all() {
-  const std::pair<const char*, Mode> modes[] = {
-      {"plain", Mode::kPlain},         {"top_k50", Mode::kTopK}, {"top_p0.9", Mode::kTopP},
-      {"top_k50_top_p0.9", Mode::kTopKTopP}, {"min_p0.05", Mode::kMinP}, {"cfg5", Mode::kCfg}};
+  struct Named {
+    const char* name;
+    Mode mode;
+    Pass1Loads loads;
+  };
+  const Named modes[] = {{"plain", Mode::kPlain, Pass1Loads::kRegisters},
+                         {"plain_staged", Mode::kPlain, Pass1Loads::kStaged},
+                         {"top_k50", Mode::kTopK, Pass1Loads::kRegisters},
+                         {"top_p0.9", Mode::kTopP, Pass1Loads::kRegisters},
+                         {"top_k50_top_p0.9", Mode::kTopKTopP, Pass1Loads::kRegisters},
+                         {"min_p0.05", Mode::kMinP, Pass1Loads::kRegisters},
+                         {"cfg5", Mode::kCfg, Pass1Loads::kRegisters},
+                         {"cfg5_staged", Mode::kCfg, Pass1Loads::kStaged}};
   for (const bool cold : {false, true}) {
     const std::string prefix = cold ? "sample_cold/" : "sample/";
-    for (const auto& [name, mode] : modes) {
+    for (const auto& [name, mode, loads] : modes) {
       const Mode m = mode;
+      const Pass1Loads l = loads;
       if (cold && m != Mode::kPlain && m != Mode::kTopP && m != Mode::kCfg) continue;
       benchmark::RegisterBenchmark((prefix + "fp32/" + name).c_str(),
-                                   [m, cold](benchmark::State& s) { bench_sampling<float>(s, m, cold); })
+                                   [m, cold, l](benchmark::State& s) { bench_sampling<float>(s, m, cold, l); })
           ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark((prefix + "bf16/" + name).c_str(),
-                                   [m, cold](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m, cold); })
+                                   [m, cold, l](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m, cold, l); })
           ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
     }
   }

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <corl/core/half_types.hpp>
@@ -335,6 +336,50 @@ TEST_CASE("pass 1's certificate on many rows: the same tokens as the exact race 
     for (std::size_t r = 0; r < static_cast<std::size_t>(rows); ++r) differ += certified.tokens[r] != raced.tokens[r];
     CHECK(differ == 0);
     CHECK(certified.logps == raced.logps);
+  }
+}
+
+TEST_CASE("pass 1's staged loads give the tokens and log-probs of its register loads, bit for bit") {
+  // Pass1Loads::kStaged copies pass 1's quads into a ring in shared memory (cp.async, three rounds ahead) instead of
+  // registers (one round ahead): the same values folded in the same order, so every result must be identical. Widths:
+  // a row of one round and less (1000), ragged ends (4099, 32771: the last rounds load directly), the benchmark's
+  // widths; an unaligned row (the launcher then takes the register kernel) and a padded stride; fp32, bf16, fp16;
+  // every mode (the truncated ones never stage, and must not change either).
+  PathLimits staged;
+  staged.pass1_loads = corl::cuda::sampling_detail::Pass1Loads::kStaged;
+  auto same = [&](const auto& cond, const auto& uncond, index_t rows, index_t vocab, index_t stride, index_t misalign) {
+    using H = typename std::decay_t<decltype(cond)>::value_type;
+    for (const Case& c : cases()) {
+      const std::string name = c.name;
+      CAPTURE(name);
+      CAPTURE(vocab);
+      CAPTURE(stride);
+      CAPTURE(misalign);
+      const RngKey key{2718, 28};
+      const auto u = c.guided ? uncond : std::vector<H>{};
+      const auto registers = run_gpu<H>(cond, u, rows, vocab, stride, c.params, key, misalign);
+      const auto ring = run_gpu<H>(cond, u, rows, vocab, stride, c.params, key, misalign, staged);
+      CHECK(registers.tokens == ring.tokens);
+      CHECK(registers.logps == ring.logps);
+    }
+  };
+  const bool small = corl_test::small_shapes_only();
+  for (const index_t vocab : {index_t{1000}, index_t{4099}, index_t{16384}, index_t{32771}, index_t{102400}}) {
+    if (small && vocab > 16384) continue;
+    const index_t rows = vocab > 40000 ? 16 : 48;
+    const auto cond = random_rows<float>(rows, vocab, 500 + static_cast<std::uint64_t>(vocab));
+    const auto uncond = random_rows<float>(rows, vocab, 600 + static_cast<std::uint64_t>(vocab));
+    same(cond, uncond, rows, vocab, vocab, 0);
+  }
+  {
+    const index_t rows = 24, vocab = 16384, stride = 16392;  // padded rows, still aligned
+    same(random_rows<float>(rows, stride, 7), random_rows<float>(rows, stride, 8), rows, vocab, stride, 0);
+    same(random_rows<float>(rows, stride, 9), random_rows<float>(rows, stride, 10), rows, vocab, stride, 1);
+  }
+  for (const index_t vocab : {index_t{16384}, index_t{9001}}) {
+    same(random_rows<corl::bfloat16>(32, vocab, 11), random_rows<corl::bfloat16>(32, vocab, 12), 32, vocab, vocab,
+         0);
+    same(random_rows<corl::float16>(32, vocab, 13), random_rows<corl::float16>(32, vocab, 14), 32, vocab, vocab, 0);
   }
 }
 

@@ -126,22 +126,84 @@ struct Raw4 {
   std::uint32_t w[sizeof(In)];  // 4 words for fp32, 2 for 16-bit types
 };
 
-/// Quad q of a row whose base is aligned to four elements, all four entries inside the row: one vector load.
-template <class In>
-__device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q) {
+/// A quad's loaded word (16 bytes for fp32, 8 for 16-bit types) as Raw4.
+template <class In, class Word>
+__device__ __forceinline__ Raw4<In> unpack_word(const Word& v) {
   Raw4<In> r;
   if constexpr (sizeof(In) == 4) {
-    const uint4 v = reinterpret_cast<const uint4*>(row)[q];
+    static_assert(std::is_same_v<Word, uint4>);
     r.w[0] = v.x;
     r.w[1] = v.y;
     r.w[2] = v.z;
     r.w[3] = v.w;
   } else {
-    const uint2 v = reinterpret_cast<const uint2*>(row)[q];
+    static_assert(std::is_same_v<Word, uint2>);
     r.w[0] = v.x;
     r.w[1] = v.y;
   }
   return r;
+}
+
+/// cp.async (sm_80+): copies one 16-byte (.cg: not kept in L1) or 8-byte word from global to shared memory without
+/// holding registers; copy_async_commit closes a group of copies, copy_async_wait<N> waits until at most N of this
+/// thread's groups are in flight. A thread waits only for its own copies, so a thread that reads back only what it
+/// copied needs no barrier. (Before sm_80 the copies are plain loads and stores.)
+template <class Word>
+__device__ __forceinline__ void copy_async(std::uint32_t shared, const Word* global) {
+  static_assert(sizeof(Word) == 16 || sizeof(Word) == 8, "cp.async copies 16- or 8-byte words here");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (sizeof(Word) == 16) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(shared), "l"(global) : "memory");
+  } else {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(shared), "l"(global) : "memory");
+  }
+#else
+  const Word w = *global;
+  if constexpr (sizeof(Word) == 16) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};\n" ::"r"(shared), "r"(w.x), "r"(w.y), "r"(w.z), "r"(w.w)
+                 : "memory");
+  } else {
+    asm volatile("st.shared.v2.u32 [%0], {%1, %2};\n" ::"r"(shared), "r"(w.x), "r"(w.y) : "memory");
+  }
+#endif
+}
+__device__ __forceinline__ void copy_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void copy_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+/// A 16- or 8-byte word from shared memory (address as from shared_address).
+template <class Word>
+__device__ __forceinline__ Word load_shared(std::uint32_t shared) {
+  Word w;
+  if constexpr (sizeof(Word) == 16) {
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(w.x), "=r"(w.y), "=r"(w.z), "=r"(w.w)
+                 : "r"(shared)
+                 : "memory");
+  } else {
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(w.x), "=r"(w.y) : "r"(shared) : "memory");
+  }
+  return w;
+}
+__device__ __forceinline__ std::uint32_t shared_address(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/// Quad q of a row whose base is aligned to four elements, all four entries inside the row: one vector load.
+template <class In>
+__device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q) {
+  if constexpr (sizeof(In) == 4) {
+    return unpack_word<In>(reinterpret_cast<const uint4*>(row)[q]);
+  } else {
+    return unpack_word<In>(reinterpret_cast<const uint2*>(row)[q]);
+  }
 }
 
 /// Four -inf logits (a quad beyond the row), as bits.
@@ -723,6 +785,21 @@ __device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args
 template <class In, bool kGuided>
 inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 
+/// Pass 1's staging ring (Pass1Loads::kStaged): kStages rounds of every thread's quads in dynamic shared memory, the
+/// round kStages - 1 ahead copied with cp.async while the current one is folded. A quad is one 16-byte (fp32) or
+/// 8-byte (16-bit) word; slot (stage, which (cond / uncond), j) of thread t is word ((stage * P + which) * U + j) *
+/// kBlock + t, so a warp's cp.async writes and its shared loads touch consecutive words (no bank conflicts). 16 KB per
+/// stage for every input type and guidance (U words of 16 or 8 bytes, 1 or 2 rows): 64 KB per block, two blocks per
+/// SM on sm_80 / sm_90 (the launcher checks the device).
+inline constexpr std::uint32_t kStages = 4;
+template <class In>
+using QuadWord = std::conditional_t<sizeof(In) == 4, uint4, uint2>;
+
+template <class In, bool kGuided>
+constexpr std::size_t staging_bytes() {
+  return std::size_t{kStages} * (kGuided ? 2 : 1) * kUnroll<In, kGuided> * kBlock * sizeof(QuadWord<In>);
+}
+
 static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
               "corl::cuda::sample_rows: thread t folds the quads t + 512 n, which is what makes its four consecutive "
               "quads one race group; the block size must equal the race's quad interleave");
@@ -734,12 +811,17 @@ static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
 /// read, the list loops and the mass pass; the exact race pass (rare in pass 1; the kept race of truncation when not
 /// fused) and the fused kept race reload ~18-22 spilled values per quad.
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
-template <class In, bool kTruncate, bool kGuided>
+/// kStaged (kernels without truncation): pass 1's loads go through the staging ring in dynamic shared memory
+/// (Pass1Loads::kStaged), kStages - 1 rounds ahead, instead of registers one round ahead.
+template <class In, bool kTruncate, bool kGuided, bool kStaged>
 __global__ void __launch_bounds__(kBlock, 2)
     sample_rows_kernel(const In* __restrict__ cond_all, const In* __restrict__ uncond_all, Args a,
                        std::int64_t* __restrict__ tokens, float* __restrict__ logps) {
+  static_assert(!(kTruncate && kStaged), "the truncated kernels keep their dynamic shared memory for their lists");
   __shared__ SharedStorage<kTruncate> s;
-  extern __shared__ std::uint32_t candidate_list[];  // a.candidate_cap keys (truncated kernels; radix_select)
+  // truncated kernels: a.candidate_cap keys (radix_select), then the deferred groups; staged kernels: the staging ring
+  extern __shared__ __align__(16) std::uint32_t dynamic_shared[];
+  std::uint32_t* const candidate_list = dynamic_shared;
   const index_t row = blockIdx.x;
   const std::uint32_t stream = static_cast<std::uint32_t>(row);
   const In* cond = cond_all + row * a.row_stride;
@@ -796,20 +878,10 @@ __global__ void __launch_bounds__(kBlock, 2)
       }
     }
   };
-  // Software pipelining: the next round's loads are issued before this round is folded, so that two rounds of loads
-  // (64 bytes per thread, 64 KB per SM) are in flight while a round is folded (the profile of the unpipelined loop:
-  // half of its stall samples were waits for its loads).
-  Raw4<In> next_c[U], next_u[kGuided ? U : 1];
-  if (threadIdx.x - lane < a.quads) load_round(threadIdx.x - lane, next_c, next_u);
-  for (std::uint32_t base = threadIdx.x - lane; base < a.quads; base += kBlock * U, n0 = (n0 + U) & 3) {
+  // Folds the round starting at the warp's quad `base` from its loaded quads, closes the lanes' groups that end in it
+  // and shares the warp's best key.
+  auto fold_round = [&](std::uint32_t base, const Raw4<In>(&rc)[U], const Raw4<In>(&ru)[kGuided ? U : 1]) {
     const std::uint32_t q0 = base + lane;
-    Raw4<In> rc[U], ru[kGuided ? U : 1];
-#pragma unroll
-    for (int j = 0; j < U; ++j) {
-      rc[j] = next_c[j];
-      if constexpr (kGuided) ru[j] = next_u[j];
-    }
-    if (base + kBlock * U < a.quads) load_round(base + kBlock * U, next_c, next_u);
     float z[U][4];
 #pragma unroll
     for (int j = 0; j < U; ++j) {
@@ -838,6 +910,87 @@ __global__ void __launch_bounds__(kBlock, 2)
       corl::sampling::close_certified_group(st, group, word_of, known_key);
     }
     if (!a.greedy && n0 + U == 4) known_key = warp_best_key(st);
+    n0 = (n0 + U) & 3;
+  };
+  // Software pipelining. Registers (kStaged = false): the next round's loads are issued before this round is folded,
+  // so that two rounds of loads (64 bytes per thread, 64 KB per SM) are in flight while a round is folded (the profile
+  // of the unpipelined loop: half of its stall samples were waits for its loads; of the pipelined one, a third, at the
+  // copies of the next round's registers). Staged (kStaged, rows loaded as vectors): each thread copies its own quads
+  // of the round kStages - 1 ahead into its slots of a ring in dynamic shared memory (cp.async: no registers held), and
+  // waits for its own oldest copies only (cp.async.wait_group), so no barrier is needed; the rounds that do not lie
+  // wholly inside the row (the last one or two) load directly, in a loop of their own.
+  constexpr std::uint32_t kRound = kBlock * U;  // quads per round of the block
+  std::uint32_t base = threadIdx.x - lane;
+  if constexpr (kStaged) {
+    if (vector_ok) {
+      using Word = QuadWord<In>;
+      constexpr std::uint32_t kWordBytes = sizeof(Word);
+      constexpr std::uint32_t kStageBytes = (kGuided ? 2 : 1) * U * kBlock * kWordBytes;  // one stage: 16 KB
+      constexpr std::uint32_t kRingBytes = kStages * kStageBytes;
+      static_assert((kRingBytes & (kRingBytes - 1)) == 0, "the ring's stage offsets wrap with a mask");
+      // this thread's first slot, as a shared-memory address; its word j of a stage (cond, then uncond) lies j * kBlock
+      // words further
+      const std::uint32_t ring = shared_address(dynamic_shared) + threadIdx.x * kWordBytes;
+      // the thread's quad of the round kStages - 1 ahead (then advanced a round at a time)
+      const Word* ahead_c = reinterpret_cast<const Word*>(cond) + lane + base;
+      const Word* ahead_u = kGuided ? reinterpret_cast<const Word*>(uncond) + lane + base : nullptr;
+      auto stage_round = [&](std::uint32_t stage_offset) {  // copies the quads at ahead_c / ahead_u to that stage
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+          copy_async(ring + stage_offset + static_cast<std::uint32_t>(j) * kBlock * kWordBytes, ahead_c + j * kBlock);
+          if constexpr (kGuided) {
+            copy_async(ring + stage_offset + (U + static_cast<std::uint32_t>(j)) * kBlock * kWordBytes,
+                       ahead_u + j * kBlock);
+          }
+        }
+      };
+      auto whole = [&](std::uint32_t round_base) { return round_base + kRound <= a.whole_quads; };
+#pragma unroll
+      for (std::uint32_t k = 0; k + 1 < kStages; ++k) {
+        if (whole(base + k * kRound)) stage_round(k * kStageBytes);
+        copy_async_commit();  // one group per round, empty or not: the wait counts groups
+        ahead_c += kRound;
+        if constexpr (kGuided) ahead_u += kRound;
+      }
+      std::uint32_t stage_offset = 0;  // this round's stage
+      for (; whole(base); base += kRound) {
+        if (whole(base + (kStages - 1) * kRound)) {  // < 2^31 + 6144: no wrap
+          stage_round((stage_offset + (kStages - 1) * kStageBytes) & (kRingBytes - 1));
+        }
+        copy_async_commit();
+        ahead_c += kRound;
+        if constexpr (kGuided) ahead_u += kRound;
+        copy_async_wait<kStages - 1>();  // this round's group (the kStages - 1 younger ones may still fly)
+        Raw4<In> rc[U], ru[kGuided ? U : 1];
+#pragma unroll
+        for (int j = 0; j < U; ++j) {
+          const std::uint32_t at = ring + stage_offset + static_cast<std::uint32_t>(j) * kBlock * kWordBytes;
+          rc[j] = unpack_word<In>(load_shared<Word>(at));
+          if constexpr (kGuided) ru[j] = unpack_word<In>(load_shared<Word>(at + U * kBlock * kWordBytes));
+        }
+        fold_round(base, rc, ru);
+        stage_offset = (stage_offset + kStageBytes) & (kRingBytes - 1);
+      }
+      copy_async_wait<0>();  // (every copy issued was consumed: nothing is in flight)
+    }
+    for (; base < a.quads; base += kRound) {  // the row's last rounds, or every round of an unaligned row
+      Raw4<In> rc[U], ru[kGuided ? U : 1];
+      load_round(base, rc, ru);
+      fold_round(base, rc, ru);
+    }
+  } else {
+    Raw4<In> next_c[U], next_u[kGuided ? U : 1];
+    if (base < a.quads) load_round(base, next_c, next_u);
+    for (; base < a.quads; base += kRound) {
+      Raw4<In> rc[U], ru[kGuided ? U : 1];
+#pragma unroll
+      for (int j = 0; j < U; ++j) {
+        rc[j] = next_c[j];
+        if constexpr (kGuided) ru[j] = next_u[j];
+      }
+      if (base + kRound < a.quads) load_round(base + kRound, next_c, next_u);
+      fold_round(base, rc, ru);
+    }
   }
   const Pass1State total = cub::BlockReduce<Pass1State, kBlock>(s.cub.pass1_reduce).Reduce(st, MergePass1State{});
   if (threadIdx.x == 0) s.pass1 = total;
@@ -1131,7 +1284,7 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
   int device = 0;
   check_cuda(cudaGetDevice(&device), where);
   std::uint32_t cap = device >= 0 && device < kMaxDevices ? prepared[static_cast<std::size_t>(device)].load() : 0u;
-  auto* kernel = &sample_rows_kernel<In, true, kGuided>;
+  auto* kernel = &sample_rows_kernel<In, true, kGuided, false>;
   if (cap == 0) {
     int optin = 0;
     check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), where);
@@ -1150,13 +1303,55 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
   return static_cast<std::uint32_t>(std::min<index_t>(cap - 1, vocab));
 }
 
-/// Caps on the truncated kernel's shared-memory lists, for tests that must reach the paths typical rows do not take:
-/// candidate_cap = 0 lists nothing (three reads per selection, then the separate kept race); deferred_cap = 0 makes
-/// every deferral overflow (the fused listing read, then the separate kept race). sample_rows uses the defaults.
+/// How pass 1 of the kernels without truncation (plain, CFG, greedy rows) keeps its loads in flight: in registers,
+/// one round ahead (measured: docs/kernels.md section 6), or through the staging ring in shared memory, three rounds
+/// ahead (written 2026-11-27, session 14, not yet measured on a GPU: the benchmark runs both). Both give the same
+/// tokens and log-probabilities, bit for bit (the same values folded in the same order). Truncated rows always use
+/// registers.
+enum class Pass1Loads : std::uint8_t { kRegisters, kStaged };
+
+/// Whether the staged kernel <In, kGuided> can run here: its ring (staging_bytes) fits beside the static shared memory
+/// with two blocks per SM (found once per device and kept). When it can, the kernel is allowed that much dynamic shared
+/// memory at every call (see prepare_candidate_list for why at every call).
+template <class In, bool kGuided>
+bool prepare_staging() {
+  constexpr const char* where = "corl::cuda::sample_rows (staged loads)";
+  constexpr int kMaxDevices = 64;
+  static std::array<std::atomic<std::uint8_t>, kMaxDevices> prepared{};  // per device: 0 = not yet, 1 = no, 2 = yes
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), where);
+  auto* kernel = &sample_rows_kernel<In, false, kGuided, true>;
+  constexpr std::size_t bytes = staging_bytes<In, kGuided>();
+  std::uint8_t state = device >= 0 && device < kMaxDevices ? prepared[static_cast<std::size_t>(device)].load() : 0;
+  if (state == 0) {
+    int optin = 0;
+    check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), where);
+    cudaFuncAttributes attributes{};
+    check_cuda(cudaFuncGetAttributes(&attributes, kernel), where);
+    int blocks = 0;
+    if (attributes.sharedSizeBytes + bytes <= static_cast<std::size_t>(optin)) {
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                 where);
+      check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kBlock, bytes), where);
+    }
+    state = blocks >= 2 ? 2 : 1;
+    if (device >= 0 && device < kMaxDevices) prepared[static_cast<std::size_t>(device)].store(state);
+  }
+  if (state != 2) return false;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), where);
+  return true;
+}
+
+/// Choices of paths for tests and benchmarks. Caps on the truncated kernel's shared-memory lists, for tests that must
+/// reach the paths typical rows do not take: candidate_cap = 0 lists nothing (three reads per selection, then the
+/// separate kept race); deferred_cap = 0 makes every deferral overflow (the fused listing read, then the separate kept
+/// race). `settle` forces a rare settling path on every row; `pass1_loads` picks pass 1's loads (Pass1Loads).
+/// sample_rows uses the defaults.
 struct PathLimits {
   std::uint32_t candidate_cap = kCandidateCap;
   std::uint32_t deferred_cap = kDeferredCap;
   SettlePass1 settle = SettlePass1::kAsNeeded;  // kBestTwo / kExactRace: take that rare path on every row
+  Pass1Loads pass1_loads = Pass1Loads::kRegisters;
 };
 
 }  // namespace sampling_detail
@@ -1202,18 +1397,33 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;
   using sampling_detail::sample_rows_kernel;
+  // Staged loads need every row aligned for vector loads (the kernel checks each row too, and loads an unaligned one
+  // directly, round by round).
+  const auto aligned = [&](const In* p) { return reinterpret_cast<std::uintptr_t>(p) % (4 * sizeof(In)) == 0; };
+  const bool rows_aligned = aligned(cond) && (!a.guided || aligned(uncond)) && row_stride % 4 == 0;
+  const bool want_staged = limits.pass1_loads == sampling_detail::Pass1Loads::kStaged && rows_aligned;
   if (truncate && a.guided) {
     a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, true>(vocab), limits.candidate_cap);
     const std::size_t list_bytes = sampling_detail::candidate_list_bytes(a.candidate_cap);
-    sample_rows_kernel<In, true, true><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
+    sample_rows_kernel<In, true, true, false><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
   } else if (truncate) {
     a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, false>(vocab), limits.candidate_cap);
     const std::size_t list_bytes = sampling_detail::candidate_list_bytes(a.candidate_cap);
-    sample_rows_kernel<In, true, false><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
+    sample_rows_kernel<In, true, false, false><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
   } else if (a.guided) {
-    sample_rows_kernel<In, false, true><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+    if (want_staged && sampling_detail::prepare_staging<In, true>()) {
+      constexpr std::size_t ring = sampling_detail::staging_bytes<In, true>();
+      sample_rows_kernel<In, false, true, true><<<grid, block, ring, stream>>>(cond, uncond, a, tokens, logps);
+    } else {
+      sample_rows_kernel<In, false, true, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+    }
   } else {
-    sample_rows_kernel<In, false, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+    if (want_staged && sampling_detail::prepare_staging<In, false>()) {
+      constexpr std::size_t ring = sampling_detail::staging_bytes<In, false>();
+      sample_rows_kernel<In, false, false, true><<<grid, block, ring, stream>>>(cond, uncond, a, tokens, logps);
+    } else {
+      sample_rows_kernel<In, false, false, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+    }
   }
   check_launch("corl::cuda::sample_rows (sample_rows_kernel)");
 }
