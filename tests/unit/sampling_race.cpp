@@ -847,6 +847,99 @@ TEST_CASE("certified race: merge and certificate, hand-computed") {
   CHECK(corl::sampling::merge_certified_race_states(p, q).argmax_quad == 40);
 }
 
+namespace {
+// The GPU kernel's block reduction of pass-1 states (sampling.cuh, warp_all_reduce: every field all-reduced over the
+// lanes of a warp, then over the warps' results), with the reductions done in order on the host.
+CertifiedRaceState fieldwise_merge(const std::vector<CertifiedRaceState>& lanes) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (const auto& st : lanes) m = std::max(m, st.max);
+  std::uint32_t argmax = corl::sampling::kNoQuad;
+  float sum = 0.0f;
+  std::uint64_t winner = 0;
+  for (const auto& st : lanes) {
+    argmax = std::min(argmax, corl::sampling::argmax_candidate(st, m));
+    sum += corl::sampling::scaled_sum(st, m);
+    winner = std::max(winner, corl::sampling::race_rank(st.best_key, st.best_group));
+  }
+  std::uint64_t second = 0;
+  for (const auto& st : lanes) second = std::max(second, corl::sampling::second_rank(st, winner));
+  float third = -std::numeric_limits<float>::infinity();
+  for (const auto& st : lanes) third = std::max(third, corl::sampling::third_key(st, winner, second));
+  return corl::sampling::assemble_certified(m, sum, argmax, winner, second, third);
+}
+}  // namespace
+
+TEST_CASE("certified race: the field-wise all-reduction of many states equals their merge") {
+  // 512 lane states (16 warps of 32) with distinct groups, equal keys and equal maxima on purpose, lanes without any
+  // group or without a finite max: the kernel's two-level field-wise reduction against a chain of merges in lane order
+  // and in reverse order. Everything equal but the sum, whose rounding depends on the order.
+  corl::CounterRng rng(777, 0);
+  for (int trial = 0; trial < 300; ++trial) {
+    CAPTURE(trial);
+    std::vector<CertifiedRaceState> lanes(512);
+    index_t next_group = 0;
+    for (auto& st : lanes) {
+      st = corl::sampling::empty_certified_race_state();
+      if (rng.uniform() < 0.9) {
+        st.max = static_cast<float>(std::floor(8.0 * rng.uniform()));  // few distinct maxima: ties
+        st.sum = static_cast<float>(1.0 + 10.0 * rng.uniform());
+        st.argmax_quad = static_cast<std::uint32_t>(rng.below(100000));
+      }
+      const int evaluated = trial % 3 == 0 ? 0 : static_cast<int>(rng.below(5));
+      for (int g = 0; g < evaluated; ++g) {
+        next_group += 1 + static_cast<index_t>(rng.below(3));
+        const float key = trial % 2 == 0 ? static_cast<float>(std::floor(6.0 * rng.uniform()))  // ties of keys
+                                         : static_cast<float>(20.0 * rng.normal());
+        corl::sampling::certified_insert(st, key, next_group);
+      }
+    }
+    if (trial % 3 == 0 && trial % 2 == 0) {  // a few groups only, some with the same key
+      for (int g = 0; g < 3; ++g) corl::sampling::certified_insert(lanes[rng.below(512)], 1.0f, next_group += 7);
+    }
+    std::vector<CertifiedRaceState> warps;
+    for (int w = 0; w < 16; ++w) {
+      warps.push_back(fieldwise_merge(std::vector<CertifiedRaceState>(lanes.begin() + 32 * w,
+                                                                      lanes.begin() + 32 * (w + 1))));
+    }
+    const CertifiedRaceState fieldwise = fieldwise_merge(warps);
+    CertifiedRaceState forward = lanes[0], backward = lanes[511];
+    for (std::size_t i = 1; i < 512; ++i) {
+      forward = corl::sampling::merge_certified_race_states(forward, lanes[i]);
+      backward = corl::sampling::merge_certified_race_states(backward, lanes[511 - i]);
+    }
+    for (const auto& merged : {forward, backward}) {
+      CHECK(fieldwise.max == merged.max);
+      CHECK(fieldwise.sum == doctest::Approx(merged.sum).epsilon(1e-5));
+      CHECK(fieldwise.argmax_quad == merged.argmax_quad);
+      CHECK(fieldwise.best_group == merged.best_group);
+      CHECK(fieldwise.runner_group == merged.runner_group);
+      CHECK(fieldwise.third == merged.third);
+      CHECK(corl::sampling::certified_winner(fieldwise) == corl::sampling::certified_winner(merged));
+      CHECK(corl::sampling::settled_by_best_two(fieldwise) == corl::sampling::settled_by_best_two(merged));
+      if (merged.best_group >= 0) CHECK(fieldwise.best_key == merged.best_key);
+      if (merged.runner_group >= 0) CHECK(fieldwise.runner_up == merged.runner_up);
+    }
+  }
+  // a NaN sum (a NaN score) and a +inf max (a +inf score) still show after the reduction: the bad-row test
+  std::vector<CertifiedRaceState> lanes(32, corl::sampling::empty_certified_race_state());
+  lanes[3].max = 2.0f;
+  lanes[3].sum = 1.0f;
+  lanes[9].max = 1.0f;
+  lanes[9].sum = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::isnan(fieldwise_merge(lanes).sum));
+  lanes[9].sum = 1.0f;
+  lanes[20].max = std::numeric_limits<float>::infinity();
+  lanes[20].sum = 1.0f;
+  CHECK(fieldwise_merge(lanes).max == std::numeric_limits<float>::infinity());
+  // no lane saw a finite logit: max -inf, sum 0, no quad, no group
+  const auto none = fieldwise_merge(std::vector<CertifiedRaceState>(32, corl::sampling::empty_certified_race_state()));
+  CHECK(none.max == -std::numeric_limits<float>::infinity());
+  CHECK(none.sum == 0.0f);
+  CHECK(none.argmax_quad == corl::sampling::kNoQuad);
+  CHECK(none.best_group == -1);
+  CHECK(none.runner_group == -1);
+}
+
 TEST_CASE("certified race: rows whose best keys tie exactly are settled by the best two, or by the exact race") {
   // Scores of 1e29 (a logit of ~1 at a temperature of 1e-29) at 2, 3 or 5 places in distinct groups, the rest O(1):
   // the groups holding them have keys equal to 1e29 exactly (log S_G and log E_G vanish in its rounding), so the

@@ -168,6 +168,56 @@ CORL_HD CertifiedRaceState merge_certified_race_states(const CertifiedRaceState&
   return r;
 }
 
+/// The merge of many states (a GPU warp's lanes, then a block's warps) by all-reductions of single fields instead of a
+/// tree of merge_certified_race_states (a warp shuffles one word per step instead of the whole state, and compares
+/// once instead of running two certified_inserts): with the race order encoded as a rank (race_rank; 0 for no group),
+///   M = max of max,  A = min of argmax_candidate(st, M),  S = sum of scaled_sum(st, M),
+///   W = max of race_rank(best),  R = max of second_rank(st, W),  T = max of third_key(st, W, R),
+/// and assemble_certified(M, S, A, W, R, T) is the merge of the states in any order (the same state, up to the
+/// rounding of S): W is the best group in race order; R the best of every lane's best group other than W, i.e. the
+/// second; T the largest key of the evaluated groups other than those two (a state's groups other than its best two
+/// are below its runner-up, so its `third` is all that is left of them). A state's groups are distinct from every other
+/// state's (the stretches are disjoint). Ranks need group < 2^32 (pass 1: groups < 2^29).
+CORL_HD std::uint64_t race_rank(float key, index_t group) {
+  if (group < 0) return 0;
+  return (std::uint64_t{ordered_bits(key)} << 32) | (0xffffffffu - static_cast<std::uint32_t>(group));
+}
+CORL_HD float rank_key(std::uint64_t rank) {
+  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+  return rank == 0 ? neg_inf : from_ordered_bits(static_cast<std::uint32_t>(rank >> 32));
+}
+CORL_HD index_t rank_group(std::uint64_t rank) {
+  return rank == 0 ? index_t{-1} : static_cast<index_t>(0xffffffffu - static_cast<std::uint32_t>(rank));
+}
+/// The state's argmax quad if its max is the merged max M, else kNoQuad (the merge keeps the smallest such quad).
+CORL_HD std::uint32_t argmax_candidate(const CertifiedRaceState& st, float total_max) {
+  return st.max == total_max ? st.argmax_quad : kNoQuad;
+}
+/// The state's sum relative to the merged max M (merge_max_sum's term).
+CORL_HD float scaled_sum(const CertifiedRaceState& st, float total_max) {
+  return st.max == -std::numeric_limits<float>::infinity() ? st.sum : st.sum * stream_exp(st.max - total_max);
+}
+/// The state's best group other than the merged winner (rank W): its runner-up when it holds W, else its best.
+CORL_HD std::uint64_t second_rank(const CertifiedRaceState& st, std::uint64_t winner) {
+  const std::uint64_t best = race_rank(st.best_key, st.best_group);
+  return best == winner ? race_rank(st.runner_up, st.runner_group) : best;
+}
+/// The largest key of the state's evaluated groups other than the merged best two (ranks W and R).
+CORL_HD float third_key(const CertifiedRaceState& st, std::uint64_t winner, std::uint64_t second) {
+  const std::uint64_t best = race_rank(st.best_key, st.best_group);
+  const std::uint64_t runner = race_rank(st.runner_up, st.runner_group);
+  float t = st.third;
+  if (best != 0 && best != winner && best != second) t = st.best_key > t ? st.best_key : t;
+  if (runner != 0 && runner != winner && runner != second) t = st.runner_up > t ? st.runner_up : t;
+  return t;
+}
+/// The merged state from the all-reduced fields (see race_rank).
+CORL_HD CertifiedRaceState assemble_certified(float total_max, float total_sum, std::uint32_t argmax_quad,
+                                              std::uint64_t winner, std::uint64_t second, float third) {
+  return CertifiedRaceState{total_max,          total_sum,           argmax_quad, rank_key(winner),
+                            rank_group(winner), rank_key(second),    rank_group(second), third, 0.0f};
+}
+
 /// Whether approximate key `key` lies more than twice the slack below the merged state's best (so that its group's
 /// exact key is below the best group's); false when there is no best.
 CORL_HD bool clearly_below_best(const CertifiedRaceState& total, float key) {

@@ -372,11 +372,44 @@ __device__ __forceinline__ float group_key_own_word(const In* cond, const In* un
 /// Per-thread (then per-block) summary of pass 1: the certified race (corl/sampling/certified_race.hpp).
 using Pass1State = corl::sampling::CertifiedRaceState;
 
-struct MergePass1State {
-  __device__ Pass1State operator()(const Pass1State& a, const Pass1State& b) const {
-    return corl::sampling::merge_certified_race_states(a, b);
-  }
-};
+/// The merge of the pass-1 states of a warp's 32 lanes, on every lane: one all-reduction (xor shuffles) per field
+/// (corl/sampling/certified_race.hpp, race_rank), ~140 instructions where a reduction of the whole state with
+/// merge_certified_race_states took ~500 per warp (Nsight, session 13). Every lane gets the same bits: each step adds
+/// or compares a pair in both orders, and float addition is commutative.
+__device__ __forceinline__ Pass1State warp_merge_pass1(const Pass1State& st) {
+  namespace cs = corl::sampling;
+  constexpr unsigned kAll = 0xffffffffu;
+  auto all_max = [](float x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) x = fmaxf(x, __shfl_xor_sync(kAll, x, off));
+    return x;
+  };
+  auto all_sum = [](float x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(kAll, x, off);
+    return x;
+  };
+  auto all_min = [](std::uint32_t x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) x = min(x, __shfl_xor_sync(kAll, x, off));
+    return x;
+  };
+  auto all_max_rank = [](std::uint64_t x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      const std::uint64_t y = __shfl_xor_sync(kAll, static_cast<unsigned long long>(x), off);
+      x = y > x ? y : x;
+    }
+    return x;
+  };
+  const float m = all_max(st.max);
+  const std::uint32_t argmax = all_min(cs::argmax_candidate(st, m));
+  const float sum = all_sum(cs::scaled_sum(st, m));
+  const std::uint64_t winner = all_max_rank(cs::race_rank(st.best_key, st.best_group));
+  const std::uint64_t second = all_max_rank(cs::second_rank(st, winner));
+  const float third = all_max(cs::third_key(st, winner, second));
+  return cs::assemble_certified(m, sum, argmax, winner, second, third);
+}
 
 /// Whether pass 1 saw a NaN / +inf score or input. Scores are not tested one by one: a +inf score becomes the row's
 /// max, and a NaN one makes the row's sum NaN (exp(NaN - m) is NaN, and NaN survives every later add, rescale and
@@ -450,13 +483,12 @@ template <bool kTruncate>
 struct SharedStorage {
   union {
     typename cub::BlockReduce<RowState, kBlock>::TempStorage row_reduce;
-    typename cub::BlockReduce<Pass1State, kBlock>::TempStorage pass1_reduce;
     typename cub::BlockReduce<unsigned long long, kBlock>::TempStorage mass_reduce;
     typename cub::BlockScan<CountMass, kBlock>::TempStorage scan;
   } cub;
   RadixHistogram<kTruncate ? kRadixBins : 1> hist;
   RowState row;
-  Pass1State pass1;  // pass 1's merged state
+  Pass1State pass1_warps[kBlock / 32];  // pass 1's state merged per warp (not in the union: read until the end)
   // radix selection results
   std::uint32_t prefix;
   unsigned long long target;
@@ -771,7 +803,7 @@ __device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args
       corl::sampling::close_race_group(st, c_bound, group, word_of, exact_key, bound_key);
     }
   }
-  __syncthreads();  // every thread has read what the caller passed from shared memory (s.row, s.pass1)
+  __syncthreads();  // every thread has read what the caller passed from shared memory (s.row, s.pass1_warps)
   const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
   if (threadIdx.x == 0) s.row = total;
   __syncthreads();
@@ -992,10 +1024,14 @@ __global__ void __launch_bounds__(kBlock, 2)
       fold_round(base, rc, ru);
     }
   }
-  const Pass1State total = cub::BlockReduce<Pass1State, kBlock>(s.cub.pass1_reduce).Reduce(st, MergePass1State{});
-  if (threadIdx.x == 0) s.pass1 = total;
+  // The block's merge: per warp, then every warp merges the 16 warps' states (no second barrier, no broadcast).
+  {
+    const Pass1State warp_total = warp_merge_pass1(st);
+    if (lane == 0) s.pass1_warps[threadIdx.x / 32] = warp_total;
+  }
   __syncthreads();
-  const Pass1State p1 = s.pass1;
+  const Pass1State p1 = warp_merge_pass1(lane < kBlock / 32 ? s.pass1_warps[lane]
+                                                            : corl::sampling::empty_certified_race_state());
   // r.argmax: the first entry of the argmax's quad for now (truncation only needs the quad); greedy finds the entry.
   // r.best_key: not kept (pass 1's keys are approximate, and the settling below may change the group).
   RowState r{p1.max, p1.sum, index_t{4} * p1.argmax_quad, NAN, p1.best_group, 0.0f};
@@ -1212,7 +1248,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   // folds the kept mass (sum exp(z - m) over the kept set, m = the row's max, which is kept), so top-k and min-p,
   // whose selection carries no mass, need a separate mass pass only when the winner was wholly kept. (The logp of a
   // top-k / min-p row then uses either this float sum or the 2^-40 fixed-point one, ~1e-6 apart.)
-  // every thread has read pass 1's result (s.pass1, and s.row.best_group after a best-two settling) before thread 0
+  // every thread has read pass 1's result (s.pass1_warps, s.row.best_group after a best-two settling) before thread 0
   // writes s.row (min-p alone runs no selection, whose barriers would do)
   __syncthreads();
   if (threadIdx.x == 0) {
