@@ -13,8 +13,11 @@
 // (the lanes share it with a shuffle after every group), are skipped without one (x_G >= S_G exp(-B), 1e-3 margin),
 // and the block keeps its best two groups and the largest other key: the winner is the exact race's when the runner-up
 // is more than twice the slack below it, else the exact keys of the two decide (two reloads by one thread, ~1e-3 of
-// the rows), else (a third key that close, ~1e-6) one more read runs the exact race (exact_race_pass). The loop loads
-// the next round of quads before it folds the current one (two rounds, 64 bytes per thread, in flight). Per logit
+// the rows), else (a third key that close, ~1e-6) one more read runs the exact race (exact_race_pass). The block
+// merges its threads' states by one warp all-reduction per field (warp_merge_pass1), per warp and then over the warps.
+// The loop loads the next round of quads before it folds the current one (two rounds, 64 bytes per thread, in
+// flight), or, with PathLimits::pass1_loads = kStaged (kernels without truncation), copies the round three ahead into
+// a ring in shared memory with cp.async (four rounds per thread, 64 KB per block, no registers held). Per logit
 // pass 1 is a multiply, a max, a subtract, a multiply, the online sum's exp (ex2.approx) and an add; per round one
 // branchless rescale; per group of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group
 // can win with the smallest uniform.
@@ -42,7 +45,8 @@
 // 72 us (bf16): issue-bound, the exact keys' reloads and the new-max branch diverging in most rounds; certified race
 // with pipelined loads (2026-11-27, session 13) 42 us fp32 (1.7x the one-read floor of 24.7 us) and 36 us bf16 (2.9x
 // its 12.3 us floor), CFG 5 70 / 64 us; top-k 50 0.164 ms, top-p 0.9 0.246 ms (PyTorch's sort-based top-p in the same
-// run 2.90 ms). Nsight (plain fp32): DRAM 60%, issue slots 59% busy, 30% of the stall samples waiting for loads.
+// run 2.90 ms). Nsight (plain fp32): DRAM 60%, issue slots 59% busy, a third of the stall samples waiting for loads.
+// The per-field merge and the staged loads (session 14) are compiled for sm_90 but not yet measured.
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
