@@ -848,7 +848,7 @@ TEST_CASE("certified race: merge and certificate, hand-computed") {
 }
 
 namespace {
-// The GPU kernel's block reduction of pass-1 states (sampling.cuh, warp_all_reduce: every field all-reduced over the
+// The GPU kernel's block reduction of pass-1 states (sampling.cuh, warp_merge_pass1: every field all-reduced over the
 // lanes of a warp, then over the warps' results), with the reductions done in order on the host.
 CertifiedRaceState fieldwise_merge(const std::vector<CertifiedRaceState>& lanes) {
   float m = -std::numeric_limits<float>::infinity();

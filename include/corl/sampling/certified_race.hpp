@@ -182,6 +182,7 @@ CORL_HD std::uint64_t race_rank(float key, index_t group) {
   if (group < 0) return 0;
   return (std::uint64_t{ordered_bits(key)} << 32) | (0xffffffffu - static_cast<std::uint32_t>(group));
 }
+/// The key of a rank (-inf for none); a key of -0.0 comes back as +0.0, which compares the same.
 CORL_HD float rank_key(std::uint64_t rank) {
   constexpr float neg_inf = -std::numeric_limits<float>::infinity();
   return rank == 0 ? neg_inf : from_ordered_bits(static_cast<std::uint32_t>(rank >> 32));
@@ -195,7 +196,10 @@ CORL_HD std::uint32_t argmax_candidate(const CertifiedRaceState& st, float total
 }
 /// The state's sum relative to the merged max M (merge_max_sum's term).
 CORL_HD float scaled_sum(const CertifiedRaceState& st, float total_max) {
-  return st.max == -std::numeric_limits<float>::infinity() ? st.sum : st.sum * stream_exp(st.max - total_max);
+  // rounded products and sums (mul_rn, add_rn on the GPU's side too): no contraction into an FMA on one lane and not
+  // on another
+  return st.max == -std::numeric_limits<float>::infinity() ? st.sum
+                                                            : mul_rn(st.sum, stream_exp(sub_rn(st.max, total_max)));
 }
 /// The state's best group other than the merged winner (rank W): its runner-up when it holds W, else its best.
 CORL_HD std::uint64_t second_rank(const CertifiedRaceState& st, std::uint64_t winner) {

@@ -390,7 +390,7 @@ __device__ __forceinline__ Pass1State warp_merge_pass1(const Pass1State& st) {
   };
   auto all_sum = [](float x) {
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(kAll, x, off);
+    for (int off = 16; off > 0; off >>= 1) x = corl::sampling::add_rn(x, __shfl_xor_sync(kAll, x, off));
     return x;
   };
   auto all_min = [](std::uint32_t x) {
@@ -953,8 +953,8 @@ __global__ void __launch_bounds__(kBlock, 2)
   // of the unpipelined loop: half of its stall samples were waits for its loads; of the pipelined one, a third, at the
   // copies of the next round's registers). Staged (kStaged, rows loaded as vectors): each thread copies its own quads
   // of the round kStages - 1 ahead into its slots of a ring in dynamic shared memory (cp.async: no registers held), and
-  // waits for its own oldest copies only (cp.async.wait_group), so no barrier is needed; the rounds that do not lie
-  // wholly inside the row (the last one or two) load directly, in a loop of their own.
+  // waits for its own oldest copies only (cp.async.wait_group), so no barrier is needed; a round whose quads (the
+  // warp's) do not all lie inside the row (the last one, if any) loads directly, in a loop of its own.
   constexpr std::uint32_t kRound = kBlock * U;  // quads per round of the block
   std::uint32_t base = threadIdx.x - lane;
   if constexpr (kStaged) {
@@ -967,35 +967,34 @@ __global__ void __launch_bounds__(kBlock, 2)
       // this thread's first slot, as a shared-memory address; its word j of a stage (cond, then uncond) lies j * kBlock
       // words further
       const std::uint32_t ring = shared_address(dynamic_shared) + threadIdx.x * kWordBytes;
-      // the thread's quad of the round kStages - 1 ahead (then advanced a round at a time)
-      const Word* ahead_c = reinterpret_cast<const Word*>(cond) + lane + base;
-      const Word* ahead_u = kGuided ? reinterpret_cast<const Word*>(uncond) + lane + base : nullptr;
-      auto stage_round = [&](std::uint32_t stage_offset) {  // copies the quads at ahead_c / ahead_u to that stage
+      const Word* const cond_words = reinterpret_cast<const Word*>(cond) + lane;
+      const Word* const uncond_words = kGuided ? reinterpret_cast<const Word*>(uncond) + lane : nullptr;
+      // copies this thread's quads of the round at `round_base` (the warp's first quad of it) to the stage at
+      // `stage_offset` bytes
+      auto stage_round = [&](std::uint32_t round_base, std::uint32_t stage_offset) {
+        const Word* const c = cond_words + round_base;
 #pragma unroll
         for (int j = 0; j < U; ++j) {
-          copy_async(ring + stage_offset + static_cast<std::uint32_t>(j) * kBlock * kWordBytes, ahead_c + j * kBlock);
+          copy_async(ring + stage_offset + static_cast<std::uint32_t>(j) * kBlock * kWordBytes, c + j * kBlock);
           if constexpr (kGuided) {
             copy_async(ring + stage_offset + (U + static_cast<std::uint32_t>(j)) * kBlock * kWordBytes,
-                       ahead_u + j * kBlock);
+                       uncond_words + round_base + j * kBlock);
           }
         }
       };
-      auto whole = [&](std::uint32_t round_base) { return round_base + kRound <= a.whole_quads; };
+      // whether the warp's quads of the round at `round_base` (round_base + lane + kBlock j) all lie inside the row,
+      // with all four entries: whole rounds are a prefix of the warp's rounds (< 2^31 + 8192 here: no wrap)
+      auto whole = [&](std::uint32_t round_base) { return round_base + (U - 1) * kBlock + 32 <= a.whole_quads; };
 #pragma unroll
       for (std::uint32_t k = 0; k + 1 < kStages; ++k) {
-        if (whole(base + k * kRound)) stage_round(k * kStageBytes);
+        if (whole(base + k * kRound)) stage_round(base + k * kRound, k * kStageBytes);
         copy_async_commit();  // one group per round, empty or not: the wait counts groups
-        ahead_c += kRound;
-        if constexpr (kGuided) ahead_u += kRound;
       }
       std::uint32_t stage_offset = 0;  // this round's stage
       for (; whole(base); base += kRound) {
-        if (whole(base + (kStages - 1) * kRound)) {  // < 2^31 + 6144: no wrap
-          stage_round((stage_offset + (kStages - 1) * kStageBytes) & (kRingBytes - 1));
-        }
+        const std::uint32_t ahead = base + (kStages - 1) * kRound;
+        if (whole(ahead)) stage_round(ahead, (stage_offset + (kStages - 1) * kStageBytes) & (kRingBytes - 1));
         copy_async_commit();
-        ahead_c += kRound;
-        if constexpr (kGuided) ahead_u += kRound;
         copy_async_wait<kStages - 1>();  // this round's group (the kStages - 1 younger ones may still fly)
         Raw4<In> rc[U], ru[kGuided ? U : 1];
 #pragma unroll
@@ -1009,7 +1008,7 @@ __global__ void __launch_bounds__(kBlock, 2)
       }
       copy_async_wait<0>();  // (every copy issued was consumed: nothing is in flight)
     }
-    for (; base < a.quads; base += kRound) {  // the row's last rounds, or every round of an unaligned row
+    for (; base < a.quads; base += kRound) {  // the row's last round, or every round of an unaligned row
       Raw4<In> rc[U], ru[kGuided ? U : 1];
       load_round(base, rc, ru);
       fold_round(base, rc, ru);
@@ -1371,6 +1370,10 @@ bool prepare_staging() {
     int blocks = 0;
     if (attributes.sharedSizeBytes + bytes <= static_cast<std::size_t>(optin)) {
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                 where);
+      // two blocks need 2 * (64 KB + static) of the SM's unified L1 / shared memory: ask for the largest carveout
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      cudaSharedmemCarveoutMaxShared),
                  where);
       check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kBlock, bytes), where);
     }
