@@ -521,6 +521,28 @@ TEST_CASE("a NaN or +inf score always shows in the merged state: the kernel's un
 }
 
 namespace {
+// The GPU kernel's block reduction of pass-1 states (sampling.cuh, warp_merge_pass1: every field all-reduced over the
+// lanes of a warp, then over the warps' results), with the reductions done in order on the host.
+CertifiedRaceState fieldwise_merge(const std::vector<CertifiedRaceState>& lanes) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (const auto& st : lanes) m = std::max(m, st.max);
+  std::uint32_t argmax = corl::sampling::kNoQuad;
+  float sum = 0.0f;
+  std::uint64_t winner = 0;
+  for (const auto& st : lanes) {
+    argmax = std::min(argmax, corl::sampling::argmax_candidate(st, m));
+    sum += corl::sampling::scaled_sum(st, m);
+    winner = std::max(winner, corl::sampling::race_rank(st.best_key, st.best_group));
+  }
+  std::uint64_t second = 0;
+  for (const auto& st : lanes) second = std::max(second, corl::sampling::second_rank(st, winner));
+  float third = -std::numeric_limits<float>::infinity();
+  for (const auto& st : lanes) third = std::max(third, corl::sampling::third_key(st, winner, second));
+  return corl::sampling::assemble_certified(m, sum, argmax, winner, second, third);
+}
+}  // namespace
+
+namespace {
 
 // The kernel's own pass-1 loop (corl/cuda/sampling.cuh, sample_rows_kernel), statement for statement, on the host:
 // 512 threads in warps of 32 that run in lockstep, U quads per round folded at once (fold_certified_round), the round
@@ -592,15 +614,13 @@ KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, Se
   }
   for (std::uint32_t t = 0; t < kBlock; ++t)
     if (!rs.greedy && !open[t].empty()) ++out.closing_errors;  // a group left open
-  // the block's merge: a tree, as cub's (the result does not depend on its shape, up to the rounding of the sum)
-  std::vector<CertifiedRaceState> level = states;
-  while (level.size() > 1) {
-    std::vector<CertifiedRaceState> next;
-    for (std::size_t i = 0; i + 1 < level.size(); i += 2)
-      next.push_back(corl::sampling::merge_certified_race_states(level[i], level[i + 1]));
-    level = next;
+  // the block's merge, as the kernel's warp_merge_pass1: each warp's lanes, then the 16 warps' states
+  std::vector<CertifiedRaceState> warp_states;
+  for (std::uint32_t w = 0; w < kBlock / 32; ++w) {
+    warp_states.push_back(fieldwise_merge(std::vector<CertifiedRaceState>(states.begin() + 32 * w,
+                                                                          states.begin() + 32 * (w + 1))));
   }
-  const CertifiedRaceState total = level[0];
+  const CertifiedRaceState total = fieldwise_merge(warp_states);
   out.state = corl::sampling::empty_race_state();
   out.state.max = total.max;
   out.state.sum = total.sum;
@@ -847,27 +867,6 @@ TEST_CASE("certified race: merge and certificate, hand-computed") {
   CHECK(corl::sampling::merge_certified_race_states(p, q).argmax_quad == 40);
 }
 
-namespace {
-// The GPU kernel's block reduction of pass-1 states (sampling.cuh, warp_merge_pass1: every field all-reduced over the
-// lanes of a warp, then over the warps' results), with the reductions done in order on the host.
-CertifiedRaceState fieldwise_merge(const std::vector<CertifiedRaceState>& lanes) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (const auto& st : lanes) m = std::max(m, st.max);
-  std::uint32_t argmax = corl::sampling::kNoQuad;
-  float sum = 0.0f;
-  std::uint64_t winner = 0;
-  for (const auto& st : lanes) {
-    argmax = std::min(argmax, corl::sampling::argmax_candidate(st, m));
-    sum += corl::sampling::scaled_sum(st, m);
-    winner = std::max(winner, corl::sampling::race_rank(st.best_key, st.best_group));
-  }
-  std::uint64_t second = 0;
-  for (const auto& st : lanes) second = std::max(second, corl::sampling::second_rank(st, winner));
-  float third = -std::numeric_limits<float>::infinity();
-  for (const auto& st : lanes) third = std::max(third, corl::sampling::third_key(st, winner, second));
-  return corl::sampling::assemble_certified(m, sum, argmax, winner, second, third);
-}
-}  // namespace
 
 TEST_CASE("certified race: the field-wise all-reduction of many states equals their merge") {
   // 512 lane states (16 warps of 32) with distinct groups, equal keys and equal maxima on purpose, lanes without any
