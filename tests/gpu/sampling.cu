@@ -13,7 +13,6 @@
 #include <cstring>
 #include <limits>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include <corl/core/half_types.hpp>
@@ -190,6 +189,26 @@ void check_parity(index_t rows, index_t vocab, index_t stride, index_t misalign,
   check_parity_of(cond, uncond, rows, vocab, stride, misalign, limits);
 }
 
+// Every mode on the same rows and key through the paths `first` and `second`: the same tokens and log-probs, bit for
+// bit (paths that fold the same values in the same order, on the same device).
+template <class H>
+void check_paths_agree(const std::vector<H>& cond, const std::vector<H>& uncond, index_t rows, index_t vocab,
+                       index_t stride, index_t misalign, RngKey key, const PathLimits& first,
+                       const PathLimits& second) {
+  for (const Case& c : cases()) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    CAPTURE(vocab);
+    CAPTURE(stride);
+    CAPTURE(misalign);
+    const auto u = c.guided ? uncond : std::vector<H>{};
+    const auto one = run_gpu<H>(cond, u, rows, vocab, stride, c.params, key, misalign, first);
+    const auto other = run_gpu<H>(cond, u, rows, vocab, stride, c.params, key, misalign, second);
+    CHECK(one.tokens == other.tokens);
+    CHECK(one.logps == other.logps);
+  }
+}
+
 double chi2_critical_001(int df) {
   if (df == 1) return 10.828;
   const double d = df, z = 3.0902;
@@ -260,16 +279,7 @@ TEST_CASE("pass 1's settling paths (rows whose winner is not certified) agree wi
     check_parity<corl::bfloat16>(32, 16384, 16384, 0, limits);
     const index_t rows = 48, vocab = 32771;
     const auto cond = random_rows<float>(rows, vocab, 900), uncond = random_rows<float>(rows, vocab, 901);
-    for (const Case& c : cases()) {
-      const std::string name = c.name;
-      CAPTURE(name);
-      const RngKey key{4321, 5};
-      const auto u = c.guided ? uncond : std::vector<float>{};
-      const auto certified = run_gpu<float>(cond, u, rows, vocab, vocab, c.params, key);
-      const auto settled = run_gpu<float>(cond, u, rows, vocab, vocab, c.params, key, 0, limits);
-      CHECK(certified.tokens == settled.tokens);
-      CHECK(certified.logps == settled.logps);
-    }
+    check_paths_agree(cond, uncond, rows, vocab, vocab, 0, RngKey{4321, 5}, PathLimits{}, limits);
   }
 }
 
@@ -346,7 +356,8 @@ TEST_CASE("pass 1's staged loads give the tokens and log-probs of its register l
   // kernel needs aligned rows, and the round holding the end loads directly), the benchmark's widths; unaligned rows
   // (the launcher then takes the register kernel); fp32, bf16, fp16; every mode (the truncated ones never stage, and
   // must not change either). On sm_80 and sm_90 the staged kernel must be available (two blocks per SM fit).
-  PathLimits staged;
+  PathLimits registers, staged;
+  registers.pass1_loads = corl::cuda::sampling_detail::Pass1Loads::kRegisters;
   staged.pass1_loads = corl::cuda::sampling_detail::Pass1Loads::kStaged;
   {
     int device = 0;
@@ -360,20 +371,7 @@ TEST_CASE("pass 1's staged loads give the tokens and log-probs of its register l
   }
   auto round_up4 = [](index_t v) { return (v + 3) / 4 * 4; };
   auto same = [&](const auto& cond, const auto& uncond, index_t rows, index_t vocab, index_t stride, index_t misalign) {
-    using H = typename std::decay_t<decltype(cond)>::value_type;
-    for (const Case& c : cases()) {
-      const std::string name = c.name;
-      CAPTURE(name);
-      CAPTURE(vocab);
-      CAPTURE(stride);
-      CAPTURE(misalign);
-      const RngKey key{2718, 28};
-      const auto u = c.guided ? uncond : std::vector<H>{};
-      const auto registers = run_gpu<H>(cond, u, rows, vocab, stride, c.params, key, misalign);
-      const auto ring = run_gpu<H>(cond, u, rows, vocab, stride, c.params, key, misalign, staged);
-      CHECK(registers.tokens == ring.tokens);
-      CHECK(registers.logps == ring.logps);
-    }
+    check_paths_agree(cond, uncond, rows, vocab, stride, misalign, RngKey{2718, 28}, registers, staged);
   };
   const bool small = corl_test::small_shapes_only();
   for (const index_t vocab : {index_t{1000}, index_t{4099}, index_t{16384}, index_t{32771}, index_t{102400}}) {

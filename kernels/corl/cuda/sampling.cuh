@@ -130,6 +130,10 @@ struct Raw4 {
   std::uint32_t w[sizeof(In)];  // 4 words for fp32, 2 for 16-bit types
 };
 
+/// A quad as one load: a 16-byte word for fp32, an 8-byte one for 16-bit types.
+template <class In>
+using QuadWord = std::conditional_t<sizeof(In) == 4, uint4, uint2>;
+
 /// A quad's loaded word (16 bytes for fp32, 8 for 16-bit types) as Raw4.
 template <class In, class Word>
 __device__ __forceinline__ Raw4<In> unpack_word(const Word& v) {
@@ -203,11 +207,7 @@ __device__ __forceinline__ std::uint32_t shared_address(const void* p) {
 /// Quad q of a row whose base is aligned to four elements, all four entries inside the row: one vector load.
 template <class In>
 __device__ __forceinline__ Raw4<In> load4_vector(const In* row, std::uint32_t q) {
-  if constexpr (sizeof(In) == 4) {
-    return unpack_word<In>(reinterpret_cast<const uint4*>(row)[q]);
-  } else {
-    return unpack_word<In>(reinterpret_cast<const uint2*>(row)[q]);
-  }
+  return unpack_word<In>(reinterpret_cast<const QuadWord<In>*>(row)[q]);
 }
 
 /// Four -inf logits (a quad beyond the row), as bits.
@@ -828,8 +828,6 @@ inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 /// stage for every input type and guidance (U words of 16 or 8 bytes, 1 or 2 rows): 64 KB per block, two blocks per
 /// SM on sm_80 / sm_90 (the launcher checks the device).
 inline constexpr std::uint32_t kStages = 4;
-template <class In>
-using QuadWord = std::conditional_t<sizeof(In) == 4, uint4, uint2>;
 
 template <class In, bool kGuided>
 constexpr std::size_t staging_bytes() {
@@ -961,8 +959,8 @@ __global__ void __launch_bounds__(kBlock, 2)
     if (vector_ok) {
       using Word = QuadWord<In>;
       constexpr std::uint32_t kWordBytes = sizeof(Word);
-      constexpr std::uint32_t kStageBytes = (kGuided ? 2 : 1) * U * kBlock * kWordBytes;  // one stage: 16 KB
-      constexpr std::uint32_t kRingBytes = kStages * kStageBytes;
+      constexpr auto kRingBytes = static_cast<std::uint32_t>(staging_bytes<In, kGuided>());
+      constexpr std::uint32_t kStageBytes = kRingBytes / kStages;  // 16 KB
       static_assert((kRingBytes & (kRingBytes - 1)) == 0, "the ring's stage offsets wrap with a mask");
       // this thread's first slot, as a shared-memory address; its word j of a stage (cond, then uncond) lies j * kBlock
       // words further
@@ -1453,19 +1451,21 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
     a.candidate_cap = std::min(sampling_detail::prepare_candidate_list<In, false>(vocab), limits.candidate_cap);
     const std::size_t list_bytes = sampling_detail::candidate_list_bytes(a.candidate_cap);
     sample_rows_kernel<In, true, false, false><<<grid, block, list_bytes, stream>>>(cond, uncond, a, tokens, logps);
-  } else if (a.guided) {
-    if (want_staged && sampling_detail::prepare_staging<In, true>()) {
-      constexpr std::size_t ring = sampling_detail::staging_bytes<In, true>();
-      sample_rows_kernel<In, false, true, true><<<grid, block, ring, stream>>>(cond, uncond, a, tokens, logps);
-    } else {
-      sample_rows_kernel<In, false, true, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
-    }
   } else {
-    if (want_staged && sampling_detail::prepare_staging<In, false>()) {
-      constexpr std::size_t ring = sampling_detail::staging_bytes<In, false>();
-      sample_rows_kernel<In, false, false, true><<<grid, block, ring, stream>>>(cond, uncond, a, tokens, logps);
+    // without truncation: the staged kernel when asked for and available, else the register one
+    auto launch = [&](auto guided) {
+      constexpr bool kGuided = decltype(guided)::value;
+      if (want_staged && sampling_detail::prepare_staging<In, kGuided>()) {
+        constexpr std::size_t ring = sampling_detail::staging_bytes<In, kGuided>();
+        sample_rows_kernel<In, false, kGuided, true><<<grid, block, ring, stream>>>(cond, uncond, a, tokens, logps);
+      } else {
+        sample_rows_kernel<In, false, kGuided, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+      }
+    };
+    if (a.guided) {
+      launch(std::true_type{});
     } else {
-      sample_rows_kernel<In, false, false, false><<<grid, block, 0, stream>>>(cond, uncond, a, tokens, logps);
+      launch(std::false_type{});
     }
   }
   check_launch("corl::cuda::sample_rows (sample_rows_kernel)");
