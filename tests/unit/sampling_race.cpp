@@ -213,8 +213,9 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
   std::vector<std::pair<index_t, float>> deferred;
   std::vector<RaceState> states;
   for (int t = 0; t < 512; ++t) {
-    RaceState st = corl::sampling::empty_race_state();
-    float c_bound = inf;
+    // the groups' masses at the row's max, the filter from the start (fixed_scale_race_state, as the kernel)
+    RaceState st = corl::sampling::fixed_scale_race_state(m);
+    float c_bound = corl::sampling::race_filter_bound(st, bound);
     bool open_undetermined = false;
     auto word_of = [&](index_t g) { return stream_race_word(rs, g); };
     auto exact_key = [&](index_t g, float x) {
@@ -232,7 +233,7 @@ FusedOutcome emulate_fused_kept_race(const std::vector<float>& z, std::uint32_t 
         open_undetermined = open_undetermined || (maybe && !sure);
         if (sure) out.kept_fixed += fixed_point_mass(v, m);
       }
-      corl::sampling::fold_race_quad(st, c_bound, zr, q, bound);
+      corl::sampling::add_quad_mass(st, zr);
       if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
         const auto g = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
         corl::sampling::close_race_group(st, c_bound, g, word_of, exact_key, bound);

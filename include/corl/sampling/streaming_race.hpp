@@ -139,6 +139,27 @@ CORL_HD void fold_race_quad(RaceState& st, float& c_bound, const float (&z)[4], 
   st.group_sum += quad_sum;
 }
 
+/// A race state whose max is fixed in advance to a value m that no score of the stretch exceeds (the row's max, found
+/// by an earlier pass): add_quad_mass then folds a group's mass at that one scale, four exps and adds per quad, with no
+/// max, rescale or argmax; the state's sum and argmax are not kept. close_race_group works on it unchanged: its filter
+/// tests S_G exp(-B) as c = exp(m - B) times the mass at scale m. A group whose every term underflows lies more than
+/// 87 nats below m (ex2.approx.ftz: a result below 2^-126 is 0), so its key is below m - 61 (sixteen terms, -log E_G <=
+/// 22.9), and the caller must pass a known key B >= m - 61 for its "cannot win" (the GPU sampler's fused kept race
+/// passes the kept key of the group holding m, which is at least m - log 22.9).
+CORL_HD RaceState fixed_scale_race_state(float m) {
+  RaceState st = empty_race_state();
+  st.max = m;
+  return st;
+}
+
+/// Adds the mass of quad z at the fixed scale of `st` (fixed_scale_race_state; every z <= st.max, -inf for masked or
+/// out-of-row entries) to its open group.
+CORL_HD void add_quad_mass(RaceState& st, const float (&z)[4]) {
+  float quad_sum = stream_exp(z[0] - st.max);
+  for (int k = 1; k < 4; ++k) quad_sum += stream_exp(z[k] - st.max);
+  st.group_sum += quad_sum;
+}
+
 /// Races the open group G (its quads all folded) and resets the open mass. `word_of(G)` returns group G's race word
 /// (race_word; it is asked only when the group may win). `exact_key(G, x)` returns group_race_key(z_G,
 /// race_exponential(x)) over the group's sixteen scores (the caller keeps or reloads them; the device reloads).

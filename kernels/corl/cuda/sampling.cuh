@@ -298,6 +298,61 @@ __device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t
   }
 }
 
+/// Quad q's logits as the truncation passes' row reads load them (for_each_row_quad): the cond words and, guided, the
+/// uncond ones.
+template <class In, bool kGuided>
+struct QuadLogits {
+  Raw4<In> cond;
+  Raw4<In> uncond;  // loaded only when kGuided
+};
+
+/// Loads quad q: one vector load per row when the row is aligned (`vector_ok`) and the quad lies wholly inside it
+/// (q < a.whole_quads), else element by element, -inf beyond the row (load4_raw).
+template <class In, bool kGuided>
+__device__ __forceinline__ QuadLogits<In, kGuided> load_quad(const In* cond, const In* uncond, std::uint32_t q,
+                                                             const Args& a, bool vector_ok) {
+  QuadLogits<In, kGuided> r;
+  if (vector_ok && q < a.whole_quads) {
+    r.cond = load4_vector(cond, q);
+    if constexpr (kGuided) r.uncond = load4_vector(uncond, q);
+  } else {
+    r.cond = load4_raw(cond, index_t{q} * 4, a.vocab, vector_ok);
+    if constexpr (kGuided) r.uncond = load4_raw(uncond, index_t{q} * 4, a.vocab, vector_ok);
+  }
+  return r;
+}
+
+/// The truncation passes' read of a row (a selection digit, the listing read, the race and mass passes): calls
+/// f(q, z, in_row) for the quads q = threadIdx.x + kBlock n in order, z being their four scores as score4 gives them
+/// (-inf beyond the row) and in_row how many of the four lie inside the row (4 but for the row's last quad). Quad
+/// indices are 32-bit, a quad wholly inside an aligned row is one vector load with no test per entry, the guidance is
+/// known at compile time, and the next quad's load is issued before f runs on the current one, so that each thread has
+/// two loads in flight (session 13's profile of top-p: these reads issued one load at a time, with a 64-bit bound test
+/// per entry).
+template <class In, bool kGuided, class F>
+__device__ __forceinline__ void for_each_row_quad(const In* cond, const In* uncond, const Args& a, bool vector_ok,
+                                                  F&& f) {
+  const std::uint32_t quads = a.quads;
+  std::uint32_t q = threadIdx.x;
+  if (q >= quads) return;
+  QuadLogits<In, kGuided> next = load_quad<In, kGuided>(cond, uncond, q, a, vector_ok);
+  for (; q < quads; q += kBlock) {
+    const QuadLogits<In, kGuided> cur = next;
+    if (q + kBlock < quads) next = load_quad<In, kGuided>(cond, uncond, q + kBlock, a, vector_ok);
+    float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    unpack4(cur.cond, c);
+    if constexpr (kGuided) unpack4(cur.uncond, u);
+    const std::uint32_t in_row = q < a.whole_quads ? 4u : static_cast<std::uint32_t>(a.vocab - index_t{q} * 4);
+    float z[4];
+#pragma unroll
+    for (std::uint32_t k = 0; k < 4; ++k) {
+      bool bad = false;
+      z[k] = k < in_row ? score<kGuided>(c[k], u[k], a, &bad) : -INFINITY;
+    }
+    f(q, z, in_row);
+  }
+}
+
 /// The sixteen scores of group `group` (quad j's at 4j .. 4j + 3), reloaded from the row; entries beyond the row and
 /// entries below `threshold` (or NaN) are -inf.
 template <class In>
@@ -462,16 +517,17 @@ union RadixHistogram {
       atomicAdd(&wide.count[bin], 1ull);
     }
   }
+  // One test for the whole weight, not one per piece: a nonzero weight adds its three pieces unconditionally (adding
+  // 0 to a piece changes nothing), which saves a branch and its reconvergence per piece; a zero weight (an entry more
+  // than 27.7 nats below the max: most of a peaked row) adds nothing.
   __device__ void add_mass(int bin, unsigned long long w, bool is_narrow) {  // w <= 2^40
+    if (w == 0) return;
     if (is_narrow) {
       constexpr unsigned long long kPieceMask = (1ull << kMassPieceBits) - 1;
-      const auto p0 = static_cast<std::uint32_t>(w & kPieceMask);
-      const auto p1 = static_cast<std::uint32_t>((w >> kMassPieceBits) & kPieceMask);
-      const auto p2 = static_cast<std::uint32_t>(w >> (2 * kMassPieceBits));
-      if (p0 != 0) atomicAdd(&narrow.mass[0][bin], p0);
-      if (p1 != 0) atomicAdd(&narrow.mass[1][bin], p1);
-      if (p2 != 0) atomicAdd(&narrow.mass[2][bin], p2);
-    } else if (w != 0) {
+      atomicAdd(&narrow.mass[0][bin], static_cast<std::uint32_t>(w & kPieceMask));
+      atomicAdd(&narrow.mass[1][bin], static_cast<std::uint32_t>((w >> kMassPieceBits) & kPieceMask));
+      atomicAdd(&narrow.mass[2][bin], static_cast<std::uint32_t>(w >> (2 * kMassPieceBits)));
+    } else {
       atomicAdd(&wide.mass[bin], w);
     }
   }
@@ -538,7 +594,7 @@ __device__ __forceinline__ void radix_begin(const Selection& sel, SharedStorage<
 /// pass 2, s.prefix = K, s.above = weight of {key > K}, s.equal = weight of {key == K}. Pass 0 also counts by_mass
 /// (on narrow rows: a 64-bit count is a compare-and-swap loop), so that s.equal.count then sizes the candidate list.
 /// `counted`: pass 0's histogram was filled by the kernel's pass 1 (top-k on a narrow row), so pass 0 only scans.
-template <class In>
+template <class In, bool kGuided>
 __device__ void radix_digit(int pass, const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
                             const Selection& sel, bool listed, const std::uint32_t* candidates, SharedStorage<true>& s,
                             bool counted = false) {
@@ -569,16 +625,14 @@ __device__ void radix_digit(int pass, const In* cond, const In* uncond, const Ar
       weigh(key, corl::sampling::from_ordered_bits(key));
     }
   } else {
-    const index_t quads = (a.vocab + 3) / 4;
-    for (index_t g = tid; g < quads; g += kBlock) {
-      float zs[4];
-      score4(cond, uncond, g, a, vector_ok, zs);
+    for_each_row_quad<In, kGuided>(cond, uncond, a, vector_ok,
+                                   [&](std::uint32_t, const float (&zs)[4], std::uint32_t in_row) {
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const std::uint32_t key = corl::sampling::ordered_bits(zs[k]);
-        if (g * 4 + k < a.vocab && sel.takes_part(zs[k], key)) weigh(key, zs[k]);
-      }
-    }
+                                     for (std::uint32_t k = 0; k < 4; ++k) {
+                                       const std::uint32_t key = corl::sampling::ordered_bits(zs[k]);
+                                       if (k < in_row && sel.takes_part(zs[k], key)) weigh(key, zs[k]);
+                                     }
+                                   });
   }
   __syncthreads();
   // Scan bins from the top (largest keys) down: thread t owns bins 2047 - 4t ... 2044 - 4t.
@@ -632,23 +686,21 @@ __device__ __forceinline__ bool candidates_fit(const Args& a, const SharedStorag
 /// After radix_digit(0), when candidates_fit: one read of the row copies the keys of the chosen first-digit bin (the
 /// elements that take part; at most s.equal.count of them) into `candidates`, and calls on_quad(q, z) for every quad
 /// with its four scores (-inf beyond the row): the hook of the kept race that rides on this read (FusedKeptRace).
-template <class In, class OnQuad>
+template <class In, bool kGuided, class OnQuad>
 __device__ void list_candidates(const In* cond, const In* uncond, const Args& a, bool vector_ok, const Selection& sel,
                                 std::uint32_t* candidates, SharedStorage<true>& s, OnQuad&& on_quad) {
   const std::uint32_t bin_prefix = s.prefix;
-  const index_t quads = (a.vocab + 3) / 4;
-  for (index_t g = threadIdx.x; g < quads; g += kBlock) {
-    float zs[4];
-    score4(cond, uncond, g, a, vector_ok, zs);
+  for_each_row_quad<In, kGuided>(
+      cond, uncond, a, vector_ok, [&](std::uint32_t q, const float (&zs)[4], std::uint32_t in_row) {
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const std::uint32_t key = corl::sampling::ordered_bits(zs[k]);
-      if (g * 4 + k < a.vocab && sel.takes_part(zs[k], key) && (key & 0xffe00000u) == bin_prefix) {
-        candidates[atomicAdd(&s.listed, 1u)] = key;
-      }
-    }
-    on_quad(g, zs);
-  }
+        for (std::uint32_t k = 0; k < 4; ++k) {
+          const std::uint32_t key = corl::sampling::ordered_bits(zs[k]);
+          if (k < in_row && sel.takes_part(zs[k], key) && (key & 0xffe00000u) == bin_prefix) {
+            candidates[atomicAdd(&s.listed, 1u)] = key;
+          }
+        }
+        on_quad(index_t{q}, zs);
+      });
   __syncthreads();
 }
 
@@ -659,16 +711,18 @@ __device__ void list_candidates(const In* cond, const In* uncond, const Args& a,
 /// three. The weights are recomputed from the keys (from_ordered_bits gives z back bit for bit, but for -0.0, which
 /// comes back +0.0 with the same weight), and the integer sums do not depend on the order in which the atomics filled
 /// the list, so the threshold is the same as with three reads. A wider bin (a flat row) takes three.
-template <class In>
+template <class In, bool kGuided>
 __device__ void radix_select(const In* cond, const In* uncond, const Args& a, bool vector_ok, float m,
                              const Selection& sel, SharedStorage<true>& s, std::uint32_t* candidates,
                              bool counted = false) {
   radix_begin(sel, s);
-  radix_digit(0, cond, uncond, a, vector_ok, m, sel, false, candidates, s, counted);
+  radix_digit<In, kGuided>(0, cond, uncond, a, vector_ok, m, sel, false, candidates, s, counted);
   const bool listed = candidates_fit(a, s);
-  if (listed) list_candidates(cond, uncond, a, vector_ok, sel, candidates, s, [](index_t, const float (&)[4]) {});
-  radix_digit(1, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
-  radix_digit(2, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
+  if (listed) {
+    list_candidates<In, kGuided>(cond, uncond, a, vector_ok, sel, candidates, s, [](index_t, const float (&)[4]) {});
+  }
+  radix_digit<In, kGuided>(1, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
+  radix_digit<In, kGuided>(2, cond, uncond, a, vector_ok, m, sel, listed, candidates, s);
 }
 
 /// The race words of one thread: thread t folds the groups G = t mod 512, and four consecutive ones share one Philox
@@ -785,28 +839,25 @@ __device__ __forceinline__ float warp_best_key(const Pass1State& st) {
 /// some kept group certainly reaches) ask for their words and exact keys (group_key_reload). Every thread calls it and
 /// gets the merged state (also left in s.row): the winning group, and the max and sum exp(z - max) of the kept set.
 /// Serves the race over the kept set of truncation and pass 1's uncertified rows.
-template <class In, bool kTruncate>
+template <class In, bool kGuided, bool kTruncate>
 __device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args& a, bool vector_ok, float threshold,
                                     float bound_key, std::uint32_t stream, SharedStorage<kTruncate>& s) {
-  const index_t quads = (a.vocab + 3) / 4;
   RowState st = corl::sampling::empty_race_state();
   float c_bound = INFINITY;
   RaceWordCache cache;
   const ReloadGroupKey<In> exact_key{
       cond, uncond, a.vocab, a.weight, a.inv_temperature, a.guided, vector_ok, threshold};
-  for (index_t q = threadIdx.x; q < quads; q += kBlock) {
+  for_each_row_quad<In, kGuided>(cond, uncond, a, vector_ok, [&](std::uint32_t q, const float (&zs)[4], std::uint32_t) {
     float z[4];
-    score4(cond, uncond, q, a, vector_ok, z);
 #pragma unroll
-    for (int k = 0; k < 4; ++k)
-      if (!(z[k] >= threshold)) z[k] = -INFINITY;
-    corl::sampling::fold_race_quad(st, c_bound, z, q, bound_key);
-    if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
+    for (int k = 0; k < 4; ++k) z[k] = zs[k] >= threshold ? zs[k] : -INFINITY;
+    corl::sampling::fold_race_quad(st, c_bound, z, index_t{q}, bound_key);
+    if (corl::sampling::closes_group(std::uint64_t{q}, std::uint64_t{a.quads})) {
       auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
-      const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
+      const auto group = static_cast<index_t>(corl::sampling::race_group(std::uint64_t{q}));
       corl::sampling::close_race_group(st, c_bound, group, word_of, exact_key, bound_key);
     }
-  }
+  });
   __syncthreads();  // every thread has read what the caller passed from shared memory (s.row, s.pass1_warps)
   const RowState total = cub::BlockReduce<RowState, kBlock>(s.cub.row_reduce).Reduce(st, MergeRowState{});
   if (threadIdx.x == 0) s.row = total;
@@ -1069,7 +1120,7 @@ __global__ void __launch_bounds__(kBlock, 2)
       r.best_group = s.row.best_group;
     } else {
       const float bound = p1.best_key - corl::sampling::certified_key_slack(p1.best_key);
-      r.best_group = exact_race_pass(cond, uncond, a, vector_ok, -INFINITY, bound, stream, s).best_group;
+      r.best_group = exact_race_pass<In, kGuided>(cond, uncond, a, vector_ok, -INFINITY, bound, stream, s).best_group;
     }
   }
   if constexpr (!kTruncate) {
@@ -1097,7 +1148,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   unsigned long long sure_fixed = 0;  // fixed-point mass of the entries kept for sure (see below)
   if (select_k && a.use_top_p) {  // top-k first, then top-p among its kept entries
     const Selection top_k{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f};
-    radix_select(cond, uncond, a, vector_ok, r.max, top_k, s, candidate_list, count_in_pass1);
+    radix_select<In, kGuided>(cond, uncond, a, vector_ok, r.max, top_k, s, candidate_list, count_in_pass1);
     restrict_min = s.prefix;
   }
   if (select_k || a.use_top_p) {
@@ -1121,7 +1172,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     const Selection sel = a.use_top_p ? Selection{restrict_min, true, 0ull, a.top_p}
                                       : Selection{0u, false, static_cast<unsigned long long>(a.top_k), 0.0f};
     radix_begin(sel, s);
-    radix_digit(0, cond, uncond, a, vector_ok, r.max, sel, false, candidate_list, s,
+    radix_digit<In, kGuided>(0, cond, uncond, a, vector_ok, r.max, sel, false, candidate_list, s,
                 !a.use_top_p && count_in_pass1);
     const bool listed = candidates_fit(a, s);
     const std::uint32_t bin_prefix = s.prefix;
@@ -1143,8 +1194,10 @@ __global__ void __launch_bounds__(kBlock, 2)
       const float bound = fmaxf(s.bound_key[0], s.bound_key[1]);
       const bool sure_bounds = t_hi <= r.max;  // deferred groups can have entries kept for sure
       const bool sure_mass = !a.use_top_p || a.use_min_p;  // the selection does not give the kept mass
-      RowState kept = corl::sampling::empty_race_state();
-      float kept_bound = INFINITY;
+      // Every kept score is at most the row's max: the groups' masses are folded at that one scale, and the filter
+      // starts from the bound (corl::sampling::fixed_scale_race_state; the bound is at least r.max - log 22.9).
+      RowState kept = corl::sampling::fixed_scale_race_state(r.max);
+      float kept_bound = corl::sampling::race_filter_bound(kept, bound);
       RaceWordCache kept_cache;  // thread t folds the quads t + 512 n, as in pass 1
       bool open_undetermined = false;  // the open group has an undetermined entry
       auto word_of = [&](index_t group) { return kept_cache.word(a, stream, group); };
@@ -1162,7 +1215,7 @@ __global__ void __launch_bounds__(kBlock, 2)
         return group_key_reload(cond, uncond, a.vocab, a.weight, a.inv_temperature, kGuided, vector_ok, group,
                                 thr_sure, x);
       };
-      list_candidates(cond, uncond, a, vector_ok, sel, candidate_list, s, [&](index_t q, const float (&zs)[4]) {
+      auto fold_kept = [&](index_t q, const float (&zs)[4]) {
         float zr[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
@@ -1173,20 +1226,22 @@ __global__ void __launch_bounds__(kBlock, 2)
           open_undetermined = open_undetermined || (maybe && !sure);
           if (sure_mass && sure) sure_fixed += corl::sampling::fixed_point_mass(z, r.max);
         }
-        corl::sampling::fold_race_quad(kept, kept_bound, zr, q, bound);
+        corl::sampling::add_quad_mass(kept, zr);
         if (corl::sampling::closes_group(static_cast<std::uint64_t>(q), static_cast<std::uint64_t>(quads))) {
           const auto group = static_cast<index_t>(corl::sampling::race_group(static_cast<std::uint64_t>(q)));
           corl::sampling::close_race_group(kept, kept_bound, group, word_of, exact_key, bound);
           open_undetermined = false;
         }
-      });
+      };
+      list_candidates<In, kGuided>(cond, uncond, a, vector_ok, sel, candidate_list, s, fold_kept);
       fused_key = kept.best_key;
       fused_group = kept.best_group;
     } else if (listed) {
-      list_candidates(cond, uncond, a, vector_ok, sel, candidate_list, s, [](index_t, const float (&)[4]) {});
+      list_candidates<In, kGuided>(cond, uncond, a, vector_ok, sel, candidate_list, s,
+                                   [](index_t, const float (&)[4]) {});
     }
-    radix_digit(1, cond, uncond, a, vector_ok, r.max, sel, listed, candidate_list, s);
-    radix_digit(2, cond, uncond, a, vector_ok, r.max, sel, listed, candidate_list, s);
+    radix_digit<In, kGuided>(1, cond, uncond, a, vector_ok, r.max, sel, listed, candidate_list, s);
+    radix_digit<In, kGuided>(2, cond, uncond, a, vector_ok, r.max, sel, listed, candidate_list, s);
     threshold = corl::sampling::from_ordered_bits(s.prefix);
     if (a.use_top_p) {
       kept_fixed = s.above.mass + s.equal.mass;
@@ -1267,20 +1322,19 @@ __global__ void __launch_bounds__(kBlock, 2)
   float kept_mass = r.sum;
   if (s.rerace) {
     const float bound_key = s.row.best_key;  // a key some kept group certainly has
-    const RowState kept = exact_race_pass(cond, uncond, a, vector_ok, threshold, bound_key, stream, s);
+    const RowState kept = exact_race_pass<In, kGuided>(cond, uncond, a, vector_ok, threshold, bound_key, stream, s);
     kept_max = kept.max;
     kept_mass = kept.sum;  // (the winner is in s.row.best_group)
   }
   if (truncated && (mass_known || !s.rerace)) {
     if (!mass_known) {  // mass of {z >= threshold}: one pass (a count selection carries no mass)
       unsigned long long local = 0;
-      for (index_t q = threadIdx.x; q < quads; q += kBlock) {
-        float zs[4];
-        score4(cond, uncond, q, a, vector_ok, zs);
+      auto add_kept = [&](std::uint32_t, const float (&zs)[4], std::uint32_t) {
 #pragma unroll
         for (int k = 0; k < 4; ++k)
           if (zs[k] >= threshold) local += corl::sampling::fixed_point_mass(zs[k], r.max);
-      }
+      };
+      for_each_row_quad<In, kGuided>(cond, uncond, a, vector_ok, add_kept);
       __syncthreads();
       const unsigned long long sum = cub::BlockReduce<unsigned long long, kBlock>(s.cub.mass_reduce).Sum(local);
       if (threadIdx.x == 0) s.total = sum;
