@@ -34,7 +34,9 @@
 // and the read also sums the mass of the entries kept for sure. So top-p reads the row three times in all (pass 1,
 // first digit, listing), and top-k, whose first digit (counts) pass 1 takes, twice. Without a list (min-p alone, a bin
 // too wide), the whole-row winning group still wins the kept set when all of it is kept (truncation only removes mass),
-// and one more pass races the kept set when it is not.
+// and one more pass races the kept set when it is not. Every read after pass 1 goes through for_each_row_quad (one
+// quad per thread and step, the next one's load already issued, no per-entry bound test inside the row), and the
+// fused kept race folds its groups' masses at the row's max, which pass 1 found (no running max per thread).
 //
 // Output per row: tokens[r] (int64) and logps[r] (float). A row with a NaN or +inf logit (or a guided logit that
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
@@ -894,7 +896,10 @@ static_assert(kBlock == static_cast<int>(corl::sampling::kRaceQuadInterleave),
 /// the once-per-digit scan of radix_select. Element loops (cuobjdump, sm_90, 2578120): pass 1 uses no local memory in
 /// any kernel (the bf16 ones store the row pointer, two STL per round); nor do the radix histograms, the plain listing
 /// read, the list loops and the mass pass; the exact race pass (rare in pass 1; the kept race of truncation when not
-/// fused) and the fused kept race reload ~18-22 spilled values per quad.
+/// fused) and the fused kept race reload ~18-22 spilled values per quad, mostly where a group closes (session 15: the
+/// fused loop's common path has two reloads per quad). Static loop bodies of the fp32 truncated kernel (session 15,
+/// for_each_row_quad): count digit 165, mass digit ~315, listing read with the fused race 543, exact race pass 315,
+/// mass pass 110 SASS instructions per quad (2578120: 256, 464, 653, 401, 209).
 /// kGuided: whether an unconditional row is read (a.guided says the same; the template keeps registers down).
 /// kStaged (kernels without truncation): pass 1's loads go through the staging ring in dynamic shared memory
 /// (Pass1Loads::kStaged), kStages - 1 rounds ahead, instead of registers one round ahead.
