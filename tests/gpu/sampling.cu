@@ -221,11 +221,13 @@ double chi2_critical_001(int df) {
 TEST_CASE("GPU and CPU samplers pick the same tokens with the same log-probs (fp32, aligned and unaligned rows)") {
   check_parity<float>(64, 1000, 1000, 0);
   check_parity<float>(64, 4099, 4101, 1);  // odd stride and misaligned base: the scalar load path + tail group
+  check_parity<float>(64, 1001, 1004, 0);  // aligned rows whose last quad is partial: vector loads, then one scalar
   check_parity<float>(32, 32000, 32000, 0);
 }
 
 TEST_CASE("GPU and CPU samplers agree on bf16 and fp16 rows") {
   check_parity<corl::bfloat16>(48, 16384, 16384, 0);
+  check_parity<corl::bfloat16>(48, 5003, 5004, 0);  // aligned, partial last quad
   check_parity<corl::float16>(48, 3001, 3003, 0);
 }
 
