@@ -15,10 +15,7 @@
 // group, float sums: < 1e-5), that of the two logs (an ulp of |log S_G| <= ~90), and the float rounding of sums of
 // magnitude up to |m| + 106 (|m| <= |a| + 106: log S_G >= -87 for a group within range, or ~-103 after a rescale to a
 // subnormal), at most ~(|a| + 106) 2^-22, a quarter of the slack (the host test finds at most 2.4% of it used, with
-// the host's exp; the device's ex2.approx is within the first term). The fold's exponents are fma(z, log2(e), -m
-// log2(e)) when |m| <= 128 (stream_exp_shifted, kMaxShiftedMax): m log2(e) rounded once, at most 5.3e-6 relative in
-// each term (the same for the round's terms), within what is left of that quarter (at least 6e-5 - 2.6e-5), plus the
-// FFMA's own rounding, no more than the subtract's and the multiply's it replaces. Then:
+// the host's exp; the device's ex2.approx is within the first term). Then:
 // - a group with x_G >= S_G exp(m - B) (1 + 1e-3) has key_G < B (the exact race's filter), and B = A - slack(A), A the
 //   best approximate key seen (by the lane, or by its warp: `known_key`), is at least slack(A) / 2 below the exact key
 //   of A's group; such a group is not evaluated at all;
@@ -37,7 +34,7 @@
 // max first, one rescale of the sums per round without a branch, then the U * 4 exps; the argmax is kept with selects
 // as the first quad holding the max (strictly greater: quads arrive in index order, so the first one stays; quads are
 // disjoint runs of the row, so the smallest such quad holds the first index of the max, which the caller finds there
-// when it needs it). Per logit: a max, an FFMA, an ex2 and an add; per quad a compare and two selects.
+// when it needs it). Per logit: a max, a subtract, a multiply, an ex2 and an add; per quad a compare and two selects.
 // Source: Gumbel-max (Maddison et al. 2014), online softmax (Milakov & Gimelshein 2018); the certificate is corl's.
 #pragma once
 
@@ -110,14 +107,8 @@ CORL_HD void fold_certified_round(CertifiedRaceState& st, const float (&z)[U][4]
   const float scale = stream_exp(old_m - new_m);  // 1 without a new max, 0 from -inf
   st.max = m;
   float round_sum = 0.0f;
-  if (new_m >= -kMaxShiftedMax && new_m <= kMaxShiftedMax) {  // rows at T ~ 1: one FFMA per exponent
-    const float m_log2e = new_m * kLog2e;
-    for (int j = 0; j < U; ++j)
-      for (int k = 0; k < 4; ++k) round_sum += stream_exp_shifted(z[j][k], m_log2e);
-  } else {  // |m| > 128 (low temperatures), or nothing finite yet (new_m = -FLT_MAX)
-    for (int j = 0; j < U; ++j)
-      for (int k = 0; k < 4; ++k) round_sum += stream_exp(z[j][k] - new_m);
-  }
+  for (int j = 0; j < U; ++j)
+    for (int k = 0; k < 4; ++k) round_sum += stream_exp(z[j][k] - new_m);
   st.sum = st.sum * scale + round_sum;
   st.group_sum = st.group_sum * scale + round_sum;
 }

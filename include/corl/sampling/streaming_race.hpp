@@ -48,28 +48,6 @@ CORL_HD float stream_exp(float x) {
 #endif
 }
 
-/// log2(e) as a float, and the largest |m| for which stream_exp_shifted is used (the certified fold): m log2(e) is
-/// then below 185, rounded to within 2^-17, so every term exp(z - m) of a sum is off by at most 2^-17 ln 2 < 5.3e-6
-/// relative (and the log of the sum by as much) on top of ex2's own error. With larger |m| (temperatures far below 1)
-/// that rounding grows with |m| (and exp2 of it overflows for |m| ~ 1e9): those rows subtract first, as before.
-inline constexpr float kLog2e = 1.44269504088896341f;
-inline constexpr float kMaxShiftedMax = 128.0f;
-
-/// exp(z - m) from m_log2e = m log2(e) (rounded once, by the caller, for many z): ex2 of fma(z, log2(e), -m_log2e),
-/// one FFMA instead of a subtract and a multiply per term (device: ex2.approx.ftz as stream_exp; host: exp2). The
-/// exponent's error is the rounding of m_log2e (see kMaxShiftedMax), shared by every term that uses it, and the
-/// FFMA's own rounding, no more than the subtract's and the multiply's of stream_exp(z - m); z = -inf gives 0 and NaN
-/// gives NaN, as there. For |m| <= kMaxShiftedMax only.
-CORL_HD float stream_exp_shifted(float z, float m_log2e) {
-#if defined(__CUDA_ARCH__)
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(fmaf(z, kLog2e, -m_log2e)));
-  return y;
-#else
-  return std::exp2(std::fma(z, kLog2e, -m_log2e));
-#endif
-}
-
 /// Probability mass in fixed point for the GPU sampler's radix selection (exact integer sums, independent of order):
 /// round(exp(z - m) 2^40), 0 for z = -inf; m is the row's max, so a term is at most 2^40. The CPU transcriptions of
 /// the selection call it too.

@@ -18,8 +18,8 @@
 // The loop loads the next round of quads before it folds the current one (two rounds, 64 bytes per thread, in
 // flight), or, with PathLimits::pass1_loads = kStaged (kernels without truncation), copies the round three ahead into
 // a ring in shared memory with cp.async (four rounds per thread, 64 KB per block, no registers held). Per logit
-// pass 1 is a multiply, a max, an FFMA (z log2 e - m log2 e), the online sum's exp (ex2.approx) and an add; per round
-// one branchless rescale; per group of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group
+// pass 1 is a multiply, a max, a subtract, a multiply, the online sum's exp (ex2.approx) and an add; per round one
+// branchless rescale; per group of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group
 // can win with the smallest uniform.
 // Unguided scores are not tested for NaN / +inf one by one: the merged state shows them (row_is_bad). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
