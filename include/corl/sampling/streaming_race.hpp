@@ -100,6 +100,13 @@ CORL_HD float race_filter_bound(const RaceState& st, float known_key) {
                                                       : stream_exp(st.max - b);
 }
 
+/// sum exp(z_k - m) over a quad's four scores, in index order (m finite: -inf - m is -inf, whose exp is 0).
+CORL_HD float quad_mass(const float (&z)[4], float m) {
+  float quad_sum = stream_exp(z[0] - m);  // not 0 + ...: the compiler may not drop an addition of +0
+  for (int k = 1; k < 4; ++k) quad_sum += stream_exp(z[k] - m);
+  return quad_sum;
+}
+
 /// Folds the four scores of quad q (indices 4q .. 4q + 3; -inf for masked, invalid or out-of-row entries) into `st`:
 /// max, argmax (ties: the smaller index), sum and the open group's mass. The quads of a group must come one after the
 /// other, and the group closed (close_race_group) before the next group's first quad; groups may come in any order.
@@ -133,8 +140,7 @@ CORL_HD void fold_race_quad(RaceState& st, float& c_bound, const float (&z)[4], 
     }
   }
   const float m = st.max > -3.402823466e38f ? st.max : -3.402823466e38f;  // -inf - (-inf) would be NaN
-  float quad_sum = stream_exp(z[0] - m);  // not 0 + ...: the compiler may not drop an addition of +0
-  for (int k = 1; k < 4; ++k) quad_sum += stream_exp(z[k] - m);
+  const float quad_sum = quad_mass(z, m);
   st.sum += quad_sum;
   st.group_sum += quad_sum;
 }
@@ -154,11 +160,7 @@ CORL_HD RaceState fixed_scale_race_state(float m) {
 
 /// Adds the mass of quad z at the fixed scale of `st` (fixed_scale_race_state; every z <= st.max, -inf for masked or
 /// out-of-row entries) to its open group.
-CORL_HD void add_quad_mass(RaceState& st, const float (&z)[4]) {
-  float quad_sum = stream_exp(z[0] - st.max);
-  for (int k = 1; k < 4; ++k) quad_sum += stream_exp(z[k] - st.max);
-  st.group_sum += quad_sum;
-}
+CORL_HD void add_quad_mass(RaceState& st, const float (&z)[4]) { st.group_sum += quad_mass(z, st.max); }
 
 /// Races the open group G (its quads all folded) and resets the open mass. `word_of(G)` returns group G's race word
 /// (race_word; it is asked only when the group may win). `exact_key(G, x)` returns group_race_key(z_G,

@@ -285,23 +285,7 @@ __device__ __forceinline__ float score(float c, float u, const Args& a, bool* ba
   return a.guided ? score<true>(c, u, a, bad) : score<false>(c, u, a, bad);
 }
 
-/// Scores of quad g (elements 4g .. 4g + 3; -inf beyond the row), loaded as vectors when `vector_ok`: the extra
-/// passes of truncation read 16 (fp32) or 8 (16-bit) bytes per load instead of one element.
-template <class In>
-__device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t g, const Args& a, bool vector_ok,
-                                       float z[4]) {
-  float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  unpack4(load4_raw(cond, g * 4, a.vocab, vector_ok), c);
-  if (a.guided) unpack4(load4_raw(uncond, g * 4, a.vocab, vector_ok), u);
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    bool bad = false;
-    z[k] = g * 4 + k < a.vocab ? score(c[k], u[k], a, &bad) : -INFINITY;
-  }
-}
-
-/// Quad q's logits as the truncation passes' row reads load them (for_each_row_quad): the cond words and, guided, the
-/// uncond ones.
+/// Quad q's logits as loaded (load_quad): the cond words and, guided, the uncond ones.
 template <class In, bool kGuided>
 struct QuadLogits {
   Raw4<In> cond;
@@ -324,6 +308,38 @@ __device__ __forceinline__ QuadLogits<In, kGuided> load_quad(const In* cond, con
   return r;
 }
 
+/// How many of quad q's four entries lie inside the row (q < a.quads): 4 but for the row's last quad.
+__device__ __forceinline__ std::uint32_t quad_in_row(std::uint32_t q, const Args& a) {
+  return q < a.whole_quads ? 4u : static_cast<std::uint32_t>(a.vocab - index_t{q} * 4);
+}
+
+/// The scores of a loaded quad whose first `in_row` entries lie inside the row (-inf for the others).
+template <class In, bool kGuided>
+__device__ __forceinline__ void score_loaded(const QuadLogits<In, kGuided>& l, std::uint32_t in_row, const Args& a,
+                                             float z[4]) {
+  float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  unpack4(l.cond, c);
+  if constexpr (kGuided) unpack4(l.uncond, u);
+#pragma unroll
+  for (std::uint32_t k = 0; k < 4; ++k) {
+    bool bad = false;
+    z[k] = k < in_row ? score<kGuided>(c[k], u[k], a, &bad) : -INFINITY;
+  }
+}
+
+/// Scores of quad g < a.quads (elements 4g .. 4g + 3; -inf beyond the row), loaded as vectors when `vector_ok`: the
+/// guidance tested at run time, for the single quads that the draw, the reloads and greedy rows read.
+template <class In>
+__device__ __forceinline__ void score4(const In* cond, const In* uncond, index_t g, const Args& a, bool vector_ok,
+                                       float z[4]) {
+  const auto q = static_cast<std::uint32_t>(g);
+  if (a.guided) {
+    score_loaded(load_quad<In, true>(cond, uncond, q, a, vector_ok), quad_in_row(q, a), a, z);
+  } else {
+    score_loaded(load_quad<In, false>(cond, uncond, q, a, vector_ok), quad_in_row(q, a), a, z);
+  }
+}
+
 /// The truncation passes' read of a row (a selection digit, the listing read, the race and mass passes): calls
 /// f(q, z, in_row) for the quads q = threadIdx.x + kBlock n in order, z being their four scores as score4 gives them
 /// (-inf beyond the row) and in_row how many of the four lie inside the row (4 but for the row's last quad). Quad
@@ -341,16 +357,9 @@ __device__ __forceinline__ void for_each_row_quad(const In* cond, const In* unco
   for (; q < quads; q += kBlock) {
     const QuadLogits<In, kGuided> cur = next;
     if (q + kBlock < quads) next = load_quad<In, kGuided>(cond, uncond, q + kBlock, a, vector_ok);
-    float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    unpack4(cur.cond, c);
-    if constexpr (kGuided) unpack4(cur.uncond, u);
-    const std::uint32_t in_row = q < a.whole_quads ? 4u : static_cast<std::uint32_t>(a.vocab - index_t{q} * 4);
+    const std::uint32_t in_row = quad_in_row(q, a);
     float z[4];
-#pragma unroll
-    for (std::uint32_t k = 0; k < 4; ++k) {
-      bool bad = false;
-      z[k] = k < in_row ? score<kGuided>(c[k], u[k], a, &bad) : -INFINITY;
-    }
+    score_loaded(cur, in_row, a, z);
     f(q, z, in_row);
   }
 }
