@@ -1,6 +1,8 @@
 // GPU sampler throughput (corl/cuda/sampling.cuh): B = 256 rows, V in {16384, 102400}, fp32 and bf16, modes plain
 // (T = 1), top-k 50, top-p 0.9, min-p 0.05, CFG 5 (two rows read); plain_staged / cfg5_staged: the same with pass 1's
-// loads staged in shared memory (PathLimits::pass1_loads = kStaged), against the default (registers) in the same run.
+// loads staged in shared memory (PathLimits::pass1_loads = kStaged), against the default (registers) in the same run;
+// plain_multiply / cfg5_multiply: pass 1 multiplies by 1 / T = 1 (PathLimits::unit_temperature = false), which the
+// default leaves out at T = 1.
 // Timed with CUDA events (manual time) around each launch. Counters: bytes/s of logits read, floor_us = bytes / copy
 // bandwidth (device-to-device copy, read + write bytes / time, measured at start in this binary), x_floor = time /
 // floor (target <= 2 for the one-read modes); back_to_back_us: device time per launch of 32 launches queued back to
@@ -80,7 +82,7 @@ std::size_t batch_sets(bool cold, std::size_t batch_bytes) {
 }
 
 template <class In>
-void bench_sampling(benchmark::State& state, Mode mode, bool cold, Pass1Loads loads) {
+void bench_sampling(benchmark::State& state, Mode mode, bool cold, Pass1Loads loads, bool unit_temperature) {
   const std::int64_t rows = 256, vocab = state.range(0);
   const bool guided = mode == Mode::kCfg;
   In *cond = nullptr, *uncond = nullptr;
@@ -105,6 +107,7 @@ void bench_sampling(benchmark::State& state, Mode mode, bool cold, Pass1Loads lo
   if (mode == Mode::kCfg) p.cfg_weight = 5.0;
   PathLimits limits;
   limits.pass1_loads = loads;
+  limits.unit_temperature = unit_temperature;
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
@@ -156,26 +159,31 @@ void register_all() {
     const char* name;
     Mode mode;
     Pass1Loads loads;
+    bool unit_temperature = true;  // false: pass 1 multiplies by 1 / T = 1 all the same (what leaving it out saves)
   };
   const Named modes[] = {{"plain", Mode::kPlain, Pass1Loads::kRegisters},
+                         {"plain_multiply", Mode::kPlain, Pass1Loads::kRegisters, false},
                          {"plain_staged", Mode::kPlain, Pass1Loads::kStaged},
                          {"top_k50", Mode::kTopK, Pass1Loads::kRegisters},
                          {"top_p0.9", Mode::kTopP, Pass1Loads::kRegisters},
                          {"top_k50_top_p0.9", Mode::kTopKTopP, Pass1Loads::kRegisters},
                          {"min_p0.05", Mode::kMinP, Pass1Loads::kRegisters},
                          {"cfg5", Mode::kCfg, Pass1Loads::kRegisters},
+                         {"cfg5_multiply", Mode::kCfg, Pass1Loads::kRegisters, false},
                          {"cfg5_staged", Mode::kCfg, Pass1Loads::kStaged}};
   for (const bool cold : {false, true}) {
     const std::string prefix = cold ? "sample_cold/" : "sample/";
-    for (const auto& [name, mode, loads] : modes) {
+    for (const auto& [name, mode, loads, unit] : modes) {
       const Mode m = mode;
       const Pass1Loads l = loads;
+      const bool u = unit;
       if (cold && m != Mode::kPlain && m != Mode::kTopP && m != Mode::kCfg) continue;
+      if (cold && !u) continue;
       benchmark::RegisterBenchmark((prefix + "fp32/" + name).c_str(),
-                                   [m, cold, l](benchmark::State& s) { bench_sampling<float>(s, m, cold, l); })
+                                   [m, cold, l, u](benchmark::State& s) { bench_sampling<float>(s, m, cold, l, u); })
           ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark((prefix + "bf16/" + name).c_str(),
-                                   [m, cold, l](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m, cold, l); })
+                                   [m, cold, l, u](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m, cold, l, u); })
           ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
     }
   }

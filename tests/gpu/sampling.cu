@@ -398,6 +398,54 @@ TEST_CASE("pass 1's staged loads give the tokens and log-probs of its register l
   }
 }
 
+TEST_CASE("pass 1 without the multiply at T = 1 gives the tokens and log-probs of the multiply, bit for bit") {
+  // At T = 1 the kernels without truncation score z = c (guided: the mix) instead of c * (1 / T) with 1 / T = 1, which
+  // is the same float for every input (PathLimits::unit_temperature). The modes at T = 1 (plain, greedy, CFG) take the
+  // new path, the others must not change. Rows with -inf entries (random_rows), huge, subnormal and zero logits, and
+  // a NaN row (a bad row both ways); fp32, bf16, fp16; aligned, ragged and misaligned rows; registers and staged loads.
+  PathLimits with_unit, with_multiply;
+  with_multiply.unit_temperature = false;
+  auto extremes = [](auto rows_of, index_t rows, index_t stride) {
+    auto v = rows_of;
+    using H = typename decltype(v)::value_type;
+    for (index_t r = 0; r < rows; ++r) {
+      const auto at = [&](index_t i) -> H& { return v[static_cast<std::size_t>(r * stride + i % stride)]; };
+      if (r % 4 == 1) at(r * 7) = corl::from_real<H>(std::numeric_limits<float>::denorm_min() * 3.0f);
+      if (r % 4 == 2) at(r * 11) = corl::from_real<H>(60000.0f);  // (fp16: the largest finite order of magnitude)
+      if (r % 4 == 3) at(r * 5) = corl::from_real<H>(-0.0f);
+      if (r == rows - 1) at(3) = corl::from_real<H>(std::numeric_limits<float>::quiet_NaN());
+    }
+    return v;
+  };
+  const bool small = corl_test::small_shapes_only();
+  for (const index_t vocab : {index_t{1000}, index_t{4099}, index_t{16384}, index_t{102400}}) {
+    if (small && vocab > 16384) continue;
+    const index_t rows = vocab > 40000 ? 16 : 32;
+    const auto cond = extremes(random_rows<float>(rows, vocab, 900 + static_cast<std::uint64_t>(vocab)), rows, vocab);
+    const auto uncond = random_rows<float>(rows, vocab, 950 + static_cast<std::uint64_t>(vocab));
+    check_paths_agree(cond, uncond, rows, vocab, vocab, 0, RngKey{99, 1}, with_unit, with_multiply);
+    check_paths_agree(cond, uncond, rows, vocab, vocab, 1, RngKey{99, 2}, with_unit, with_multiply);
+  }
+  PathLimits staged_unit, staged_multiply;
+  staged_unit.pass1_loads = staged_multiply.pass1_loads = corl::cuda::sampling_detail::Pass1Loads::kStaged;
+  staged_multiply.unit_temperature = false;
+  {
+    const index_t rows = 32, vocab = 16384;
+    const auto cond = extremes(random_rows<float>(rows, vocab, 31), rows, vocab);
+    check_paths_agree(cond, random_rows<float>(rows, vocab, 32), rows, vocab, vocab, 0, RngKey{5, 5}, staged_unit,
+                      staged_multiply);
+  }
+  for (const index_t vocab : {index_t{16384}, index_t{9001}}) {
+    const index_t stride = (vocab + 3) / 4 * 4;
+    check_paths_agree(extremes(random_rows<corl::bfloat16>(32, stride, 41), 32, stride),
+                      random_rows<corl::bfloat16>(32, stride, 42), 32, vocab, stride, 0, RngKey{6, 6}, with_unit,
+                      with_multiply);
+    check_paths_agree(extremes(random_rows<corl::float16>(32, stride, 43), 32, stride),
+                      random_rows<corl::float16>(32, stride, 44), 32, vocab, stride, 0, RngKey{7, 7}, staged_unit,
+                      staged_multiply);
+  }
+}
+
 TEST_CASE("GPU sampler is deterministic and depends on (seed, offset)") {
   const index_t rows = 128, vocab = 5000;
   const auto cond = random_rows<float>(rows, vocab, 9);

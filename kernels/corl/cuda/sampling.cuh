@@ -118,6 +118,7 @@ struct Args {
   bool greedy;
   bool use_top_p;
   bool use_min_p;
+  bool unit_temperature;  // 1 / T is 1 (and PathLimits::unit_temperature): pass 1 scores without the multiply
   SettlePass1 settle;  // how pass 1's winner is settled (PathLimits; kAsNeeded outside tests)
 };
 
@@ -271,11 +272,13 @@ __device__ __forceinline__ void unpack4(const Raw4<In>& r, float out[4]) {
 /// or when it overflows; guided, the inputs are checked too (a negative weight can turn c = +inf into z = -inf).
 /// 1 / T is positive and nonzero (validate_params caps T at 1e30; it is +inf for T below ~3e-39), so -inf * (1 / T) is
 /// -inf without a test: the same value as the CPU reference's "-inf stays -inf".
-template <bool kGuided>
+/// kUnitTemperature: the caller knows that 1 / T is 1 (T = 1, the common case of rollouts), and the multiply, which
+/// would give z = mixed bit for bit, is left out.
+template <bool kGuided, bool kUnitTemperature = false>
 __device__ __forceinline__ float score(float c, float u, const Args& a, bool* bad) {
   float mixed = c;
   if constexpr (kGuided) mixed = corl::sampling::cfg_mix(c, u, a.weight);
-  const float z = corl::sampling::mul_rn(mixed, a.inv_temperature);
+  const float z = kUnitTemperature ? mixed : corl::sampling::mul_rn(mixed, a.inv_temperature);
   bool invalid = !(z < INFINITY);  // NaN or +inf
   if constexpr (kGuided) invalid = invalid || isnan(c) || c == INFINITY || isnan(u) || u == INFINITY;
   *bad = invalid;
@@ -442,42 +445,60 @@ __device__ __forceinline__ float group_key_own_word(const In* cond, const In* un
 /// Per-thread (then per-block) summary of pass 1: the certified race (corl/sampling/certified_race.hpp).
 using Pass1State = corl::sampling::CertifiedRaceState;
 
-/// The merge of the pass-1 states of a warp's 32 lanes, on every lane: one all-reduction (xor shuffles) per field
-/// (corl/sampling/certified_race.hpp, race_rank): ~200 SASS instructions in the code (sm_90), where CUB's reduction
-/// of the whole state with merge_certified_race_states ran ~500 per warp (Nsight, session 13). Every lane gets the
-/// same bits: each step adds or compares a pair in both orders, and float addition is commutative.
+/// Warp all-reductions of 32-bit keys: one REDUX instruction on sm_80 and later (__reduce_max_sync /
+/// __reduce_min_sync), five xor shuffles and compares before. Exact either way: every lane gets the same bits.
+__device__ __forceinline__ std::uint32_t warp_all_max_u32(std::uint32_t x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __reduce_max_sync(0xffffffffu, x);
+#else
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) x = max(x, __shfl_xor_sync(0xffffffffu, x, off));
+  return x;
+#endif
+}
+__device__ __forceinline__ std::uint32_t warp_all_min_u32(std::uint32_t x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __reduce_min_sync(0xffffffffu, x);
+#else
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) x = min(x, __shfl_xor_sync(0xffffffffu, x, off));
+  return x;
+#endif
+}
+/// The warp's largest float, as fmaxf's butterfly gives it (NaN lanes are left out; -0.0 and +0.0, which compare
+/// equal, both come back as +0.0): one max over ordered_bits, whose order is the floats' (NaN taken as -inf first).
+__device__ __forceinline__ float warp_all_max_float(float x) {
+  return corl::sampling::from_ordered_bits(warp_all_max_u32(corl::sampling::ordered_bits(isnan(x) ? -INFINITY : x)));
+}
+/// The warp's largest 64-bit value: the max of the high words, then the max of the low words of the lanes that hold
+/// it (two REDUX instead of five 64-bit shuffle-and-compare steps).
+__device__ __forceinline__ std::uint64_t warp_all_max_u64(std::uint64_t x) {
+  const auto high = static_cast<std::uint32_t>(x >> 32);
+  const std::uint32_t top = warp_all_max_u32(high);
+  const std::uint32_t low = warp_all_max_u32(high == top ? static_cast<std::uint32_t>(x) : 0u);
+  return (std::uint64_t{top} << 32) | low;
+}
+
+/// The merge of the pass-1 states of a warp's 32 lanes, on every lane: one all-reduction per field
+/// (corl/sampling/certified_race.hpp, race_rank). The maxima and minima are REDUX instructions on 32-bit keys
+/// (warp_all_max_u32); the sum is a butterfly of rounded adds, which gives every lane the same bits (each step adds a
+/// pair in both orders, and float addition is commutative). Run 1 of session 16 (H200): the shuffle version of the
+/// maxima ran ~210 instructions per call, two calls per warp and row, 9% of a plain bf16 row's instructions at
+/// V = 102400; CUB's reduction of the whole state with merge_certified_race_states ran ~500 (session 13).
 __device__ __forceinline__ Pass1State warp_merge_pass1(const Pass1State& st) {
   namespace cs = corl::sampling;
   constexpr unsigned kAll = 0xffffffffu;
-  auto all_max = [](float x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) x = fmaxf(x, __shfl_xor_sync(kAll, x, off));
-    return x;
-  };
   auto all_sum = [](float x) {
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) x = corl::sampling::add_rn(x, __shfl_xor_sync(kAll, x, off));
     return x;
   };
-  auto all_min = [](std::uint32_t x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) x = min(x, __shfl_xor_sync(kAll, x, off));
-    return x;
-  };
-  auto all_max_rank = [](std::uint64_t x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      const std::uint64_t y = __shfl_xor_sync(kAll, static_cast<unsigned long long>(x), off);
-      x = y > x ? y : x;
-    }
-    return x;
-  };
-  const float m = all_max(st.max);
-  const std::uint32_t argmax = all_min(cs::argmax_candidate(st, m));
+  const float m = warp_all_max_float(st.max);
+  const std::uint32_t argmax = warp_all_min_u32(cs::argmax_candidate(st, m));
   const float sum = all_sum(cs::scaled_sum(st, m));
-  const std::uint64_t winner = all_max_rank(cs::race_rank(st.best_key, st.best_group));
-  const std::uint64_t second = all_max_rank(cs::second_rank(st, winner));
-  const float third = all_max(cs::third_key(st, winner, second));
+  const std::uint64_t winner = warp_all_max_u64(cs::race_rank(st.best_key, st.best_group));
+  const std::uint64_t second = warp_all_max_u64(cs::second_rank(st, winner));
+  const float third = warp_all_max_float(cs::third_key(st, winner, second));
   return cs::assemble_certified(m, sum, argmax, winner, second, third);
 }
 
@@ -757,22 +778,37 @@ struct RaceWordCache {
 /// row_is_bad for NaN / +inf). Guided: the inputs are checked, since a negative weight can turn a +inf logit into a
 /// -inf score, and an entry with a bad input gets the score NaN, which row_is_bad then sees. Beyond the row load4_raw
 /// gives -inf, whose score is -inf; the row's last quad is masked explicitly when guided all the same.
-template <bool kGuided>
+/// kUnitTemperature: 1 / T is 1, so the multiply is left out (score).
+template <bool kGuided, bool kUnitTemperature = false>
 __device__ __forceinline__ void score_quad(const float (&c)[4], const float (&u)[4], index_t q, const Args& a,
                                            float (&z)[4]) {
   if constexpr (!kGuided) {
 #pragma unroll
-    for (int k = 0; k < 4; ++k) z[k] = corl::sampling::mul_rn(c[k], a.inv_temperature);
+    for (int k = 0; k < 4; ++k) z[k] = kUnitTemperature ? c[k] : corl::sampling::mul_rn(c[k], a.inv_temperature);
   } else {
     const index_t i0 = q * 4;
     const bool tail = i0 + 3 >= a.vocab;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       bool bad = false;
-      z[k] = score<kGuided>(c[k], u[k], a, &bad);
+      z[k] = score<kGuided, kUnitTemperature>(c[k], u[k], a, &bad);
       z[k] = bad ? NAN : z[k];
       if (tail && i0 + k >= a.vocab) z[k] = -INFINITY;
     }
+  }
+}
+
+/// The scores of a round of pass 1: U loaded quads (the cond words and, guided, the uncond ones), quad j being
+/// q0 + j * kBlock, as score_quad gives them.
+template <class In, bool kGuided, bool kUnitTemperature, int U>
+__device__ __forceinline__ void score_round(const Raw4<In> (&rc)[U], const Raw4<In> (&ru)[kGuided ? U : 1],
+                                            std::uint32_t q0, const Args& a, float (&z)[U][4]) {
+#pragma unroll
+  for (int j = 0; j < U; ++j) {
+    float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    unpack4(rc[j], c);
+    if constexpr (kGuided) unpack4(ru[j], u);
+    score_quad<kGuided, kUnitTemperature>(c, u, index_t{q0 + static_cast<std::uint32_t>(j) * kBlock}, a, z[j]);
   }
 }
 
@@ -839,10 +875,7 @@ __device__ __forceinline__ void write_draw(const In* cond, const In* uncond, ind
 /// The best approximate race key of the warp in pass 1 (-inf when no lane has a winner yet): the key of some group of
 /// the row, which certified_bound turns into a bound.
 __device__ __forceinline__ float warp_best_key(const Pass1State& st) {
-  float k = st.best_group < 0 ? -INFINITY : st.best_key;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) k = fmaxf(k, __shfl_xor_sync(0xffffffffu, k, off));
-  return k;
+  return warp_all_max_float(st.best_group < 0 ? -INFINITY : st.best_key);
 }
 
 /// The exact race (corl/sampling/streaming_race.hpp) over the kept part {z >= threshold} of the row (-inf: all of it),
@@ -946,6 +979,8 @@ __global__ void __launch_bounds__(kBlock, 2)
   // lanes share their best key after each round that closes a group: the filter of every lane then uses the warp's.
   Pass1State st = corl::sampling::empty_certified_race_state();
   RaceWordCache cache;
+  // 1 / T = 1 (T = 1, the common case of rollouts): the kernels without truncation score without the multiply.
+  const bool unit_temperature = a.unit_temperature;
   float known_key = -INFINITY;  // the best approximate key of the warp after the previous group
   const index_t quads = (a.vocab + 3) / 4;
   // Pass 1 counts quads in 32 bits: q < quads <= 2^31, so q + 2048 cannot wrap. a.quads and a.whole_quads are read from
@@ -982,15 +1017,12 @@ __global__ void __launch_bounds__(kBlock, 2)
   auto fold_round = [&](std::uint32_t base, const Raw4<In>(&rc)[U], const Raw4<In>(&ru)[kGuided ? U : 1]) {
     const std::uint32_t q0 = base + lane;
     float z[U][4];
+    if constexpr (kTruncate) {
+      score_round<In, kGuided, false>(rc, ru, q0, a, z);
+      if (count_in_pass1) {  // top-k's first radix digit (radix_digit, counted)
 #pragma unroll
-    for (int j = 0; j < U; ++j) {
-      const std::uint32_t q = q0 + j * kBlock;
-      float c[4], u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      unpack4(rc[j], c);
-      if constexpr (kGuided) unpack4(ru[j], u);
-      score_quad<kGuided>(c, u, index_t{q}, a, z[j]);
-      if constexpr (kTruncate) {
-        if (count_in_pass1) {  // top-k's first radix digit (radix_digit, counted)
+        for (int j = 0; j < U; ++j) {
+          const std::uint32_t q = q0 + j * kBlock;
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
             if (q < a.whole_quads || index_t{q} * 4 + k < a.vocab) {
@@ -999,8 +1031,14 @@ __global__ void __launch_bounds__(kBlock, 2)
           }
         }
       }
+      corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
+    } else if (unit_temperature) {  // the same fold in both branches: each a straight run, no select per score
+      score_round<In, kGuided, true>(rc, ru, q0, a, z);
+      corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
+    } else {
+      score_round<In, kGuided, false>(rc, ru, q0, a, z);
+      corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
     }
-    corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
     // the round holds the group's last quad (closes_group, with the slot taken from the round counter, which is the
     // same on every lane): slot 3, or the row ends before the lane's next quad
     if (!a.greedy && q0 < a.quads && (n0 + U == 4 || q0 + kBlock * U >= a.quads)) {
@@ -1461,6 +1499,9 @@ struct PathLimits {
   std::uint32_t deferred_cap = kDeferredCap;
   SettlePass1 settle = SettlePass1::kAsNeeded;  // kBestTwo / kExactRace: take that rare path on every row
   Pass1Loads pass1_loads = Pass1Loads::kRegisters;
+  /// At T = 1, pass 1 of the kernels without truncation leaves the multiply by 1 / T out (the same scores, bit for
+  /// bit); false keeps it, for the test of that and the benchmark's measure of what it saves.
+  bool unit_temperature = true;
 };
 
 }  // namespace sampling_detail
@@ -1502,6 +1543,7 @@ void sample_rows(const In* cond, const In* uncond, index_t rows, index_t vocab, 
   a.offset = key.offset;
   a.deferred_cap = limits.deferred_cap;
   a.settle = limits.settle;
+  a.unit_temperature = limits.unit_temperature && a.inv_temperature == 1.0f;
   const bool truncate = !a.greedy && ((a.top_k > 0 && a.top_k < vocab) || a.use_top_p || a.use_min_p);
   const unsigned int grid = static_cast<unsigned int>(rows);
   constexpr int block = sampling_detail::kBlock;
