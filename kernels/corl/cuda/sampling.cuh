@@ -258,6 +258,11 @@ __device__ __forceinline__ void unpack4(const Raw4<In>& r, float out[4]) {
   for (int k = 0; k < 4; ++k) {
     if constexpr (sizeof(In) == 4) {
       out[k] = __uint_as_float(r.w[k]);
+    } else if constexpr (std::is_same_v<In, __nv_bfloat16>) {
+      // a bf16 is the upper half of the float it converts to, exactly: one instruction per entry (a mask or a shift)
+      // instead of the shift down and back up that the conversion through __bfloat162float compiles to
+      const std::uint32_t w = r.w[k >> 1];
+      out[k] = __uint_as_float((k & 1) != 0 ? (w & 0xffff0000u) : (w << 16));
     } else {
       const unsigned short bits = static_cast<unsigned short>(r.w[k >> 1] >> (16 * (k & 1)));
       In h;
@@ -874,9 +879,10 @@ __device__ __forceinline__ void write_draw(const In* cond, const In* uncond, ind
 
 /// The best approximate race key of the warp in pass 1 (-inf when no lane has a winner yet): the key of some group of
 /// the row, which certified_bound turns into a bound.
-__device__ __forceinline__ float warp_best_key(const Pass1State& st) {
-  return warp_all_max_float(st.best_group < 0 ? -INFINITY : st.best_key);
+__device__ __forceinline__ float lane_best_key(const Pass1State& st) {
+  return st.best_group < 0 ? -INFINITY : st.best_key;
 }
+__device__ __forceinline__ float warp_best_key(const Pass1State& st) { return warp_all_max_float(lane_best_key(st)); }
 
 /// The exact race (corl/sampling/streaming_race.hpp) over the kept part {z >= threshold} of the row (-inf: all of it),
 /// in one more read: thread t folds the quads t + 512 n as in pass 1, and only groups that can beat `bound_key` (a key
@@ -993,10 +999,15 @@ __global__ void __launch_bounds__(kBlock, 2)
   auto load_round = [&](std::uint32_t base, Raw4<In>(&rc)[U], Raw4<In>(&ru)[kGuided ? U : 1]) {
     const std::uint32_t q0 = base + lane;
     if (vector_ok && base + kBlock * U <= a.whole_quads) {  // the warp's round lies inside the row: plain vector loads
+      // one 64-bit address per row and round, the quads at constant offsets from it (LDG's immediate), instead of a
+      // wide multiply-add per quad
+      using Word = QuadWord<In>;
+      const Word* const c_words = reinterpret_cast<const Word*>(cond) + q0;
+      const Word* const u_words = kGuided ? reinterpret_cast<const Word*>(uncond) + q0 : nullptr;
 #pragma unroll
       for (int j = 0; j < U; ++j) {
-        rc[j] = load4_vector(cond, q0 + j * kBlock);
-        if constexpr (kGuided) ru[j] = load4_vector(uncond, q0 + j * kBlock);
+        rc[j] = unpack_word<In>(c_words[j * kBlock]);
+        if constexpr (kGuided) ru[j] = unpack_word<In>(u_words[j * kBlock]);
       }
     } else {
 #pragma unroll
@@ -1041,12 +1052,17 @@ __global__ void __launch_bounds__(kBlock, 2)
     }
     // the round holds the group's last quad (closes_group, with the slot taken from the round counter, which is the
     // same on every lane): slot 3, or the row ends before the lane's next quad
+    // The warp's best key changes only when some lane's best does (a group entered as its best), which most rounds
+    // after the first few do not see: one vote then skips the reduction (the same known_key either way).
+    bool improved = false;
     if (!a.greedy && q0 < a.quads && (n0 + U == 4 || q0 + kBlock * U >= a.quads)) {
       auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
       const auto group = static_cast<index_t>(corl::sampling::race_group(q0));
+      const float before = lane_best_key(st);
       corl::sampling::close_certified_group(st, group, word_of, known_key);
+      improved = lane_best_key(st) != before;
     }
-    if (!a.greedy && n0 + U == 4) known_key = warp_best_key(st);
+    if (!a.greedy && n0 + U == 4 && __any_sync(0xffffffffu, improved)) known_key = warp_best_key(st);
     n0 = (n0 + U) & 3;
   };
   // Software pipelining. Registers (kStaged = false): the next round's loads are issued before this round is folded,
