@@ -183,7 +183,9 @@ void register_all() {
                                    [m, cold, l, u](benchmark::State& s) { bench_sampling<float>(s, m, cold, l, u); })
           ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark((prefix + "bf16/" + name).c_str(),
-                                   [m, cold, l, u](benchmark::State& s) { bench_sampling<__nv_bfloat16>(s, m, cold, l, u); })
+                                   [m, cold, l, u](benchmark::State& s) {
+                                     bench_sampling<__nv_bfloat16>(s, m, cold, l, u);
+                                   })
           ->Arg(16384)->Arg(102400)->UseManualTime()->Iterations(100)->Unit(benchmark::kMicrosecond);
     }
   }

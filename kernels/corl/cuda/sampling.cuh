@@ -42,13 +42,14 @@
 // overflows) gets token kBadLogit (-1), a row without a finite logit kNoFiniteLogit (-2), and logp 0 in both cases;
 // check_sampled_tokens() turns these into corl::Error naming the row once the tokens are on the host.
 // CUB's manners: the stream comes last; no scratch memory is needed (shared memory only), so there is no size query.
-// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.23 TB/s; docs/kernels.md section 6 has every
+// Measured (H200, B = 256, bench/gpu/sampling.cu, copy bandwidth 4.24 TB/s; docs/kernels.md section 6 has every
 // run), plain rows at V = 102400: per-element race 121 us (2026-11-26); quad race 68 us; group race 69 us (fp32) /
 // 72 us (bf16): issue-bound, the exact keys' reloads and the new-max branch diverging in most rounds; certified race
-// with pipelined loads (2026-11-27, session 13) 42 us fp32 (1.7x the one-read floor of 24.7 us) and 36 us bf16 (2.9x
-// its 12.3 us floor), CFG 5 70 / 64 us; top-k 50 0.164 ms, top-p 0.9 0.246 ms (PyTorch's sort-based top-p in the same
-// run 2.90 ms). Nsight (plain fp32): DRAM 60%, issue slots 59% busy, a third of the stall samples waiting for loads.
-// The per-field merge and the staged loads (session 14) are compiled for sm_90 but not yet measured.
+// with pipelined loads (2026-11-27, session 13) 42 / 36 us (lone launches). Session 16 (2026-11-28), device time per
+// launch back to back: 34.4 us fp32 (1.39x the one-read floor of 24.7 us), 26.0 us bf16 (2.10x its 12.4 us floor),
+// CFG 5 61.4 / 53.0 us (1.24x / 2.15x); top-k 50 0.142 ms, top-p 0.9 0.208 ms (PyTorch's sort-based top-p in the same
+// run 2.91 ms). The staged loads measured slower than the register loads in every case (fp32 43.5 against 35.3 us):
+// the kernel is bound by instruction issue (bf16: 4150 warp instructions per warp and row, IPC 3.0, DRAM 33%).
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -1463,10 +1464,10 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
 }
 
 /// How pass 1 of the kernels without truncation (plain, CFG, greedy rows) keeps its loads in flight: in registers,
-/// one round ahead (measured: docs/kernels.md section 6), or through the staging ring in shared memory, three rounds
-/// ahead (written 2026-11-27, session 14, not yet measured on a GPU: the benchmark runs both). Both give the same
-/// tokens and log-probabilities, bit for bit (the same values folded in the same order). Truncated rows always use
-/// registers.
+/// one round ahead (the default), or through the staging ring in shared memory, three rounds ahead (session 14;
+/// measured slower in every case by session 16, 8-23%: the kernel is bound by instruction issue, and the ring adds
+/// instructions; kept as an option, and the benchmark still runs it). Both give the same tokens and log-probabilities,
+/// bit for bit (the same values folded in the same order). Truncated rows always use registers.
 enum class Pass1Loads : std::uint8_t { kRegisters, kStaged };
 
 /// Whether the staged kernel <In, kGuided> can run here: its ring (staging_bytes) fits beside the static shared memory
