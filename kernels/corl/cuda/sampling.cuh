@@ -49,7 +49,7 @@
 // launch back to back: 34.4 us fp32 (1.39x the one-read floor of 24.7 us), 26.0 us bf16 (2.10x its 12.4 us floor),
 // CFG 5 61.4 / 53.0 us (1.24x / 2.15x); top-k 50 0.142 ms, top-p 0.9 0.208 ms (PyTorch's sort-based top-p in the same
 // run 2.91 ms). The staged loads measured slower than the register loads in every case (fp32 43.5 against 35.3 us):
-// the kernel is bound by instruction issue (bf16: 4150 warp instructions per warp and row, IPC 3.0, DRAM 33%).
+// the kernel is bound by instruction issue (bf16: 4150 warp instructions per warp and row, IPC 2.9, DRAM 34%).
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -489,8 +489,9 @@ __device__ __forceinline__ std::uint64_t warp_all_max_u64(std::uint64_t x) {
 /// (corl/sampling/certified_race.hpp, race_rank). The maxima and minima are REDUX instructions on 32-bit keys
 /// (warp_all_max_u32); the sum is a butterfly of rounded adds, which gives every lane the same bits (each step adds a
 /// pair in both orders, and float addition is commutative). Run 1 of session 16 (H200): the shuffle version of the
-/// maxima ran ~210 instructions per call, two calls per warp and row, 9% of a plain bf16 row's instructions at
-/// V = 102400; CUB's reduction of the whole state with merge_certified_race_states ran ~500 (session 13).
+/// maxima ran ~210 instructions per call, two calls per warp and row, 9% of a bf16 row's instructions at V = 102400
+/// (the staged kernel's profile); CUB's reduction of the whole state with merge_certified_race_states ran ~500
+/// (session 13).
 __device__ __forceinline__ Pass1State warp_merge_pass1(const Pass1State& st) {
   namespace cs = corl::sampling;
   constexpr unsigned kAll = 0xffffffffu;
@@ -1465,7 +1466,7 @@ std::uint32_t prepare_candidate_list(index_t vocab) {
 
 /// How pass 1 of the kernels without truncation (plain, CFG, greedy rows) keeps its loads in flight: in registers,
 /// one round ahead (the default), or through the staging ring in shared memory, three rounds ahead (session 14;
-/// measured slower in every case by session 16, 8-23%: the kernel is bound by instruction issue, and the ring adds
+/// measured slower in every case by session 16, 3-23%: the kernel is bound by instruction issue, and the ring adds
 /// instructions; kept as an option, and the benchmark still runs it). Both give the same tokens and log-probabilities,
 /// bit for bit (the same values folded in the same order). Truncated rows always use registers.
 enum class Pass1Loads : std::uint8_t { kRegisters, kStaged };
