@@ -69,6 +69,7 @@
 #include <type_traits>
 
 #include <corl/cuda/check.cuh>
+#include "corl/cuda/reduce.cuh"
 
 #include "corl/core/error.hpp"
 #include "corl/sampling/sampler.hpp"
@@ -451,58 +452,44 @@ __device__ __forceinline__ float group_key_own_word(const In* cond, const In* un
 /// Per-thread (then per-block) summary of pass 1: the certified race (corl/sampling/certified_race.hpp).
 using Pass1State = corl::sampling::CertifiedRaceState;
 
-/// Warp all-reductions of 32-bit keys: one REDUX instruction on sm_80 and later (__reduce_max_sync /
-/// __reduce_min_sync), five xor shuffles and compares before. Exact either way: every lane gets the same bits.
-__device__ __forceinline__ std::uint32_t warp_all_max_u32(std::uint32_t x) {
+/// Warp all-reduction of 32-bit keys, the largest (kMax) or the smallest: one REDUX instruction on sm_80 and later
+/// (__reduce_max_sync / __reduce_min_sync), reduce.cuh's butterfly before. Exact either way: every lane gets the
+/// same bits.
+template <bool kMax>
+__device__ __forceinline__ std::uint32_t warp_extreme_u32(std::uint32_t x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  return __reduce_max_sync(0xffffffffu, x);
+  return kMax ? __reduce_max_sync(kFullWarpMask, x) : __reduce_min_sync(kFullWarpMask, x);
 #else
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) x = max(x, __shfl_xor_sync(0xffffffffu, x, off));
-  return x;
-#endif
-}
-__device__ __forceinline__ std::uint32_t warp_all_min_u32(std::uint32_t x) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  return __reduce_min_sync(0xffffffffu, x);
-#else
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) x = min(x, __shfl_xor_sync(0xffffffffu, x, off));
-  return x;
+  return warp_allreduce(x, [](std::uint32_t p, std::uint32_t q) { return kMax ? max(p, q) : min(p, q); });
 #endif
 }
 /// The warp's largest float, as fmaxf's butterfly gives it (NaN lanes are left out; -0.0 and +0.0, which compare
 /// equal, both come back as +0.0): one max over ordered_bits, whose order is the floats' (NaN taken as -inf first).
 __device__ __forceinline__ float warp_all_max_float(float x) {
-  return corl::sampling::from_ordered_bits(warp_all_max_u32(corl::sampling::ordered_bits(isnan(x) ? -INFINITY : x)));
+  return corl::sampling::from_ordered_bits(
+      warp_extreme_u32<true>(corl::sampling::ordered_bits(isnan(x) ? -INFINITY : x)));
 }
 /// The warp's largest 64-bit value: the max of the high words, then the max of the low words of the lanes that hold
 /// it (two REDUX instead of five 64-bit shuffle-and-compare steps).
 __device__ __forceinline__ std::uint64_t warp_all_max_u64(std::uint64_t x) {
   const auto high = static_cast<std::uint32_t>(x >> 32);
-  const std::uint32_t top = warp_all_max_u32(high);
-  const std::uint32_t low = warp_all_max_u32(high == top ? static_cast<std::uint32_t>(x) : 0u);
+  const std::uint32_t top = warp_extreme_u32<true>(high);
+  const std::uint32_t low = warp_extreme_u32<true>(high == top ? static_cast<std::uint32_t>(x) : 0u);
   return (std::uint64_t{top} << 32) | low;
 }
 
 /// The merge of the pass-1 states of a warp's 32 lanes, on every lane: one all-reduction per field
 /// (corl/sampling/certified_race.hpp, race_rank). The maxima and minima are REDUX instructions on 32-bit keys
-/// (warp_all_max_u32); the sum is a butterfly of rounded adds, which gives every lane the same bits (each step adds a
-/// pair in both orders, and float addition is commutative). Run 1 of session 16 (H200): the shuffle version of the
-/// maxima ran ~210 instructions per call, two calls per warp and row, 9% of a bf16 row's instructions at V = 102400
-/// (the staged kernel's profile); CUB's reduction of the whole state with merge_certified_race_states ran ~500
+/// (warp_extreme_u32); the sum is reduce.cuh's butterfly of rounded adds, which gives every lane the same bits (each
+/// step adds a pair in both orders, and float addition is commutative). Run 1 of session 16 (H200): the shuffle version
+/// of the maxima ran ~210 instructions per call, two calls per warp and row, 9% of a bf16 row's instructions at V =
+/// 102400 (the staged kernel's profile); CUB's reduction of the whole state with merge_certified_race_states ran ~500
 /// (session 13).
 __device__ __forceinline__ Pass1State warp_merge_pass1(const Pass1State& st) {
   namespace cs = corl::sampling;
-  constexpr unsigned kAll = 0xffffffffu;
-  auto all_sum = [](float x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) x = corl::sampling::add_rn(x, __shfl_xor_sync(kAll, x, off));
-    return x;
-  };
   const float m = warp_all_max_float(st.max);
-  const std::uint32_t argmax = warp_all_min_u32(cs::argmax_candidate(st, m));
-  const float sum = all_sum(cs::scaled_sum(st, m));
+  const std::uint32_t argmax = warp_extreme_u32<false>(cs::argmax_candidate(st, m));
+  const float sum = warp_allreduce(cs::scaled_sum(st, m), [](float p, float q) { return cs::add_rn(p, q); });
   const std::uint64_t winner = warp_all_max_u64(cs::race_rank(st.best_key, st.best_group));
   const std::uint64_t second = warp_all_max_u64(cs::second_rank(st, winner));
   const float third = warp_all_max_float(cs::third_key(st, winner, second));
@@ -987,8 +974,6 @@ __global__ void __launch_bounds__(kBlock, 2)
   // lanes share their best key after each round that closes a group: the filter of every lane then uses the warp's.
   Pass1State st = corl::sampling::empty_certified_race_state();
   RaceWordCache cache;
-  // 1 / T = 1 (T = 1, the common case of rollouts): the kernels without truncation score without the multiply.
-  const bool unit_temperature = a.unit_temperature;
   float known_key = -INFINITY;  // the best approximate key of the warp after the previous group
   const index_t quads = (a.vocab + 3) / 4;
   // Pass 1 counts quads in 32 bits: q < quads <= 2^31, so q + 2048 cannot wrap. a.quads and a.whole_quads are read from
@@ -1003,13 +988,12 @@ __global__ void __launch_bounds__(kBlock, 2)
     if (vector_ok && base + kBlock * U <= a.whole_quads) {  // the warp's round lies inside the row: plain vector loads
       // one 64-bit address per row and round, the quads at constant offsets from it (LDG's immediate), instead of a
       // wide multiply-add per quad
-      using Word = QuadWord<In>;
-      const Word* const c_words = reinterpret_cast<const Word*>(cond) + q0;
-      const Word* const u_words = kGuided ? reinterpret_cast<const Word*>(uncond) + q0 : nullptr;
+      const In* const c_round = cond + index_t{q0} * 4;
+      const In* const u_round = kGuided ? uncond + index_t{q0} * 4 : nullptr;
 #pragma unroll
       for (int j = 0; j < U; ++j) {
-        rc[j] = unpack_word<In>(c_words[j * kBlock]);
-        if constexpr (kGuided) ru[j] = unpack_word<In>(u_words[j * kBlock]);
+        rc[j] = load4_vector(c_round, static_cast<std::uint32_t>(j) * kBlock);
+        if constexpr (kGuided) ru[j] = load4_vector(u_round, static_cast<std::uint32_t>(j) * kBlock);
       }
     } else {
 #pragma unroll
@@ -1045,7 +1029,8 @@ __global__ void __launch_bounds__(kBlock, 2)
         }
       }
       corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
-    } else if (unit_temperature) {  // the same fold in both branches: each a straight run, no select per score
+    } else if (a.unit_temperature) {  // 1 / T = 1 (T = 1, the common case of rollouts): scores without the multiply;
+      // the same fold in both branches: each a straight run, no select per score
       score_round<In, kGuided, true>(rc, ru, q0, a, z);
       corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
     } else {
