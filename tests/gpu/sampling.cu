@@ -446,6 +446,50 @@ TEST_CASE("pass 1 without the multiply at T = 1 gives the tokens and log-probs o
   }
 }
 
+// Pass 1 takes exp(z - m) as ex2(z log2(e) - m log2(e)) with m log2(e) rounded once per round (stream_exp_shifted),
+// which needs |m| <= 2e38; a round whose max lies beyond (finite logits up to FLT_MAX in magnitude, and the clamp of a
+// max of -inf) takes the subtract-then-multiply path. Rows at both ends of the float range, at T = 1 and through the
+// truncated kernel: the maxima are exact ties, so the token is one of them and logp = -log(count).
+TEST_CASE("rows whose logits lie beyond +-2e38 (pass 1's unshifted exps) give the exact ties' tokens and log-probs") {
+  const index_t vocab = 9001, rows = 8;
+  const float big = 3.0e38f, flt_max = std::numeric_limits<float>::max();
+  std::vector<float> v(static_cast<std::size_t>(rows * vocab));
+  std::vector<std::vector<index_t>> tied(static_cast<std::size_t>(rows));
+  for (index_t r = 0; r < rows; ++r) {
+    auto at = [&](index_t i) -> float& { return v[static_cast<std::size_t>(r * vocab + i)]; };
+    const bool high = r % 2 == 0;
+    // high rows: 1e30 below the max everywhere (exp(-1e30) = 0), then 3 maxima; low rows: every entry -3e38 or -FLT_MAX
+    for (index_t i = 0; i < vocab; ++i) at(i) = high ? (r % 4 == 0 ? big : flt_max) - 1.0e33f : -big;
+    if (high) {
+      for (const index_t i : {index_t{17} * (r + 1), vocab / 2 + r, vocab - 1 - r}) {
+        at(i) = r % 4 == 0 ? big : flt_max;
+        tied[static_cast<std::size_t>(r)].push_back(i);
+      }
+    } else if (r % 4 == 3) {
+      for (index_t i = 0; i < vocab; ++i) at(i) = -flt_max;
+    }
+  }
+  SamplingParams plain, top_k;
+  top_k.top_k = 5;  // keeps the three maxima (and, on the low rows, every entry: all tie at the 5th value)
+  for (const SamplingParams& p : {plain, top_k}) {
+    CAPTURE(p.top_k);
+    const auto res = run_gpu<float>(v, {}, rows, vocab, vocab, p, RngKey{31, 4});
+    for (index_t r = 0; r < rows; ++r) {
+      CAPTURE(r);
+      const std::int64_t t = res.tokens[static_cast<std::size_t>(r)];
+      REQUIRE(t >= 0);
+      REQUIRE(t < vocab);
+      const auto& ties = tied[static_cast<std::size_t>(r)];
+      const double count = ties.empty() ? static_cast<double>(vocab) : 3.0;
+      if (!ties.empty()) CHECK(std::find(ties.begin(), ties.end(), t) != ties.end());
+      CHECK(std::abs(static_cast<double>(res.logps[static_cast<std::size_t>(r)]) + std::log(count)) <= 1e-5);
+      const std::vector<float> row(v.begin() + r * vocab, v.begin() + (r + 1) * vocab);
+      const auto cpu = corl::sampling::sample_row<float, float>(row, {}, p, RngKey{31, 4}, static_cast<std::uint32_t>(r));
+      CHECK(cpu.token == t);
+    }
+  }
+}
+
 TEST_CASE("GPU sampler is deterministic and depends on (seed, offset)") {
   const index_t rows = 128, vocab = 5000;
   const auto cond = random_rows<float>(rows, vocab, 9);

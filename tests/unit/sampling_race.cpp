@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 #include <vector>
@@ -803,6 +804,39 @@ TEST_CASE("certified race: approximate keys lie well within the slack of the exa
     worst_ratio = std::max(worst_ratio, std::abs(st.best_key - exact) / slack);
   }
   MESSAGE("largest |approximate - exact| / slack: " << worst_ratio);
+}
+
+// Sampling without truncation folds without the argmax (fold_certified_round<U, false>, the GPU kernel's common path):
+// every other field must be what the fold with the argmax gives, on rounds with new maxima, ties, -inf, NaN and +-0.
+TEST_CASE("certified race: the fold without the argmax keeps every other field of the fold with it") {
+  corl::CounterRng rng(77, 3);
+  const float specials[] = {-std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 0.0f,
+                            -0.0f, 5.0f};
+  int argmax_moves = 0;
+  for (int trial = 0; trial < 500; ++trial) {
+    CertifiedRaceState with = corl::sampling::empty_certified_race_state();
+    CertifiedRaceState without = with;
+    for (int round = 0; round < 6; ++round) {
+      float z[2][4];
+      for (auto& quad : z) {
+        for (float& v : quad) {
+          v = rng.below(6) == 0 ? specials[rng.below(5)] : static_cast<float>(3.0 * rng.normal() + round);
+        }
+      }
+      const auto q0 = static_cast<std::uint32_t>(trial % 512 + 1024 * round);
+      const std::uint32_t before = with.argmax_quad;
+      corl::sampling::fold_certified_round<2, true>(with, z, q0, 512u);
+      corl::sampling::fold_certified_round<2, false>(without, z, q0, 512u);
+      argmax_moves += with.argmax_quad != before;
+      CAPTURE(trial);
+      CAPTURE(round);
+      CHECK(std::memcmp(&with.max, &without.max, sizeof(float)) == 0);
+      CHECK(std::memcmp(&with.sum, &without.sum, sizeof(float)) == 0);
+      CHECK(std::memcmp(&with.group_sum, &without.group_sum, sizeof(float)) == 0);
+      CHECK(without.argmax_quad == corl::sampling::kNoQuad);
+    }
+  }
+  CHECK(argmax_moves > 500);  // the rounds did move the argmax, so the fields compared above came through new maxima
 }
 
 TEST_CASE("certified race: merge and certificate, hand-computed") {

@@ -85,8 +85,11 @@ CORL_HD float certified_bound(const CertifiedRaceState& st, float known_key) {
 /// Folds one round of U quads (quad j = q0 + j * stride < kNoQuad, in increasing order; all of the open group, which
 /// the round does not leave) into the state: max, argmax quad, sum and the open group's mass. Missing quads (beyond the
 /// row) come as four -inf. A NaN score is left out of the max and makes the sum NaN; a +inf one becomes the max (the
-/// GPU kernel's bad-row test, row_is_bad, sees both).
-template <int U>
+/// GPU kernel's bad-row test, row_is_bad, sees both). kArgmax = false: argmax_quad is left as it is (sampling at a
+/// temperature without truncation never reads it), which saves a compare and two selects per quad; the max then comes
+/// from max instructions (on the device, fmaxf: the same value, up to the sign of a zero max, which changes no score
+/// difference, exp or key).
+template <int U, bool kArgmax = true>
 CORL_HD void fold_certified_round(CertifiedRaceState& st, const float (&z)[U][4], std::uint32_t q0,
                                   std::uint32_t stride) {
   constexpr float lowest = -3.402823466e38f;  // -FLT_MAX: differences against a max of -inf stay finite
@@ -98,17 +101,36 @@ CORL_HD void fold_certified_round(CertifiedRaceState& st, const float (&z)[U][4]
     float qm = -std::numeric_limits<float>::infinity();
     for (int k = 0; k < 4; ++k) qm = z[j][k] > qm ? z[j][k] : qm;
 #endif
-    const bool up = qm > m;  // strictly: an equal max later in index order keeps the earlier quad
-    st.argmax_quad = up ? q0 + static_cast<std::uint32_t>(j) * stride : st.argmax_quad;
-    m = up ? qm : m;
+    if constexpr (kArgmax) {
+      const bool up = qm > m;  // strictly: an equal max later in index order keeps the earlier quad
+      st.argmax_quad = up ? q0 + static_cast<std::uint32_t>(j) * stride : st.argmax_quad;
+      m = up ? qm : m;
+    } else {
+#if defined(__CUDA_ARCH__)
+      m = fmaxf(m, qm);  // m is never NaN
+#else
+      m = qm > m ? qm : m;
+#endif
+    }
   }
   const float old_m = st.max > lowest ? st.max : lowest;
   const float new_m = m > lowest ? m : lowest;
   const float scale = stream_exp(old_m - new_m);  // 1 without a new max, 0 from -inf
   st.max = m;
   float round_sum = 0.0f;
+#if defined(__CUDA_ARCH__)
+  if (fabsf(new_m) <= kMaxShiftedExpMax) {  // every row but those with logits beyond +-2e38
+    const float shift = stream_exp_shift(new_m);
+    for (int j = 0; j < U; ++j)
+      for (int k = 0; k < 4; ++k) round_sum += stream_exp_shifted(z[j][k], shift);
+  } else {
+    for (int j = 0; j < U; ++j)
+      for (int k = 0; k < 4; ++k) round_sum += stream_exp(z[j][k] - new_m);
+  }
+#else
   for (int j = 0; j < U; ++j)
     for (int k = 0; k < 4; ++k) round_sum += stream_exp(z[j][k] - new_m);
+#endif
   st.sum = st.sum * scale + round_sum;
   st.group_sum = st.group_sum * scale + round_sum;
 }

@@ -48,6 +48,30 @@ CORL_HD float stream_exp(float x) {
 #endif
 }
 
+/// exp(z - m) as one FFMA and an ex2 on the device, ex2(z log2(e) - m log2(e)), with `shift` = stream_exp_shift(m)
+/// computed once for many z (stream_exp is a subtract, a multiply and the ex2). Its argument is rounded once, from
+/// z log2(e) exact and m log2(e) rounded: an error of at most (|m| + 87) 2^-24 relative in a term that is not flushed
+/// (z - m >= -87.4), where stream_exp's two roundings give (|z - m| + 87) 2^-24. m log2(e) must be finite: the caller
+/// keeps |m| <= kMaxShiftedExpMax and uses stream_exp beyond (m = -FLT_MAX, the clamp of a max of -inf, included).
+/// The host computes exp(z - m) (std::exp), as stream_exp does.
+inline constexpr float kMaxShiftedExpMax = 2.0e38f;  // * log2(e) = 2.9e38 < FLT_MAX
+CORL_HD float stream_exp_shift(float m) {
+#if defined(__CUDA_ARCH__)
+  return -m * 1.44269504088896341f;
+#else
+  return m;  // the host keeps m itself
+#endif
+}
+CORL_HD float stream_exp_shifted(float z, float shift) {
+#if defined(__CUDA_ARCH__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(fmaf(z, 1.44269504088896341f, shift)));
+  return y;
+#else
+  return std::exp(z - shift);
+#endif
+}
+
 /// Probability mass in fixed point for the GPU sampler's radix selection (exact integer sums, independent of order):
 /// round(exp(z - m) 2^40), 0 for z = -inf; m is the row's max, so a term is at most 2^40. The CPU transcriptions of
 /// the selection call it too.

@@ -1029,13 +1029,17 @@ __global__ void __launch_bounds__(kBlock, 2)
         }
       }
       corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
-    } else if (a.unit_temperature) {  // 1 / T = 1 (T = 1, the common case of rollouts): scores without the multiply;
-      // the same fold in both branches: each a straight run, no select per score
+    } else if (a.greedy) {  // the argmax (1 / T is 1 for greedy rows: no multiply)
       score_round<In, kGuided, true>(rc, ru, q0, a, z);
-      corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
+      corl::sampling::fold_certified_round<U, true>(st, z, q0, static_cast<std::uint32_t>(kBlock));
+    } else if (a.unit_temperature) {  // 1 / T = 1 (T = 1, the common case of rollouts): scores without the multiply;
+      // the same fold in both branches: each a straight run, no select per score. Sampling without truncation never
+      // reads the argmax: the fold leaves it out.
+      score_round<In, kGuided, true>(rc, ru, q0, a, z);
+      corl::sampling::fold_certified_round<U, false>(st, z, q0, static_cast<std::uint32_t>(kBlock));
     } else {
       score_round<In, kGuided, false>(rc, ru, q0, a, z);
-      corl::sampling::fold_certified_round<U>(st, z, q0, static_cast<std::uint32_t>(kBlock));
+      corl::sampling::fold_certified_round<U, false>(st, z, q0, static_cast<std::uint32_t>(kBlock));
     }
     // the round holds the group's last quad (closes_group, with the slot taken from the round counter, which is the
     // same on every lane): slot 3, or the row ends before the lane's next quad
@@ -1140,6 +1144,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   const Pass1State p1 = warp_merge_pass1(lane < kBlock / 32 ? s.pass1_warps[lane]
                                                             : corl::sampling::empty_certified_race_state());
   // r.argmax: the first entry of the argmax's quad for now (truncation only needs the quad); greedy finds the entry.
+  // Sampling rows without truncation do not track it (fold_certified_round<U, false>): no one reads it there.
   // r.best_key: not kept (pass 1's keys are approximate, and the settling below may change the group).
   RowState r{p1.max, p1.sum, index_t{4} * p1.argmax_quad, NAN, p1.best_group, 0.0f};
   const bool bad = row_is_bad(r);
