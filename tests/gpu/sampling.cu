@@ -446,31 +446,40 @@ TEST_CASE("pass 1 without the multiply at T = 1 gives the tokens and log-probs o
   }
 }
 
-// Pass 1 takes exp(z - m) as ex2(z log2(e) - m log2(e)) with m log2(e) rounded once per round (stream_exp_shifted),
-// which needs |m| <= 2e38; a round whose max lies beyond (finite logits up to FLT_MAX in magnitude, and the clamp of a
-// max of -inf) takes the subtract-then-multiply path. Rows at both ends of the float range, at T = 1 and through the
-// truncated kernel: the maxima are exact ties, so the token is one of them and logp = -log(count).
-TEST_CASE("rows whose logits lie beyond +-2e38 (pass 1's unshifted exps) give the exact ties' tokens and log-probs") {
-  const index_t vocab = 9001, rows = 8;
+// Pass 1 takes exp(z - m) as ex2(fma(z, log2 e, hi)) ex2(lo), -m log2(e) = hi + lo (stream_exp_shift), for rounds whose
+// max lies within +-2^20; beyond (finite logits up to FLT_MAX in magnitude, and the clamp of a max of -inf) it
+// subtracts, then multiplies. Rows at both ends of the float range (exact ties: the token is one of the maxima, logp =
+// -log(count)), and rows of large logits on both sides of 2^20, where a missing ex2(lo) would cost up to 2^-24 |m|
+// log2(e) of relative error in the sum (3e-3 at 5e4): logp against the double reference, at T = 1 and through the
+// truncated kernel.
+TEST_CASE("rows of large logits (beyond +-2^20 and up to FLT_MAX) give the CPU's tokens and exact log-probs") {
+  const index_t vocab = 9001, rows = 16;
   const float big = 3.0e38f, flt_max = std::numeric_limits<float>::max();
+  const double offsets[] = {1.0e4, -4.7e4, 3.0e6, -2.5e6};
   std::vector<float> v(static_cast<std::size_t>(rows * vocab));
   std::vector<std::vector<index_t>> tied(static_cast<std::size_t>(rows));
+  corl::CounterRng rng(606, 1);
   for (index_t r = 0; r < rows; ++r) {
     auto at = [&](index_t i) -> float& { return v[static_cast<std::size_t>(r * vocab + i)]; };
-    const bool high = r % 2 == 0;
-    // high rows: 1e30 below the max everywhere (exp(-1e30) = 0), then 3 maxima; low rows: every entry -3e38 or -FLT_MAX
-    for (index_t i = 0; i < vocab; ++i) at(i) = high ? (r % 4 == 0 ? big : flt_max) - 1.0e33f : -big;
+    const int kind = static_cast<int>(r % 8);
+    if (kind >= 4) {  // large logits of spread 3 around +-1e4 .. +-3e6
+      const double offset = offsets[kind - 4] + 123.0 * static_cast<double>(r);
+      for (index_t i = 0; i < vocab; ++i) at(i) = static_cast<float>(offset + 3.0 * rng.normal());
+      continue;
+    }
+    const bool high = kind % 2 == 0;
+    // high rows: 1e33 below the max everywhere (exp(-1e33) = 0), then 3 maxima; low rows: every entry -3e38 or -FLT_MAX
+    const float top = kind == 0 ? big : flt_max;
+    for (index_t i = 0; i < vocab; ++i) at(i) = high ? top - 1.0e33f : (kind == 1 ? -big : -flt_max);
     if (high) {
       for (const index_t i : {index_t{17} * (r + 1), vocab / 2 + r, vocab - 1 - r}) {
-        at(i) = r % 4 == 0 ? big : flt_max;
+        at(i) = top;
         tied[static_cast<std::size_t>(r)].push_back(i);
       }
-    } else if (r % 4 == 3) {
-      for (index_t i = 0; i < vocab; ++i) at(i) = -flt_max;
     }
   }
   SamplingParams plain, top_k;
-  top_k.top_k = 5;  // keeps the three maxima (and, on the low rows, every entry: all tie at the 5th value)
+  top_k.top_k = 2000;  // the three maxima (and, on the low rows, every entry: all tie at the 2000th value)
   for (const SamplingParams& p : {plain, top_k}) {
     CAPTURE(p.top_k);
     const auto res = run_gpu<float>(v, {}, rows, vocab, vocab, p, RngKey{31, 4});
@@ -479,13 +488,19 @@ TEST_CASE("rows whose logits lie beyond +-2e38 (pass 1's unshifted exps) give th
       const std::int64_t t = res.tokens[static_cast<std::size_t>(r)];
       REQUIRE(t >= 0);
       REQUIRE(t < vocab);
-      const auto& ties = tied[static_cast<std::size_t>(r)];
-      const double count = ties.empty() ? static_cast<double>(vocab) : 3.0;
-      if (!ties.empty()) CHECK(std::find(ties.begin(), ties.end(), t) != ties.end());
-      CHECK(std::abs(static_cast<double>(res.logps[static_cast<std::size_t>(r)]) + std::log(count)) <= 1e-5);
+      const float logp = res.logps[static_cast<std::size_t>(r)];
       const std::vector<float> row(v.begin() + r * vocab, v.begin() + (r + 1) * vocab);
       const auto cpu = corl::sampling::sample_row<float, float>(row, {}, p, RngKey{31, 4}, static_cast<std::uint32_t>(r));
       CHECK(cpu.token == t);
+      if (r % 8 >= 4) {
+        const double exact = corl::sampling::sampling_logprob<double, float>(row, {}, t, p);
+        CHECK(std::abs(static_cast<double>(logp) - exact) <= 1e-4 + 1e-5 * std::abs(exact));
+        continue;
+      }
+      const auto& ties = tied[static_cast<std::size_t>(r)];
+      const double count = ties.empty() ? static_cast<double>(vocab) : 3.0;
+      if (!ties.empty()) CHECK(std::find(ties.begin(), ties.end(), t) != ties.end());
+      CHECK(std::abs(static_cast<double>(logp) + std::log(count)) <= 1e-5);
     }
   }
 }

@@ -3,7 +3,7 @@
 // the rare row whose best two keys are too close to tell apart, where the caller runs the exact race.
 //
 // The exact race needs key_G = m_G + log(s_G) - log(E_G) for every group that passes the filter; on the GPU that
-// reloads the group's sixteen logits and evaluates sixteen expf, a logf and a log1pf in a branch one lane of a warp
+// reloads the group's 32 logits and evaluates 32 expf, a logf and a log1pf in a branch one lane of a warp
 // takes while the others wait (~3 times per warp per row, the first group of every lane included, since no bound
 // exists yet). But the fold already holds the group's mass relative to the running max, S_G = sum exp(z_i - m), so
 //     a_G = m + log(S_G) - log(E_G)
@@ -11,11 +11,13 @@
 //     slack(a) = 1e-4 + (|a| + 160) 2^-20,
 // for every group that can matter, i.e. whose mass is not flushed (a group more than ~60 nats below the lane's max is
 // at least ~57 nats below the group holding that max, whatever its uniform: -log E_G lies in [-2.81, 22.9]). What
-// separates a_G from key_G: the relative error of S_G (sixteen ex2.approx terms, ~2^-22 each, two rescales of the open
-// group, float sums: < 1e-5), that of the two logs (an ulp of |log S_G| <= ~90), and the float rounding of sums of
-// magnitude up to |m| + 106 (|m| <= |a| + 106: log S_G >= -87 for a group within range, or ~-103 after a rescale to a
-// subnormal), at most ~(|a| + 106) 2^-22, a quarter of the slack (the host test finds at most 2.4% of it used, with
-// the host's exp; the device's ex2.approx is within the first term). Then:
+// separates a_G from key_G: the relative error of S_G (32 ex2.approx terms, ~2^-22 each, with arguments rounded once
+// relative to |z - m| (stream_exp_shifted, or stream_exp's subtract and multiply: ~5e-6 at the flush limit), the
+// correction ex2(lo) and up to eight rescales of the open group (U = 1), float sums: < 1e-5), that of the two logs (an
+// ulp of |log S_G| <= ~90), and the float rounding of sums of magnitude up to |m| + 106 (|m| <= |a| + 106: log S_G >=
+// -87 for a group within range, or ~-103 after a rescale to a subnormal), at most ~(|a| + 106) 2^-22, a quarter of the
+// slack (the host test finds at most 5.3% of it used, with the host's exp; the device's ex2.approx is within the
+// first term). Then:
 // - a group with x_G >= S_G exp(m - B) (1 + 1e-3) has key_G < B (the exact race's filter), and B = A - slack(A), A the
 //   best approximate key seen (by the lane, or by its warp: `known_key`), is at least slack(A) / 2 below the exact key
 //   of A's group; such a group is not evaluated at all;
@@ -119,10 +121,11 @@ CORL_HD void fold_certified_round(CertifiedRaceState& st, const float (&z)[U][4]
   st.max = m;
   float round_sum = 0.0f;
 #if defined(__CUDA_ARCH__)
-  if (fabsf(new_m) <= kMaxShiftedExpMax) {  // every row but those with logits beyond +-2e38
-    const float shift = stream_exp_shift(new_m);
+  if (fabsf(new_m) <= kMaxShiftedExpMax) {  // rows with logits within +-2^20 (and a finite max): an FFMA per exp
+    const ExpShift e = stream_exp_shift(new_m);
     for (int j = 0; j < U; ++j)
-      for (int k = 0; k < 4; ++k) round_sum += stream_exp_shifted(z[j][k], shift);
+      for (int k = 0; k < 4; ++k) round_sum += stream_exp_shifted(z[j][k], e.shift);
+    round_sum *= e.correction;
   } else {
     for (int j = 0; j < U; ++j)
       for (int k = 0; k < 4; ++k) round_sum += stream_exp(z[j][k] - new_m);

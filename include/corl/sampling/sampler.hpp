@@ -7,7 +7,7 @@
 //           t_p   = largest v with  sum_{z_i >= v, i in top-k} p_i >= top_p * sum_{i in top-k} p_i   (top-p on the
 //                   top-k distribution, the HF / vLLM order; ties kept)
 //           t_min = max z + log(min_p)                           (min-p: p_i >= min_p * p_max)
-//   token ~ exp(z_i) / sum_{keep} exp(z_k)         (the group race: Gumbel-max over the masses of groups of sixteen
+//   token ~ exp(z_i) / sum_{keep} exp(z_k)         (the group race: Gumbel-max over the masses of groups of 32
 //                                                   tokens, then a draw inside the winning group; exact; see
 //                                                   sampling_math.hpp)
 //   logp  = z_token - log(sum_{i in keep} exp(z_i))  the log-prob under the distribution actually drawn from.
@@ -194,7 +194,7 @@ RowDistribution<Real> row_distribution(std::span<const In> cond, std::span<const
   return d;
 }
 
-/// The sixteen scores of group `group` of a row of scores z (entry e is token group_entry_token(group, e)), -inf beyond
+/// The 32 scores of group `group` of a row of scores z (entry e is token group_entry_token(group, e)), -inf beyond
 /// the row and below `threshold`; returns whether any entry is left.
 template <class Real>
 bool group_scores(std::span<const Real> z, std::uint64_t group, Real threshold, Real (&out)[kRaceGroupSize]) {

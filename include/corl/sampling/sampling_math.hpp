@@ -3,8 +3,8 @@
 // A row of logits is turned into sampling scores
 //     z_i = (u_i + w (c_i - u_i)) * (1 / T)        (classifier-free guidance, then temperature; without CFG z_i = c_i / T)
 // and a token is drawn by a two-level exponential race (the Gumbel-max trick written with exponentials) over GROUPS of
-// sixteen tokens, each group the four quads (runs of four consecutive tokens) that one GPU thread folds in a row:
-//     quad q = {4q, 4q+1, 4q+2, 4q+3};  group G = {quads G % 512 + 2048 (G / 512) + 512 j : j = 0..3}
+// 32 tokens, each group the eight quads (runs of four consecutive tokens) that one GPU thread folds in a row:
+//     quad q = {4q, 4q+1, 4q+2, 4q+3};  group G = {quads G % 512 + 4096 (G / 512) + 512 j : j = 0..7}
 //     S_G   = sum_{i in G, kept} exp(z_i)                           (the group's mass; empty groups do not race)
 //     key_G = log S_G - log E_G,  E_G = -log(1 - x_G),  x_G uniform in (0, 1)
 //     G*    = argmax_G key_G                                       (group G wins with probability S_G / sum_H S_H)
@@ -12,10 +12,12 @@
 // so token i is drawn with probability S_G / S * exp(z_i) / S_G = exp(z_i) / sum_{kept} exp(z_k): exact sampling with
 // no sort and no prefix sum over the row, only an argmax, in the same single pass over the row that computes the max
 // and the normaliser. Any partition of the row into groups gives this distribution; this one gives one race word (and
-// one filter test) per sixteen logits, and a GPU thread that folds the quads t, t + 512, t + 1024, ... (as the kernel's
-// thread t of 512 does, with coalesced loads) sees each of its groups whole, one after the other. log S_G = m_G +
-// log(sum_i exp(z_i - m_G)) with m_G the group's max, so no overflow. Rows of at most 2048 logits (512 quads) have
-// groups of one quad, G = q.
+// one filter test) per 32 logits, and a GPU thread that folds the quads t, t + 512, t + 1024, ... (as the kernel's
+// thread t of 512 does, with coalesced loads) sees each of its groups whole, one after the other; the draw inside the
+// winning group is one token per lane of a GPU warp. log S_G = m_G + log(sum_i exp(z_i - m_G)) with m_G the group's
+// max, so no overflow. Rows of at most 2048 logits (512 quads) have groups of one quad, G = q. (Until 2026-11-28
+// groups had four quads, sixteen tokens: the GPU kernel's pass 1 spent about a fifth of its instructions closing groups
+// and drawing their words. Rows of at most 8192 logits have the same groups, words and draws with either size.)
 // Random words, Philox4x32-10 (corl/core/rng.hpp) with counter (offset, row, call): the race word x_G is word
 // (G / 512) % 4 of call (G % 512) + 512 * (G / 2048) (the same interleave one level up: a thread, which folds the groups
 // G = t mod 512, shares one call between four consecutive groups of its own; calls < 2^29); the uniforms of the race
@@ -83,26 +85,33 @@ CORL_HD Real cfg_mix(Real cond, Real uncond, Real weight) {
 }
 
 /// The interleave of the race (section "Random words" above): a thread of the GPU kernel folds the quads t + 512 n,
-/// n = 0, 1, 2, ...; four consecutive ones form a group, and four consecutive groups share one Philox call.
+/// n = 0, 1, 2, ...; eight consecutive ones form a group, and four consecutive groups share one Philox call.
 inline constexpr std::uint32_t kRaceQuadInterleave = 512;
-inline constexpr int kRaceGroupQuads = 4;                           ///< quads per group
-inline constexpr int kRaceGroupSize = 4 * kRaceGroupQuads;          ///< logits per group
+inline constexpr int kRaceGroupQuads = 8;                           ///< quads per group
+inline constexpr int kRaceGroupSize = 4 * kRaceGroupQuads;          ///< logits per group (a GPU warp's lanes)
+inline constexpr int kRaceWordsPerCall = 4;                         ///< groups whose race words one Philox call gives
+static_assert((kRaceGroupQuads & (kRaceGroupQuads - 1)) == 0, "the kernel takes a quad's slot with a mask");
 
-/// The group of quad q: q % 512 + 512 * (q / 2048).
+/// The group of quad q: q % 512 + 512 * (q / 4096).
 CORL_HD std::uint64_t race_group(std::uint64_t quad) {
   return quad % kRaceQuadInterleave + kRaceQuadInterleave * (quad / (kRaceGroupQuads * kRaceQuadInterleave));
 }
+/// race_group in 32 bits (the GPU kernel's quads are < 2^31).
+CORL_HD std::uint32_t race_group_u32(std::uint32_t quad) {
+  return quad % kRaceQuadInterleave + kRaceQuadInterleave * (quad / (kRaceGroupQuads * kRaceQuadInterleave));
+}
 
-/// Quad j (0..3) of group G: G % 512 + 2048 * (G / 512) + 512 j (it may lie beyond the row).
+/// Quad j (0..7) of group G: G % 512 + 4096 * (G / 512) + 512 j (it may lie beyond the row).
 CORL_HD std::uint64_t group_quad(std::uint64_t group, int j) {
   return group % kRaceQuadInterleave + kRaceGroupQuads * kRaceQuadInterleave * (group / kRaceQuadInterleave) +
          kRaceQuadInterleave * static_cast<std::uint64_t>(j);
 }
 
-/// Which quad of its group q is (j = 0..3).
+/// Which quad of its group q is (j = 0..7).
 CORL_HD int quad_slot(std::uint64_t quad) { return static_cast<int>((quad / kRaceQuadInterleave) % kRaceGroupQuads); }
 
-/// Whether q is the last quad of its group in a row of `quads` quads (slot 3, or the next one lies beyond the row).
+/// Whether q is the last quad of its group in a row of `quads` quads (slot kRaceGroupQuads - 1, or the next one lies
+/// beyond the row).
 CORL_HD bool closes_group(std::uint64_t quad, std::uint64_t quads) {
   return quad_slot(quad) == kRaceGroupQuads - 1 || quad + kRaceQuadInterleave >= quads;
 }
@@ -115,10 +124,22 @@ CORL_HD std::uint64_t race_groups(std::uint64_t quads) {
 }
 
 /// The Philox call index (counter word 3) of group G's race word: G % 512 + 512 * (G / 2048); G < 2^31.
-CORL_HD std::uint32_t race_call(std::uint64_t group) { return static_cast<std::uint32_t>(race_group(group)); }
+CORL_HD std::uint32_t race_call(std::uint64_t group) {
+  return static_cast<std::uint32_t>(group % kRaceQuadInterleave +
+                                    kRaceQuadInterleave * (group / (kRaceWordsPerCall * kRaceQuadInterleave)));
+}
+/// race_call in 32 bits (the GPU kernel's groups are < 2^31).
+CORL_HD std::uint32_t race_call_u32(std::uint32_t group) {
+  return group % kRaceQuadInterleave + kRaceQuadInterleave * (group / (kRaceWordsPerCall * kRaceQuadInterleave));
+}
 
-/// Which of the call's four words is group G's.
-CORL_HD int race_word_lane(std::uint64_t group) { return quad_slot(group); }
+/// Which of the call's four words is group G's: (G / 512) % 4.
+CORL_HD int race_word_lane(std::uint64_t group) {
+  return static_cast<int>((group / kRaceQuadInterleave) % kRaceWordsPerCall);
+}
+CORL_HD int race_word_lane_u32(std::uint32_t group) {
+  return static_cast<int>((group / kRaceQuadInterleave) % kRaceWordsPerCall);
+}
 
 /// Word k (a run-time value) of a Philox result, by selects: indexing the array with a run-time value would put it in
 /// local memory on the device.
@@ -156,9 +177,9 @@ CORL_HD Real race_exponential(Real x) {
   return -log1p(-x);
 }
 
-/// Race key of a group: log S - log E with log S = m + log(sum_k exp(z_k - m)), m = max z_k, over its sixteen scores
+/// Race key of a group: log S - log E with log S = m + log(sum_k exp(z_k - m)), m = max z_k, over its 32 scores
 /// (quad j's at 4j .. 4j + 3; -inf for masked entries and quads beyond the row). Entries equal to -inf do not count; at
-/// least one must be finite. The sum runs k = 0..15 (the same order on host and device), so a group of one quad gets
+/// least one must be finite. The sum runs k = 0..31 (the same order on host and device), so a group of one quad gets
 /// exactly that quad's four-term sum.
 template <class Real>
 CORL_HD Real group_race_key(const Real (&z)[kRaceGroupSize], Real exponential) {
@@ -181,8 +202,8 @@ CORL_HD Real token_race_key(Real z, Real exponential) {
 }
 
 /// The draw inside the winning group: the kept entry (z != -inf) with the largest z - log(E'), E' of entry 4j + k from
-/// word k of words[j] (pick_words of the group's quad j); ties go to the smaller entry. Returns the entry (0..15). A race
-/// rather than an inverse CDF, so that a token far below the others of its group keeps its probability to the same
+/// word k of words[j] (pick_words of the group's quad j); ties go to the smaller entry. Returns the entry (0..31). A
+/// race rather than an inverse CDF, so that a token far below the others of its group keeps its probability to the same
 /// resolution as the group race (an inverse CDF in float loses shares below 2^-24).
 template <class Real>
 CORL_HD int pick_in_group(const Real (&z)[kRaceGroupSize], const Philox4x32 (&words)[kRaceGroupQuads]) {
@@ -200,7 +221,7 @@ CORL_HD int pick_in_group(const Real (&z)[kRaceGroupSize], const Philox4x32 (&wo
   return best;
 }
 
-/// Token index of entry e (0..15) of group G.
+/// Token index of entry e (0..31) of group G.
 CORL_HD std::uint64_t group_entry_token(std::uint64_t group, int entry) {
   return 4 * group_quad(group, entry / 4) + static_cast<std::uint64_t>(entry % 4);
 }

@@ -11,7 +11,7 @@
 // has. B is the larger of the state's own winner key and `known_key`, a key the caller learnt elsewhere (the GPU kernel
 // passes a key some group of the kept set certainly reaches; warps that share their best key after every group pass
 // the filter about 32 times less often than lanes alone, which is how the certified race uses its bound). Since S_G exp(-B) = (sum_{i in G} exp(z_i - m)) exp(m - B) and exp(z_i - m) is needed for the
-// sum anyway, a group costs its sixteen exps, a sum and one compare; a group that cannot win even with the smallest
+// sum anyway, a group costs its 32 exps, a sum and one compare; a group that cannot win even with the smallest
 // uniform does not ask for its word at all (the caller's word source may then skip a Philox call). The filter is
 // used only while c = exp(m - B) <= 2^40, so that an underflowing exp(z_i - m) cannot hide a group that could win;
 // above that (no B yet, or a new max far above B) every group with a nonzero partial mass gets its exact key (a group
@@ -39,7 +39,7 @@ CORL_HD float stream_exp(float x) {
 #if defined(__CUDA_ARCH__)
   // __expf's ex2.approx without its subnormal-result path (2 SASS instructions instead of 5 per call): a result
   // below 2^-126 becomes 0. Nothing here can notice: a sum holds exp(0) = 1, and a flushed group has
-  // S_G exp(m - B) <= 16 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
+  // S_G exp(m - B) <= 32 * 2^-126 * 2^40 (the filter's limit on c), far below the smallest uniform.
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
   return y;
@@ -48,20 +48,33 @@ CORL_HD float stream_exp(float x) {
 #endif
 }
 
-/// exp(z - m) as one FFMA and an ex2 on the device, ex2(z log2(e) - m log2(e)), with `shift` = stream_exp_shift(m)
-/// computed once for many z (stream_exp is a subtract, a multiply and the ex2). Its argument is rounded once, from
-/// z log2(e) exact and m log2(e) rounded: an error of at most (|m| + 87) 2^-24 relative in a term that is not flushed
-/// (z - m >= -87.4), where stream_exp's two roundings give (|z - m| + 87) 2^-24. m log2(e) must be finite: the caller
-/// keeps |m| <= kMaxShiftedExpMax and uses stream_exp beyond (m = -FLT_MAX, the clamp of a max of -inf, included).
-/// The host computes exp(z - m) (std::exp), as stream_exp does.
-inline constexpr float kMaxShiftedExpMax = 2.0e38f;  // * log2(e) = 2.9e38 < FLT_MAX
-CORL_HD float stream_exp_shift(float m) {
+/// exp(z - m) for many z and one m as one FFMA and an ex2 per z on the device: with -m log2(e) = hi + lo exactly
+/// (hi = its float rounding, lo = the rounding's error, by an FFMA),
+///     exp(z - m) = ex2(fma(z, log2 e, hi)) * ex2(lo),
+/// where the first factor is stream_exp_shifted(z, hi) and the second, `correction`, is taken once for all z (the
+/// caller multiplies the sum of the first factors by it). The FFMA rounds once, relative to its result |z - m| log2 e,
+/// so the error of a term is that of stream_exp (a subtract and a multiply, each rounded): it does not grow with |m|,
+/// which it would without the correction (2^-24 |m| log2 e: 6e-4 relative at |m| = 1e4). Needs |m| <= 2^20
+/// (kMaxShiftedExpMax: |lo| <= 2^-4, so neither ex2 leaves its range through lo); beyond, and for the clamp of a max of
+/// -inf, the caller uses stream_exp. On the host: exp(z - m) and a correction of 1.
+inline constexpr float kMaxShiftedExpMax = 1048576.0f;  // 2^20
+struct ExpShift {
+  float shift;       ///< hi: the device's rounding of -m log2(e); the host keeps m itself
+  float correction;  ///< ex2(lo) on the device, 1 on the host
+};
+CORL_HD ExpShift stream_exp_shift(float m) {
 #if defined(__CUDA_ARCH__)
-  return -m * 1.44269504088896341f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  const float hi = __fmul_rn(-m, kLog2e);
+  const float lo = fmaf(-m, kLog2e, -hi);  // exact: -m log2(e) - hi, the product's rounding error
+  float correction;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(correction) : "f"(lo));
+  return {hi, correction};
 #else
-  return m;  // the host keeps m itself
+  return {m, 1.0f};
 #endif
 }
+/// The first factor of exp(z - m) (stream_exp_shift): ex2(fma(z, log2 e, shift)) on the device, exp(z - m) on the host.
 CORL_HD float stream_exp_shifted(float z, float shift) {
 #if defined(__CUDA_ARCH__)
   float y;
@@ -173,8 +186,8 @@ CORL_HD void fold_race_quad(RaceState& st, float& c_bound, const float (&z)[4], 
 /// by an earlier pass): add_quad_mass then folds a group's mass at that one scale, four exps and adds per quad, with no
 /// max, rescale or argmax; the state's sum and argmax are not kept. close_race_group works on it unchanged: its filter
 /// tests S_G exp(-B) as c = exp(m - B) times the mass at scale m. A group whose every term underflows lies more than
-/// 87 nats below m (ex2.approx.ftz: a result below 2^-126 is 0), so its key is below m - 61 (sixteen terms, -log E_G <=
-/// 22.9), and the caller must pass a known key B >= m - 61 for its "cannot win" (the GPU sampler's fused kept race
+/// 87 nats below m (ex2.approx.ftz: a result below 2^-126 is 0), so its key is below m - 60 (32 terms, -log E_G <=
+/// 22.9), and the caller must pass a known key B >= m - 60 for its "cannot win" (the GPU sampler's fused kept race
 /// passes the kept key of the group holding m, which is at least m - log 22.9).
 CORL_HD RaceState fixed_scale_race_state(float m) {
   RaceState st = empty_race_state();
@@ -188,7 +201,7 @@ CORL_HD void add_quad_mass(RaceState& st, const float (&z)[4]) { st.group_sum +=
 
 /// Races the open group G (its quads all folded) and resets the open mass. `word_of(G)` returns group G's race word
 /// (race_word; it is asked only when the group may win). `exact_key(G, x)` returns group_race_key(z_G,
-/// race_exponential(x)) over the group's sixteen scores (the caller keeps or reloads them; the device reloads).
+/// race_exponential(x)) over the group's 32 scores (the caller keeps or reloads them; the device reloads).
 template <class WordOf, class ExactKey>
 CORL_HD void close_race_group(RaceState& st, float& c_bound, index_t group, WordOf word_of, ExactKey exact_key,
                               float known_key = -std::numeric_limits<float>::infinity()) {

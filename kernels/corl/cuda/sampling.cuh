@@ -6,8 +6,8 @@
 // Design: one thread block per row. Pass 1 reads the row once (cond and, under CFG, uncond) and computes, per thread
 // and then block-reduced, the running max m, the normaliser sum exp(z - m) (online rescaling, as in online softmax),
 // the argmax, and the winner of the group race (sampling_math.hpp): thread t folds the quads (runs of four logits)
-// t + 512 n with vector loads, and each four consecutive of them, n = 4i .. 4i + 3, form its race group G = t + 512 i
-// of sixteen logits; the group with the largest key log S_G - log E_G wins, S_G its mass. Pass 1 races the groups
+// t + 512 n with vector loads, and each eight consecutive of them, n = 8i .. 8i + 7, form its race group G = t + 512 i
+// of 32 logits; the group with the largest key log S_G - log E_G wins, S_G its mass. Pass 1 races the groups
 // with the certified race (corl/sampling/certified_race.hpp): a group's key is approximated from the mass the fold
 // already holds (no reload of its logits), groups that cannot beat B, the best key of the WARP so far less a slack
 // (the lanes share it with a shuffle after every group), are skipped without one (x_G >= S_G exp(-B), 1e-3 margin),
@@ -18,12 +18,13 @@
 // The loop loads the next round of quads before it folds the current one (two rounds, 64 bytes per thread, in
 // flight), or, with PathLimits::pass1_loads = kStaged (kernels without truncation), copies the round three ahead into
 // a ring in shared memory with cp.async (four rounds per thread, 64 KB per block, no registers held). Per logit
-// pass 1 is a multiply, a max, a subtract, a multiply, the online sum's exp (ex2.approx) and an add; per round one
-// branchless rescale; per group of sixteen a compare, and a quarter of a Philox call (RaceWordCache) when the group
-// can win with the smallest uniform.
+// pass 1 is a multiply (none at T = 1), a max, an FFMA (z log2 e less m log2 e, stream_exp_shifted), the online sum's
+// exp (ex2.approx) and an add; per round one branchless rescale and the shift's correction (an ex2 and a multiply);
+// per group of 32 a compare, and a quarter of a Philox call (RaceWordCache) when the group can win with the smallest
+// uniform. Sampling without truncation does not track the argmax (greedy rows and the truncated kernels do).
 // Unguided scores are not tested for NaN / +inf one by one: the merged state shows them (row_is_bad). Without
 // truncation (the common case: text at T = 1, images under CFG) that single read is all, plus one re-read of the
-// winning group's sixteen logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum).
+// winning group's 32 logits by one warp, a lane per logit, to draw the token inside it: logp = z - m - log(sum).
 // With truncation the thresholds are exact values of z found by an MSB-first radix selection on the ordered float bits
 // (11 + 11 + 10 bits, vector loads; the row is re-read, normally from L2: two reads per criterion when the first
 // digit's chosen bin holds at most 8192 entries of a row of at most 2^18, whose keys are then listed in shared memory
@@ -50,6 +51,8 @@
 // CFG 5 61.4 / 53.0 us (1.24x / 2.15x); top-k 50 0.142 ms, top-p 0.9 0.208 ms (PyTorch's sort-based top-p in the same
 // run 2.91 ms). The staged loads measured slower than the register loads in every case (fp32 43.5 against 35.3 us):
 // the kernel is bound by instruction issue (bf16: 4150 warp instructions per warp and row, IPC 2.9, DRAM 34%).
+// Session 17 (no device; not yet run): groups of 32 logits, no argmax without truncation, one FFMA per exp; its SASS
+// counts predict ~2650 instead of ~3550 instructions per bf16 warp and row in pass 1's loop (docs/kernels.md).
 // Sources: as corl/sampling/sampler.hpp; radix select: Alabi et al. 2012 ("Fast k-selection algorithms for GPUs").
 #pragma once
 
@@ -374,7 +377,7 @@ __device__ __forceinline__ void for_each_row_quad(const In* cond, const In* unco
   }
 }
 
-/// The sixteen scores of group `group` (quad j's at 4j .. 4j + 3), reloaded from the row; entries beyond the row and
+/// The 32 scores of group `group` (quad j's at 4j .. 4j + 3), reloaded from the row; entries beyond the row and
 /// entries below `threshold` (or NaN) are -inf.
 template <class In>
 __device__ __forceinline__ void group_scores(const In* cond, const In* uncond, index_t group, const Args& a,
@@ -757,14 +760,16 @@ struct RaceWordCache {
   std::uint32_t call = 0xffffffffu;  // no call yet (a real call index is < 2^29)
   Philox4x32 words;
 
-  /// Group G's race word (corl::sampling::race_word), from the kept call or a new one.
+  /// Group G's race word (corl::sampling::race_word), from the kept call or a new one. G < 2^31 (the launcher's rows
+  /// have fewer than 2^31 quads): the call and word index in 32 bits.
   __device__ __forceinline__ std::uint32_t word(const Args& a, std::uint32_t stream, index_t group) {
-    const std::uint32_t c = corl::sampling::race_call(static_cast<std::uint64_t>(group));
+    const auto g = static_cast<std::uint32_t>(group);
+    const std::uint32_t c = corl::sampling::race_call_u32(g);
     if (c != call) {
       words = random_words(a.seed, a.offset, stream, c);
       call = c;
     }
-    return corl::sampling::philox_word(words, corl::sampling::race_word_lane(static_cast<std::uint64_t>(group)));
+    return corl::sampling::philox_word(words, corl::sampling::race_word_lane_u32(g));
   }
 };
 
@@ -807,10 +812,10 @@ __device__ __forceinline__ void score_round(const Raw4<In> (&rc)[U], const Raw4<
 }
 
 /// The token drawn inside group `group` (its kept entries: z >= threshold) and its score, by the 32 lanes of one warp
-/// (all must call): lane e < 16 scores entry e and draws its key z - log(E') from word e % 4 of pick_words(quad e / 4),
-/// then the warp takes the largest key, ties to the smaller entry. That is pick_in_group's result (its loop runs the
-/// entries in order and keeps the first largest key), without its sixteen serial logs and four Philox calls on one
-/// thread while the block waits. Lane 0 gets the token and its score.
+/// (all must call): lane e scores entry e of the 32 and draws its key z - log(E') from word e % 4 of
+/// pick_words(quad e / 4), then the warp takes the largest key, ties to the smaller entry. That is pick_in_group's
+/// result (its loop runs the entries in order and keeps the first largest key), without its 32 serial logs and eight
+/// Philox calls on one thread while the block waits. Lane 0 gets the token and its score.
 template <class In>
 __device__ __forceinline__ void pick_token_warp(const In* cond, const In* uncond, index_t group, float threshold,
                                                 const Args& a, std::uint32_t stream, index_t* token, float* token_z) {
@@ -907,7 +912,7 @@ __device__ RowState exact_race_pass(const In* cond, const In* uncond, const Args
 /// Quads per round of pass 1 (one batch of loads, folded together): 32 bytes per thread for every input type, guided
 /// or not (2 x 16 B fp32, 4 x 8 B 16-bit; half as many quads under CFG, which reads two rows), held packed (8
 /// registers); with the next round's loads issued before a round is folded, 64 bytes (16 registers) are in flight. It
-/// divides the four quads of a race group, so a round closes a group only at its end.
+/// divides the eight quads of a race group, so a round closes a group only at its end.
 template <class In, bool kGuided>
 inline constexpr int kUnroll = (sizeof(In) == 4 ? 2 : 4) / (kGuided ? 2 : 1);
 
@@ -981,7 +986,7 @@ __global__ void __launch_bounds__(kBlock, 2)
   constexpr int U = kUnroll<In, kGuided>;
   static_assert(corl::sampling::kRaceGroupQuads % U == 0, "a round of loads must not straddle two race groups");
   const std::uint32_t lane = threadIdx.x % 32;
-  int n0 = 0;  // the round's first n (quad t + 512 n), modulo 4
+  int n0 = 0;  // the round's first n (quad t + 512 n), modulo kRaceGroupQuads
   // The warp's round starting at quad `base` (its lanes' quads base + lane + 512 j, j < U), loaded as one batch.
   auto load_round = [&](std::uint32_t base, Raw4<In>(&rc)[U], Raw4<In>(&ru)[kGuided ? U : 1]) {
     const std::uint32_t q0 = base + lane;
@@ -1042,19 +1047,20 @@ __global__ void __launch_bounds__(kBlock, 2)
       corl::sampling::fold_certified_round<U, false>(st, z, q0, static_cast<std::uint32_t>(kBlock));
     }
     // the round holds the group's last quad (closes_group, with the slot taken from the round counter, which is the
-    // same on every lane): slot 3, or the row ends before the lane's next quad
+    // same on every lane): slot kRaceGroupQuads - 1, or the row ends before the lane's next quad
     // The warp's best key changes only when some lane's best does (a group entered as its best), which most rounds
     // after the first few do not see: one vote then skips the reduction (the same known_key either way).
     bool improved = false;
-    if (!a.greedy && q0 < a.quads && (n0 + U == 4 || q0 + kBlock * U >= a.quads)) {
+    constexpr int kGroupQuads = corl::sampling::kRaceGroupQuads;
+    if (!a.greedy && q0 < a.quads && (n0 + U == kGroupQuads || q0 + kBlock * U >= a.quads)) {
       auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
-      const auto group = static_cast<index_t>(corl::sampling::race_group(q0));
+      const auto group = static_cast<index_t>(corl::sampling::race_group_u32(q0));
       const float before = lane_best_key(st);
       corl::sampling::close_certified_group(st, group, word_of, known_key);
       improved = lane_best_key(st) != before;
     }
-    if (!a.greedy && n0 + U == 4 && __any_sync(0xffffffffu, improved)) known_key = warp_best_key(st);
-    n0 = (n0 + U) & 3;
+    if (!a.greedy && n0 + U == kGroupQuads && __any_sync(0xffffffffu, improved)) known_key = warp_best_key(st);
+    n0 = (n0 + U) & (kGroupQuads - 1);
   };
   // Software pipelining. Registers (kStaged = false): the next round's loads are issued before this round is folded,
   // so that two rounds of loads (64 bytes per thread, 64 KB per SM) are in flight while a round is folded (the profile
