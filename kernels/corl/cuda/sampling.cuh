@@ -819,6 +819,7 @@ __device__ __forceinline__ void score_round(const Raw4<In> (&rc)[U], const Raw4<
 template <class In>
 __device__ __forceinline__ void pick_token_warp(const In* cond, const In* uncond, index_t group, float threshold,
                                                 const Args& a, std::uint32_t stream, index_t* token, float* token_z) {
+  static_assert(corl::sampling::kRaceGroupSize <= 32, "one lane of the warp per entry of the group");
   constexpr int kNone = corl::sampling::kRaceGroupSize;  // "no kept entry" (loses to every kept one)
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int e = lane % corl::sampling::kRaceGroupSize;
