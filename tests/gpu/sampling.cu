@@ -1,6 +1,7 @@
 // GPU sampler (corl/cuda/sampling.cuh) against the CPU reference (corl/sampling/sampler.hpp): same tokens for the same
 // (seed, offset, row) wherever the arithmetic allows, log-prob parity, determinism, failure codes, and a chi-square
 // test of the GPU's draws (20000 rows = 20000 independent draws) against the exact truncated distribution.
+#include "common/large_logit_rows.hpp"
 #include "device_array.cuh"
 #include "gpu_test_main.cuh"
 
@@ -453,31 +454,9 @@ TEST_CASE("pass 1 without the multiply at T = 1 gives the tokens and log-probs o
 // log2(e) of relative error in the sum (3e-3 at 5e4): logp against the double reference, at T = 1 and through the
 // truncated kernel.
 TEST_CASE("rows of large logits (beyond +-2^20 and up to FLT_MAX) give the CPU's tokens and exact log-probs") {
-  const index_t vocab = 9001, rows = 16;
-  const float big = 3.0e38f, flt_max = std::numeric_limits<float>::max();
-  const double offsets[] = {1.0e4, -4.7e4, 3.0e6, -2.5e6};
-  std::vector<float> v(static_cast<std::size_t>(rows * vocab));
-  std::vector<std::vector<index_t>> tied(static_cast<std::size_t>(rows));
-  corl::CounterRng rng(606, 1);
-  for (index_t r = 0; r < rows; ++r) {
-    auto at = [&](index_t i) -> float& { return v[static_cast<std::size_t>(r * vocab + i)]; };
-    const int kind = static_cast<int>(r % 8);
-    if (kind >= 4) {  // large logits of spread 3 around +-1e4 .. +-3e6
-      const double offset = offsets[kind - 4] + 123.0 * static_cast<double>(r);
-      for (index_t i = 0; i < vocab; ++i) at(i) = static_cast<float>(offset + 3.0 * rng.normal());
-      continue;
-    }
-    const bool high = kind % 2 == 0;
-    // high rows: 1e33 below the max everywhere (exp(-1e33) = 0), then 3 maxima; low rows: every entry -3e38 or -FLT_MAX
-    const float top = kind == 0 ? big : flt_max;
-    for (index_t i = 0; i < vocab; ++i) at(i) = high ? top - 1.0e33f : (kind == 1 ? -big : -flt_max);
-    if (high) {
-      for (const index_t i : {index_t{17} * (r + 1), vocab / 2 + r, vocab - 1 - r}) {
-        at(i) = top;
-        tied[static_cast<std::size_t>(r)].push_back(i);
-      }
-    }
-  }
+  const corl_test::LargeLogitRows rows_of = corl_test::large_logit_rows();
+  const index_t vocab = corl_test::LargeLogitRows::kVocab, rows = corl_test::LargeLogitRows::kRows;
+  const std::vector<float>& v = rows_of.values;
   SamplingParams plain, top_k;
   top_k.top_k = 2000;  // the three maxima (and, on the low rows, every entry: all tie at the 2000th value)
   for (const SamplingParams& p : {plain, top_k}) {
@@ -489,15 +468,15 @@ TEST_CASE("rows of large logits (beyond +-2^20 and up to FLT_MAX) give the CPU's
       REQUIRE(t >= 0);
       REQUIRE(t < vocab);
       const float logp = res.logps[static_cast<std::size_t>(r)];
-      const std::vector<float> row(v.begin() + r * vocab, v.begin() + (r + 1) * vocab);
+      const std::vector<float> row = rows_of.row(r);
       const auto cpu = corl::sampling::sample_row<float, float>(row, {}, p, RngKey{31, 4}, static_cast<std::uint32_t>(r));
       CHECK(cpu.token == t);
-      if (r % 8 >= 4) {
+      if (corl_test::LargeLogitRows::spread(r)) {
         const double exact = corl::sampling::sampling_logprob<double, float>(row, {}, t, p);
         CHECK(std::abs(static_cast<double>(logp) - exact) <= 1e-4 + 1e-5 * std::abs(exact));
         continue;
       }
-      const auto& ties = tied[static_cast<std::size_t>(r)];
+      const auto& ties = rows_of.maxima[static_cast<std::size_t>(r)];
       const double count = ties.empty() ? static_cast<double>(vocab) : 3.0;
       if (!ties.empty()) CHECK(std::find(ties.begin(), ties.end(), t) != ties.end());
       CHECK(std::abs(static_cast<double>(logp) + std::log(count)) <= 1e-5);

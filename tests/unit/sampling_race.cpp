@@ -4,6 +4,8 @@
 // because its filter only skips groups that certainly lose.
 #include <doctest/doctest.h>
 
+#include "common/large_logit_rows.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -599,7 +601,7 @@ KernelLoop kernel_pass1_rounds(const std::vector<float>& z, const Stream& rs, Se
         }
         corl::sampling::fold_certified_round<U>(states[t], zz, q0, kBlock);
         if (!rs.greedy && q0 < quads32 && (n0 + U == corl::sampling::kRaceGroupQuads || q0 + kBlock * U >= quads32)) {
-          const auto group = static_cast<index_t>(corl::sampling::race_group_u32(q0));
+          const auto group = static_cast<index_t>(corl::sampling::race_group(q0));
           std::vector<index_t> expected;
           for (int slot = 0; slot < corl::sampling::kRaceGroupQuads; ++slot) {
             const auto gq = static_cast<index_t>(corl::sampling::group_quad(static_cast<std::uint64_t>(group), slot));
@@ -771,30 +773,16 @@ TEST_CASE("the kernel's own loops (rounds of 1, 2, 4 quads, closing test, shuffl
   CHECK(reraced > 100);
 }
 
-// The rows of the GPU test "rows of large logits ..." (tests/gpu/sampling.cu), through the kernel's transcription: the
-// certificate's slack grows with |key| (2.9e32 at 3e38), so near-ties at large magnitudes are settled by the best two
-// or the exact race, whose filter must not be fooled by exp(m - B) = inf times an underflowed mass (0 * inf). Every
-// row, every round width and every settling path must give the reference's token, and the fold the exact normaliser.
+// The rows of the GPU test "rows of large logits ..." (tests/common/large_logit_rows.hpp), through the kernel's
+// transcription: the certificate's slack grows with |key| (2.9e32 at 3e38), so near-ties at large magnitudes are
+// settled by the best two or the exact race, whose filter must not be fooled by exp(m - B) = inf times an underflowed
+// mass (0 * inf). Every row, every round width and every settling path must give the reference's token, and the fold
+// the exact normaliser.
 TEST_CASE("the kernel's loops give the reference's tokens on rows of logits up to FLT_MAX in magnitude") {
-  const index_t vocab = 9001, rows = 16;
-  const float big = 3.0e38f, flt_max = std::numeric_limits<float>::max();
-  const double offsets[] = {1.0e4, -4.7e4, 3.0e6, -2.5e6};
-  corl::CounterRng rng(606, 1);
+  const corl_test::LargeLogitRows rows_of = corl_test::large_logit_rows();
   int checked = 0, uncertified = 0;
-  for (index_t r = 0; r < rows; ++r) {
-    std::vector<float> z(static_cast<std::size_t>(vocab));
-    const int kind = static_cast<int>(r % 8);
-    if (kind >= 4) {
-      const double offset = offsets[kind - 4] + 123.0 * static_cast<double>(r);
-      for (float& v : z) v = static_cast<float>(offset + 3.0 * rng.normal());
-    } else {
-      const bool high = kind % 2 == 0;
-      const float top = kind == 0 ? big : flt_max;
-      for (float& v : z) v = high ? top - 1.0e33f : (kind == 1 ? -big : -flt_max);
-      if (high)
-        for (const index_t i : {index_t{17} * (r + 1), vocab / 2 + r, vocab - 1 - r})
-          z[static_cast<std::size_t>(i)] = top;
-    }
+  for (index_t r = 0; r < corl_test::LargeLogitRows::kRows; ++r) {
+    const std::vector<float> z = rows_of.row(r);
     const corl::sampling::RngKey key{31, 4};
     const auto row = static_cast<std::uint32_t>(r);
     const Stream rs{key.seed, key.offset, row, false};

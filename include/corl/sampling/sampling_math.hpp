@@ -38,6 +38,7 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <limits>
 
@@ -92,12 +93,12 @@ inline constexpr int kRaceGroupSize = 4 * kRaceGroupQuads;          ///< logits 
 inline constexpr int kRaceWordsPerCall = 4;                         ///< groups whose race words one Philox call gives
 static_assert((kRaceGroupQuads & (kRaceGroupQuads - 1)) == 0, "the kernel takes a quad's slot with a mask");
 
+// race_group, race_call and race_word_lane compute in the unsigned type they are given: 64 bits on the host, 32 in
+// the GPU kernel's loop (its quads and groups are < 2^31; a 64-bit division there costs a call).
+
 /// The group of quad q: q % 512 + 512 * (q / 4096).
-CORL_HD std::uint64_t race_group(std::uint64_t quad) {
-  return quad % kRaceQuadInterleave + kRaceQuadInterleave * (quad / (kRaceGroupQuads * kRaceQuadInterleave));
-}
-/// race_group in 32 bits (the GPU kernel's quads are < 2^31).
-CORL_HD std::uint32_t race_group_u32(std::uint32_t quad) {
+template <std::unsigned_integral U>
+CORL_HD U race_group(U quad) {
   return quad % kRaceQuadInterleave + kRaceQuadInterleave * (quad / (kRaceGroupQuads * kRaceQuadInterleave));
 }
 
@@ -124,20 +125,15 @@ CORL_HD std::uint64_t race_groups(std::uint64_t quads) {
 }
 
 /// The Philox call index (counter word 3) of group G's race word: G % 512 + 512 * (G / 2048); G < 2^31.
-CORL_HD std::uint32_t race_call(std::uint64_t group) {
+template <std::unsigned_integral U>
+CORL_HD std::uint32_t race_call(U group) {
   return static_cast<std::uint32_t>(group % kRaceQuadInterleave +
                                     kRaceQuadInterleave * (group / (kRaceWordsPerCall * kRaceQuadInterleave)));
 }
-/// race_call in 32 bits (the GPU kernel's groups are < 2^31).
-CORL_HD std::uint32_t race_call_u32(std::uint32_t group) {
-  return group % kRaceQuadInterleave + kRaceQuadInterleave * (group / (kRaceWordsPerCall * kRaceQuadInterleave));
-}
 
 /// Which of the call's four words is group G's: (G / 512) % 4.
-CORL_HD int race_word_lane(std::uint64_t group) {
-  return static_cast<int>((group / kRaceQuadInterleave) % kRaceWordsPerCall);
-}
-CORL_HD int race_word_lane_u32(std::uint32_t group) {
+template <std::unsigned_integral U>
+CORL_HD int race_word_lane(U group) {
   return static_cast<int>((group / kRaceQuadInterleave) % kRaceWordsPerCall);
 }
 

@@ -764,12 +764,12 @@ struct RaceWordCache {
   /// have fewer than 2^31 quads): the call and word index in 32 bits.
   __device__ __forceinline__ std::uint32_t word(const Args& a, std::uint32_t stream, index_t group) {
     const auto g = static_cast<std::uint32_t>(group);
-    const std::uint32_t c = corl::sampling::race_call_u32(g);
+    const std::uint32_t c = corl::sampling::race_call(g);
     if (c != call) {
       words = random_words(a.seed, a.offset, stream, c);
       call = c;
     }
-    return corl::sampling::philox_word(words, corl::sampling::race_word_lane_u32(g));
+    return corl::sampling::philox_word(words, corl::sampling::race_word_lane(g));
   }
 };
 
@@ -1055,7 +1055,7 @@ __global__ void __launch_bounds__(kBlock, 2)
     constexpr int kGroupQuads = corl::sampling::kRaceGroupQuads;
     if (!a.greedy && q0 < a.quads && (n0 + U == kGroupQuads || q0 + kBlock * U >= a.quads)) {
       auto word_of = [&](index_t group) { return cache.word(a, stream, group); };
-      const auto group = static_cast<index_t>(corl::sampling::race_group_u32(q0));
+      const auto group = static_cast<index_t>(corl::sampling::race_group(q0));
       const float before = lane_best_key(st);
       corl::sampling::close_certified_group(st, group, word_of, known_key);
       improved = lane_best_key(st) != before;
